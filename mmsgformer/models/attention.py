@@ -1,0 +1,378 @@
+"""The attention mechanisms of SG-Former, one small piece per idea of the paper.
+
+* :class:`HybridScaleAttention` - half of the heads attend globally to keys reduced by a strided
+  convolution, half attend locally inside 7x7 windows; the attention each key receives, averaged
+  over heads and queries, is the block's *significance map*.
+* :class:`TokenReallocation` - sorts tokens by significance and merges them into keys: few tokens
+  per key where the image is significant, many where it is not.
+* :class:`SignificanceGuidedAttention` - every head attends to the reallocated keys.
+* :class:`GlobalAttention` - plain multi-head attention (last stage).
+
+All four share the locally-enhanced positional encoding (LePE, a depth-wise 3x3 convolution of a
+linear projection of the input) that is added to the attention output before ``proj``.
+
+Tensors are ``(B, N, C)`` token sequences in row-major order of an ``(H, W)`` map. Size handling
+for inputs that windows or key reduction do not divide lives in :func:`pad_map` and the two
+places that call it; no other code depends on the input size.
+
+Each module keeps the projections that read the same input fused into one ``in_proj`` linear
+layer (the official implementation has up to four separate ones); ``convert_official_state_dict``
+in :mod:`mmsgformer.models.checkpoint` maps the official weights onto this layout.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+LOCAL_WINDOW = 7
+"""Side of the windows of the local half of hybrid-scale attention."""
+
+
+@dataclass(frozen=True)
+class ReallocationSpec:
+    """How significance-guided attention turns ``N`` tokens into keys.
+
+    The tokens sorted by ascending significance are cut into ``parts`` equal parts (``N // parts``
+    tokens each, the last group taking the remainder); group ``g`` takes ``part_counts[g]`` parts
+    and merges every ``merge_sizes[g]`` consecutive tokens into one key with a learned weighted
+    sum.
+
+    Args:
+        parts: Number of equal parts the sorted sequence is cut into.
+        part_counts: Parts per group, least significant group first.
+        merge_sizes: Tokens merged into one key, per group.
+    """
+
+    parts: int
+    part_counts: Tuple[int, ...]
+    merge_sizes: Tuple[int, ...]
+
+    def group_sizes(self, num_tokens: int) -> Tuple[int, ...]:
+        """Number of tokens in each group for a sequence of ``num_tokens``."""
+        part = num_tokens // self.parts
+        sizes = [part * count for count in self.part_counts[:-1]]
+        return tuple(sizes) + (num_tokens - sum(sizes),)
+
+
+# The official architectures' reallocation, keyed by the stage's key-reduction ratio. At 224x224
+# (stage maps 56, 28, 14) every group divides exactly: 4+28+28 keys in stage 1, 4+28+28 in stage 2
+# and 49+98 in stage 3.
+REALLOCATION_SPECS = {
+    8: ReallocationSpec(parts=4, part_counts=(1, 2, 1), merge_sizes=(196, 56, 28)),
+    4: ReallocationSpec(parts=4, part_counts=(1, 2, 1), merge_sizes=(49, 14, 7)),
+    2: ReallocationSpec(parts=2, part_counts=(1, 1), merge_sizes=(2, 1)),
+}
+
+
+def pad_map(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Zero-pads a ``(B, H, W, ...)`` map at the bottom and right to multiples of ``multiple``."""
+    pad_h = -x.shape[1] % multiple
+    pad_w = -x.shape[2] % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    trailing = (0, 0) * (x.dim() - 3)
+    return F.pad(x, trailing + (0, pad_w, 0, pad_h))
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+              key_mask: Optional[torch.Tensor] = None,
+              query_weights: Optional[torch.Tensor] = None,
+              need_key_significance: bool = False
+              ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Multi-head scaled dot-product attention, optionally with each key's significance.
+
+    Without ``need_key_significance`` this is :func:`F.scaled_dot_product_attention`. With it,
+    the attention weights are formed once (softmax in float32, also under autocast) and reduced
+    to the attention each key receives, averaged over heads and (weighted) queries.
+
+    Args:
+        q: Queries ``(..., heads, Lq, d)``.
+        k: Keys ``(..., heads, Lk, d)``.
+        v: Values ``(..., heads, Lk, d)``.
+        scale: Factor applied to ``q @ k^T``.
+        key_mask: Optional boolean ``(..., 1, 1, Lk)``; False keys get no attention.
+        query_weights: Optional ``(..., Lq)`` weights of the queries in the significance
+            average (default: uniform).
+        need_key_significance: Whether to return the significance of each key.
+
+    Returns:
+        The attention output ``(..., heads, Lq, d)`` and, if asked, ``(..., Lk)`` significance.
+    """
+    if not need_key_significance:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, scale=scale), None
+    logits = torch.matmul(q, k.transpose(-2, -1)).float() * scale
+    if key_mask is not None:
+        logits = logits.masked_fill(~key_mask, float('-inf'))
+    weights = logits.softmax(dim=-1)
+    out = torch.matmul(weights.to(v.dtype), v)
+    with torch.no_grad():
+        per_key = weights.mean(dim=-3)  # (..., Lq, Lk), mean over heads
+        if query_weights is None:
+            significance = per_key.mean(dim=-2)
+        else:
+            significance = torch.matmul(query_weights.float().unsqueeze(-2), per_key).squeeze(-2)
+    return out, significance
+
+
+class LocallyEnhancedPositionalEncoding(nn.Module):
+    """LePE: a depth-wise 3x3 convolution over the map of already projected tokens.
+
+    Args:
+        dims: Channels.
+    """
+
+    def __init__(self, dims: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(dims, dims, 3, padding=1, groups=dims)
+
+    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
+        return map_to_tokens(self.conv(tokens_to_map(x, hw_shape)))
+
+
+def tokens_to_map(x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
+    """``(B, H*W, C)`` tokens as an NCHW map (a channels-last view, no copy)."""
+    return x.unflatten(1, hw_shape).permute(0, 3, 1, 2)
+
+
+def map_to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """NCHW map as ``(B, H*W, C)`` tokens (free for channels-last maps)."""
+    return x.permute(0, 2, 3, 1).flatten(1, 2)
+
+
+class _AttentionBase(nn.Module):
+    """Shared parts: the fused input projection, LePE and the output projection.
+
+    Args:
+        dims: Channels.
+        num_heads: Attention heads.
+        in_proj_dims: Output channels of the fused input projection, LePE's included.
+        proj_drop: Dropout rate after ``proj``.
+    """
+
+    def __init__(self, dims: int, num_heads: int, in_proj_dims: int, proj_drop: float = 0.) -> None:
+        super().__init__()
+        if dims % num_heads:
+            raise ValueError(f'embed_dims {dims} must be divisible by num_heads {num_heads}')
+        self.dims = dims
+        self.num_heads = num_heads
+        self.head_dims = dims // num_heads
+        self.scale = self.head_dims ** -0.5
+        self.in_proj = nn.Linear(dims, in_proj_dims)
+        self.lepe = LocallyEnhancedPositionalEncoding(dims)
+        self.proj = nn.Linear(dims, dims)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def split_heads(self, x: torch.Tensor, num_heads: int) -> torch.Tensor:
+        """``(B, L, heads * d)`` -> ``(B, heads, L, d)``."""
+        return x.unflatten(-1, (num_heads, self.head_dims)).transpose(1, 2)
+
+    def output(self, x: torch.Tensor, lepe_input: torch.Tensor,
+               hw_shape: Tuple[int, int]) -> torch.Tensor:
+        """``proj(attention output + LePE)``."""
+        return self.proj_drop(self.proj(x + self.lepe(lepe_input, hw_shape)))
+
+
+class HybridScaleAttention(_AttentionBase):
+    """Hybrid-scale attention: global heads on reduced keys, local heads in 7x7 windows.
+
+    Also returns the significance map: for every token, the attention it receives as a local
+    key (averaged over the heads and real queries of its window) plus the attention its reduced
+    global key receives (averaged over heads and all queries).
+
+    Any size: the global half zero-pads the map to a multiple of ``sr_ratio`` before the
+    reduction (each reduced key covers at least one real token); the local half pads to multiples
+    of 7 and masks the padded keys, and its significance averages over real queries only.
+    Padded positions are cropped away. At multiples of 224 no padding happens.
+
+    Args:
+        dims: Channels.
+        num_heads: Heads; the first half is global, the second local. Must be even.
+        sr_ratio: Key-reduction ratio (kernel and stride of the reduction convolution).
+        proj_drop: Dropout rate after ``proj``.
+    """
+
+    def __init__(self, dims: int, num_heads: int, sr_ratio: int, proj_drop: float = 0.) -> None:
+        if num_heads % 2:
+            raise ValueError(f'hybrid-scale attention splits heads in two halves; num_heads '
+                             f'must be even, got {num_heads}')
+        # in_proj: [global q | local q | local k | local v | LePE input]
+        super().__init__(dims, num_heads, in_proj_dims=3 * dims, proj_drop=proj_drop)
+        self.sr_ratio = sr_ratio
+        self.sr = nn.Conv2d(dims, dims, sr_ratio, stride=sr_ratio)
+        self.sr_norm = nn.LayerNorm(dims)
+        self.sr_act = nn.GELU()
+        self.global_kv = nn.Linear(dims, dims)
+
+    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int],
+                significance: Optional[torch.Tensor] = None
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Returns the attended tokens ``(B, N, C)`` and a new significance map ``(B, H, W)``.
+
+        An incoming ``significance`` (of an earlier block) is not used.
+        """
+        half = self.dims // 2
+        q_global, qkv_local, lepe_input = self.in_proj(x).split([half, 3 * half, self.dims], -1)
+        out_global, sig_global = self._global(x, q_global, hw_shape)
+        out_local, sig_local = self._local(qkv_local, hw_shape)
+        out = self.output(torch.cat([out_global, out_local], dim=-1), lepe_input, hw_shape)
+        return out, sig_global + sig_local
+
+    def _global(self, x: torch.Tensor, q: torch.Tensor, hw_shape: Tuple[int, int]
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+        height, width = hw_shape
+        heads = self.num_heads // 2
+        reduced = self.sr(pad_map(x.unflatten(1, hw_shape), self.sr_ratio).permute(0, 3, 1, 2))
+        reduced_hw = reduced.shape[-2:]
+        kv = self.global_kv(self.sr_act(self.sr_norm(map_to_tokens(reduced))))
+        k, v = self.split_heads(kv, 2 * heads).chunk(2, dim=1)
+        out, significance = attention(self.split_heads(q, heads), k, v, self.scale,
+                                      need_key_significance=True)
+        significance = significance.unflatten(-1, reduced_hw)
+        significance = significance.repeat_interleave(self.sr_ratio, dim=1)
+        significance = significance.repeat_interleave(self.sr_ratio, dim=2)
+        return out.transpose(1, 2).flatten(2), significance[:, :height, :width]
+
+    def _local(self, qkv: torch.Tensor, hw_shape: Tuple[int, int]
+               ) -> Tuple[torch.Tensor, torch.Tensor]:
+        batch = qkv.shape[0]
+        height, width = hw_shape
+        heads, w = self.num_heads // 2, LOCAL_WINDOW
+        padded = pad_map(qkv.unflatten(1, hw_shape), w)
+        rows, cols = padded.shape[1] // w, padded.shape[2] // w
+        # (B, rows, w, cols, w, 3, heads, d) -> (3, B, rows * cols, heads, w * w, d)
+        windows = padded.reshape(batch, rows, w, cols, w, 3, heads, self.head_dims)
+        windows = windows.permute(5, 0, 1, 3, 6, 2, 4, 7).reshape(
+            3, batch, rows * cols, heads, w * w, self.head_dims)
+        key_mask, query_weights = self._window_validity(rows, cols, hw_shape, qkv.device)
+        out, significance = attention(windows[0], windows[1], windows[2], self.scale,
+                                      key_mask=key_mask, query_weights=query_weights,
+                                      need_key_significance=True)
+        # (B, rows * cols, heads, w * w, d) -> (B, rows * w, cols * w, heads * d)
+        out = out.reshape(batch, rows, cols, heads, w, w, self.head_dims)
+        out = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(batch, rows * w, cols * w, -1)
+        significance = significance.reshape(batch, rows, cols, w, w).transpose(2, 3)
+        significance = significance.reshape(batch, rows * w, cols * w)
+        return (out[:, :height, :width].flatten(1, 2),
+                significance[:, :height, :width])
+
+    @staticmethod
+    def _window_validity(rows: int, cols: int, hw_shape: Tuple[int, int], device: torch.device
+                         ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """Key mask and query weights of padded windows; ``(None, None)`` without padding.
+
+        Returns a boolean key mask ``(rows * cols, 1, 1, w * w)`` (broadcast over the batch) and
+        weights ``(rows * cols, w * w)`` that average over each window's real tokens.
+        """
+        w = LOCAL_WINDOW
+        if rows * w == hw_shape[0] and cols * w == hw_shape[1]:
+            return None, None
+        valid_rows = torch.arange(rows * w, device=device) < hw_shape[0]
+        valid_cols = torch.arange(cols * w, device=device) < hw_shape[1]
+        valid = valid_rows[:, None] & valid_cols[None, :]
+        valid = valid.reshape(rows, w, cols, w).transpose(1, 2).reshape(rows * cols, w * w)
+        weights = valid.float() / valid.sum(-1, keepdim=True)
+        return valid[:, None, None, :], weights
+
+
+class TokenReallocation(nn.Module):
+    """Merges tokens into keys by significance (the paper's evolving token reallocation).
+
+    Tokens are sorted by ascending significance and split into groups (see
+    :class:`ReallocationSpec`); every ``k`` consecutive tokens of a group become one key through a
+    learned weighted sum (``nn.Linear(k, 1)`` over the token axis, shared by all channels), so
+    significant regions keep fine keys and the rest is summarised coarsely. When a group's size
+    is not a multiple of ``k`` (inputs that are not multiples of 224) it is zero-padded at its
+    least significant end.
+
+    Args:
+        spec: The grouping.
+    """
+
+    def __init__(self, spec: ReallocationSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.merges = nn.ModuleList(nn.Linear(size, 1) for size in spec.merge_sizes)
+
+    def forward(self, x: torch.Tensor, significance: torch.Tensor) -> torch.Tensor:
+        """Maps tokens ``(B, N, C)`` and significance ``(B, N)`` to keys ``(B, M, C)``."""
+        order = torch.sort(significance, dim=1).indices  # the official call, ties included
+        ordered = x.gather(1, order.unsqueeze(-1).expand_as(x))
+        keys = []
+        for tokens, merge in zip(ordered.split(self.spec.group_sizes(x.shape[1]), dim=1),
+                                 self.merges):
+            if tokens.shape[1] == 0:
+                continue
+            size = merge.in_features
+            if tokens.shape[1] % size:
+                tokens = F.pad(tokens, (0, 0, -tokens.shape[1] % size, 0))
+            tokens = tokens.unflatten(1, (-1, size))  # (B, M_g, size, C)
+            merged = torch.matmul(merge.weight.to(tokens.dtype), tokens).squeeze(2)
+            keys.append(merged + merge.bias.to(tokens.dtype))
+        return torch.cat(keys, dim=1)
+
+    def allocation(self, significance: torch.Tensor) -> torch.Tensor:
+        """How many tokens share each token's key: ``(B, N)`` merge sizes (for visualisation)."""
+        order = torch.sort(significance, dim=1).indices
+        sizes = [torch.full((n,), merge.in_features, device=significance.device)
+                 for n, merge in zip(self.spec.group_sizes(significance.shape[1]), self.merges)]
+        allocation = torch.empty_like(order)
+        return allocation.scatter_(1, order, torch.cat(sizes).expand_as(order))
+
+
+class SignificanceGuidedAttention(_AttentionBase):
+    """Attention of every head to keys reallocated by the previous block's significance map.
+
+    Args:
+        dims: Channels.
+        num_heads: Heads.
+        sr_ratio: The stage's key-reduction ratio, which selects the reallocation.
+        proj_drop: Dropout rate after ``proj``.
+    """
+
+    def __init__(self, dims: int, num_heads: int, sr_ratio: int, proj_drop: float = 0.) -> None:
+        if sr_ratio not in REALLOCATION_SPECS:
+            raise ValueError(f'significance-guided attention is defined for sr_ratios '
+                             f'{sorted(REALLOCATION_SPECS)}, got {sr_ratio}')
+        # in_proj: [q | LePE input]
+        super().__init__(dims, num_heads, in_proj_dims=2 * dims, proj_drop=proj_drop)
+        self.reallocation = TokenReallocation(REALLOCATION_SPECS[sr_ratio])
+        self.kv = nn.Linear(dims, 2 * dims)
+
+    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int],
+                significance: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, None]:
+        """Attends to keys reallocated by ``significance`` ``(B, H, W)``; consumes the map."""
+        if significance is None:
+            raise ValueError('significance-guided attention needs the significance map of a '
+                             'preceding hybrid-scale block')
+        q, lepe_input = self.in_proj(x).chunk(2, dim=-1)
+        keys = self.reallocation(x, significance.flatten(1))
+        k, v = self.split_heads(self.kv(keys), 2 * self.num_heads).chunk(2, dim=1)
+        out, _ = attention(self.split_heads(q, self.num_heads), k, v, self.scale)
+        return self.output(out.transpose(1, 2).flatten(2), lepe_input, hw_shape), None
+
+
+class GlobalAttention(_AttentionBase):
+    """Plain multi-head self-attention over all tokens (stages with ``sr_ratio == 1``).
+
+    Args:
+        dims: Channels.
+        num_heads: Heads.
+        proj_drop: Dropout rate after ``proj``.
+    """
+
+    def __init__(self, dims: int, num_heads: int, proj_drop: float = 0.) -> None:
+        # in_proj: [q | k | v | LePE input]
+        super().__init__(dims, num_heads, in_proj_dims=4 * dims, proj_drop=proj_drop)
+
+    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int],
+                significance: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, None]:
+        """Self-attention of all tokens; a ``significance`` map passing by is not used."""
+        qkv, lepe_input = self.in_proj(x).split([3 * self.dims, self.dims], dim=-1)
+        q, k, v = self.split_heads(qkv, 3 * self.num_heads).chunk(3, dim=1)
+        out, _ = attention(q, k, v, self.scale)
+        return self.output(out.transpose(1, 2).flatten(2), lepe_input, hw_shape), None

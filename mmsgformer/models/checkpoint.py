@@ -1,0 +1,235 @@
+"""Weights for :class:`~mmsgformer.models.SGFormer`: the official layout and careful loading.
+
+The official release stores separate projections (``attn.q1``, ``attn.q2``, ``attn.kv2``,
+``attn.lepe_linear``, ...) that our modules fuse; :func:`convert_official_state_dict` maps one
+layout onto the other exactly. :func:`load_pretrained` is what ``init_cfg=dict(type='Pretrained')``
+runs: it reads the file safely, finds the backbone's weights in whatever checkpoint it is given,
+resizes the position embedding and refuses, naming keys and shapes, anything that does not fit.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.logging import MMLogger
+
+from ..utils.checkpoint import extract_state_dict, load_checkpoint_file
+
+StateDict = Dict[str, torch.Tensor]
+
+_RENAMES = [
+    (r'^patch_embed1\.conv\.(\d)\.c\.', lambda m: f'stages.0.downsample.conv{int(m[1]) // 2 + 1}.conv.'),
+    (r'^patch_embed1\.conv\.(\d)\.bn\.', lambda m: f'stages.0.downsample.conv{int(m[1]) // 2 + 1}.norm.'),
+    (r'^patch_embed1\.norm\.', lambda m: 'stages.0.downsample.norm.'),
+    (r'^patch_embed(\d)\.conv(\d)\.c\.', lambda m: f'stages.{int(m[1]) - 1}.downsample.conv{m[2]}.conv.'),
+    (r'^patch_embed(\d)\.conv(\d)\.bn\.', lambda m: f'stages.{int(m[1]) - 1}.downsample.conv{m[2]}.norm.'),
+    (r'^norm(\d)\.', lambda m: f'stages.{int(m[1]) - 1}.norm.'),
+    (r'^block(\d)\.(\d+)\.mlp\.dwconv\.dwconv\.', lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.mlp.dwconv.'),
+    (r'^block(\d)\.(\d+)\.(norm1|norm2|mlp\.fc1|mlp\.fc2)\.',
+     lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.{m[3]}.'),
+    (r'^block(\d)\.(\d+)\.attn\.sr\.', lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.attn.sr.'),
+    (r'^block(\d)\.(\d+)\.attn\.norm\.', lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.attn.sr_norm.'),
+    (r'^block(\d)\.(\d+)\.attn\.lepe_conv\.', lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.attn.lepe.conv.'),
+    (r'^block(\d)\.(\d+)\.attn\.proj\.', lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.attn.proj.'),
+    (r'^block(\d)\.(\d+)\.attn\.f(\d)\.',
+     lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.attn.reallocation.merges.{int(m[3]) - 1}.'),
+]
+_FUSED_ATTN_KEY = re.compile(r'^block(\d)\.(\d+)\.attn\.(q|q1|q2|kv|kv1|kv2|lepe_linear)\.(weight|bias)$')
+
+OFFICIAL_PREFIXES = ('patch_embed1.', 'block1.', 'norm1.')
+
+
+def is_official_layout(keys: Iterable[str]) -> bool:
+    """Whether state-dict keys are in the official SG-Former layout."""
+    return any(k.startswith(OFFICIAL_PREFIXES) for k in keys)
+
+
+def _fuse_attention(name: str, parts: Dict[str, torch.Tensor]) -> StateDict:
+    """Fused projections of one official attention (``parts``: e.g. ``{'q1.weight': ...}``)."""
+    def get(key: str) -> torch.Tensor:
+        if key not in parts:
+            raise KeyError(f'official checkpoint lacks {name}.{key} (needed with '
+                           f'{sorted(parts)}); the file is incomplete')
+        return parts[key]
+
+    fused = {}
+    for kind in ('weight', 'bias'):
+        if f'q1.{kind}' in parts:  # hybrid-scale: global kv stays separate
+            fused[f'in_proj.{kind}'] = torch.cat(
+                [get(f'q1.{kind}'), get(f'q2.{kind}'), get(f'kv2.{kind}'), get(f'lepe_linear.{kind}')])
+            fused[f'global_kv.{kind}'] = get(f'kv1.{kind}')
+        elif f'kv1.{kind}' in parts:  # significance-guided: k of both halves, then v
+            k1, v1 = get(f'kv1.{kind}').chunk(2)
+            k2, v2 = get(f'kv2.{kind}').chunk(2)
+            fused[f'in_proj.{kind}'] = torch.cat([get(f'q.{kind}'), get(f'lepe_linear.{kind}')])
+            fused[f'kv.{kind}'] = torch.cat([k1, k2, v1, v2])
+        else:  # global attention
+            fused[f'in_proj.{kind}'] = torch.cat(
+                [get(f'q.{kind}'), get(f'kv.{kind}'), get(f'lepe_linear.{kind}')])
+    return {f'{name}.{k}': v for k, v in fused.items()}
+
+
+def convert_official_state_dict(state_dict: StateDict) -> Tuple[StateDict, StateDict]:
+    """Maps an official SG-Former state dict onto :class:`SGFormer`'s layout.
+
+    Returns:
+        The backbone's state dict and the keys that are not the backbone's (e.g. ``head.*``),
+        unchanged.
+    """
+    converted: StateDict = {}
+    others: StateDict = {}
+    attention_parts: Dict[str, Dict[str, torch.Tensor]] = {}
+    for key, value in state_dict.items():
+        if key == 'pos_embed':
+            converted[key] = value
+            continue
+        fused = _FUSED_ATTN_KEY.match(key)
+        if fused:
+            name = f'stages.{int(fused[1]) - 1}.blocks.{fused[2]}.attn'
+            attention_parts.setdefault(name, {})[f'{fused[3]}.{fused[4]}'] = value
+            continue
+        for pattern, replace in _RENAMES:
+            match = re.match(pattern, key)
+            if match:
+                converted[replace(match) + key[match.end():]] = value
+                break
+        else:
+            others[key] = value
+    for name, parts in attention_parts.items():
+        converted.update(_fuse_attention(name, parts))
+    return converted, others
+
+
+def resize_pos_embed(pos_embed: torch.Tensor, num_tokens: int) -> torch.Tensor:
+    """Bicubically resizes a square-grid position embedding ``(1, L, C)`` to ``num_tokens``."""
+    src, dst = math.isqrt(pos_embed.shape[1]), math.isqrt(num_tokens)
+    if src * src != pos_embed.shape[1] or dst * dst != num_tokens:
+        raise ValueError(f'pos_embed with {pos_embed.shape[1]} tokens cannot be resized to '
+                         f'{num_tokens}: both must be square grids')
+    grid = pos_embed.reshape(1, src, src, -1).permute(0, 3, 1, 2).float()
+    grid = F.interpolate(grid, size=(dst, dst), mode='bicubic', align_corners=False)
+    return grid.permute(0, 2, 3, 1).reshape(1, num_tokens, -1).to(pos_embed.dtype)
+
+
+def adapt_state_dict(state_dict: StateDict, model: nn.Module,
+                     logger: Optional[MMLogger] = None) -> Tuple[StateDict, StateDict]:
+    """Official-layout conversion and position-embedding resizing, as needed.
+
+    Returns the backbone state dict and keys that are not the backbone's.
+    """
+    others: StateDict = {}
+    if is_official_layout(state_dict):
+        state_dict, others = convert_official_state_dict(state_dict)
+    target = model.pos_embed
+    pos = state_dict.get('pos_embed')
+    if pos is not None and pos.dim() == 3 and pos.shape[2] == target.shape[2] \
+            and pos.shape[1] != target.shape[1]:
+        state_dict['pos_embed'] = resize_pos_embed(pos, target.shape[1])
+        if logger is not None:
+            logger.info(f'resized pos_embed from {tuple(pos.shape)} to {tuple(target.shape)}')
+    return state_dict, others
+
+
+def _split_backbone(state_dict: StateDict, prefix: Optional[str]) -> Tuple[StateDict, StateDict]:
+    """Keys under ``prefix`` (or ``backbone.`` if present) with it stripped, and the rest."""
+    if prefix is None:
+        prefix = 'backbone.' if any(k.startswith('backbone.') for k in state_dict) else ''
+    if not prefix:
+        return dict(state_dict), {}
+    inside = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    outside = {k: v for k, v in state_dict.items() if not k.startswith(prefix)}
+    return inside, outside
+
+
+def _summarise(keys: Iterable[str], limit: int = 12) -> str:
+    keys = sorted(keys)
+    head = ', '.join(keys[:limit])
+    return head + (f', ... ({len(keys)} in all)' if len(keys) > limit else '')
+
+
+def load_pretrained(model: nn.Module, filename: str, prefix: Optional[str] = None,
+                    strict: bool = True, map_location: str = 'cpu') -> None:
+    """Loads backbone weights from any supported checkpoint into ``model``.
+
+    Accepted: official SG-Former releases (timm checkpoints with ``state_dict`` and possibly
+    ``state_dict_ema``/``args``/``optimizer``, or plain state dicts, ``module.`` prefixes
+    allowed), files of ``tools/model_converters/sgformer2mm.py``, and MMEngine checkpoints of our
+    classifiers, detectors and segmentors (their ``backbone.*`` keys).
+
+    Args:
+        model: The SGFormer backbone.
+        filename: Checkpoint path.
+        prefix: Take only keys under this prefix (stripped). Default: ``backbone.`` when present.
+        strict: Refuse missing or unexpected backbone keys (default). With ``False`` they are
+            listed as warnings and the rest is loaded. Shape mismatches are always refused.
+        map_location: Passed to ``torch.load``.
+
+    Raises:
+        FileNotFoundError, UnsafeCheckpointError, CorruptCheckpointError: see
+            :func:`mmsgformer.utils.checkpoint.load_checkpoint_file`.
+        RuntimeError: The weights do not fit the model; the message names keys and shapes.
+    """
+    logger = MMLogger.get_current_instance()
+    raw = extract_state_dict(load_checkpoint_file(filename, map_location), filename)
+    state_dict, others = _split_backbone(raw, prefix)
+    state_dict, not_backbone = adapt_state_dict(state_dict, model, logger)
+    others.update(not_backbone)
+
+    expected = model.state_dict()
+    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}'
+                  for k, v in state_dict.items() if k in expected and v.shape != expected[k].shape]
+    matched = [k for k, v in state_dict.items() if k in expected and v.shape == expected[k].shape]
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    where = f'checkpoint {filename!r}'
+    if len(matched) < len(expected) // 2:
+        raise RuntimeError(
+            f'{where} does not hold weights for this SGFormer: only {len(matched)} of '
+            f'{len(expected)} backbone tensors match by name and shape. Is it a checkpoint of '
+            f'another model or architecture? Missing e.g.: {_summarise(missing, 5)}; '
+            f'mismatched: {_summarise(mismatched, 5) or "none"}; checkpoint keys e.g.: '
+            f'{_summarise(raw, 5)}')
+    if mismatched:
+        raise RuntimeError(f'{where} does not fit this SGFormer (another arch?); shapes differ '
+                           f'for {len(mismatched)} tensors: {_summarise(mismatched, 8)}')
+    if strict and (missing or unexpected):
+        raise RuntimeError(
+            f'{where} does not match this SGFormer exactly: missing {_summarise(missing) or "none"}'
+            f'; unexpected {_summarise(unexpected) or "none"}. If that is intended (e.g. a model '
+            f'with fewer blocks), load with init_cfg=dict(type="Pretrained", checkpoint=..., '
+            f'strict=False) to load the matching {len(matched)} tensors.')
+    model.load_state_dict({k: state_dict[k] for k in matched}, strict=False)
+    logger.info(f'SGFormer: loaded {len(matched)} tensors from {filename}')
+    if missing:
+        logger.warning(f'SGFormer: {len(missing)} tensors not in the checkpoint keep their '
+                       f'initialisation: {_summarise(missing)}')
+    if unexpected:
+        logger.warning(f'SGFormer: {len(unexpected)} backbone tensors of the checkpoint were not '
+                       f'used: {_summarise(unexpected)}')
+    if others:
+        groups = Counter(k.split('.')[0] for k in others)
+        logger.info('SGFormer: the checkpoint also holds weights that are not the backbone\'s '
+                    '(not loaded here): ' + ', '.join(f'{g}.* ({n})' for g, n in sorted(groups.items())))
+
+
+def load_state_dict_pre_hook(module: nn.Module, state_dict: StateDict, prefix: str,
+                             *args, **kwargs) -> None:
+    """``load_state_dict`` pre-hook: converts official keys under ``prefix`` and resizes pos_embed.
+
+    Lets whole-model checkpoints (e.g. a detector fine-tuned at another resolution) load through
+    MMEngine's ordinary ``load_checkpoint``.
+    """
+    own = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    if not own:
+        return
+    adapted, others = adapt_state_dict(dict(own), module)
+    if adapted.keys() == own.keys() and all(adapted[k] is own[k] for k in own):
+        return
+    for key in own:
+        del state_dict[prefix + key]
+    state_dict.update({prefix + k: v for k, v in {**adapted, **others}.items()})

@@ -1,0 +1,483 @@
+"""SG-Former backbone (Ren et al., "SG-Former: Self-guided Transformer with Evolving Token
+Reallocation", ICCV 2023) for OpenMMLab detection, segmentation and classification.
+
+Layout: a convolutional stem (stride 4) and three convolutional patch-merging layers (stride 2)
+start the four stages. In stages whose key-reduction ratio is above 1, blocks alternate between
+hybrid-scale attention (even blocks; they compute a significance map) and significance-guided
+attention (odd blocks; they reallocate keys by that map). The last stage uses global attention.
+Every block is ``x + attn(norm1(x))`` then ``x + mlp(norm2(x))`` with a depth-wise convolution in
+the MLP; each stage ends with a LayerNorm whose output is the stage's feature map.
+
+Any input size: the convolutions give stage sizes ``ceil(ceil(H / 2) / 2)`` then halve with ceil;
+the position embedding (trained at ``pretrain_img_size / 4`` squared) is resized bicubically to
+the stage-1 map; attention pads internally where windows and key reduction need it and crops
+back (see :mod:`mmsgformer.models.attention`). At multiples of 224 the computation is exactly the
+official one.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmengine.model import BaseModule
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..registry import MMENGINE_MODELS, MODELS
+from .checkpoint import load_pretrained, load_state_dict_pre_hook
+from .attention import (REALLOCATION_SPECS, GlobalAttention, HybridScaleAttention,
+                        SignificanceGuidedAttention, map_to_tokens, tokens_to_map)
+
+MIN_INPUT_SIZE = 32
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops the whole residual branch of a sample with probability ``rate``.
+
+    Args:
+        rate: Drop probability during training.
+    """
+
+    def __init__(self, rate: float) -> None:
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.rate == 0:
+            return x
+        keep = 1 - self.rate
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+
+class ConvNorm(nn.Sequential):
+    """Bias-free convolution followed by ``GroupNorm(1, C)`` (the official ``Conv2d_BN``).
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: Kernel size; padding keeps the size for stride 1.
+        stride: Stride.
+        groups: Convolution groups.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1,
+                 stride: int = 1, groups: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride,
+                              kernel_size // 2, groups=groups, bias=False)
+        self.norm = nn.GroupNorm(1, out_channels)
+
+
+class ConvStem(nn.Module):
+    """Stride-4 stem: three 3x3 ConvNorms (strides 2, 1, 2) with GELUs, then a LayerNorm.
+
+    Args:
+        in_channels: Image channels.
+        dims: Output channels.
+    """
+
+    def __init__(self, in_channels: int, dims: int) -> None:
+        super().__init__()
+        self.conv1 = ConvNorm(in_channels, dims, 3, stride=2)
+        self.conv2 = ConvNorm(dims, dims, 3)
+        self.conv3 = ConvNorm(dims, dims, 3, stride=2)
+        self.act = nn.GELU()
+        self.norm = nn.LayerNorm(dims)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        x = self.conv3(self.act(self.conv2(self.act(self.conv1(x)))))
+        return self.norm(map_to_tokens(x)), tuple(x.shape[-2:])
+
+
+class PatchMerging(nn.Module):
+    """Stride-2 downsampling: 1x1 ConvNorm, depth-wise 3x3 stride-2 ConvNorm, 1x1 ConvNorm.
+
+    Args:
+        in_channels: Input channels.
+        dims: Output channels.
+    """
+
+    def __init__(self, in_channels: int, dims: int) -> None:
+        super().__init__()
+        self.conv1 = ConvNorm(in_channels, dims)
+        self.conv2 = ConvNorm(dims, dims, 3, stride=2, groups=dims)
+        self.conv3 = ConvNorm(dims, dims)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        x = self.conv3(self.act(self.conv2(self.act(self.conv1(x)))))
+        return map_to_tokens(x), tuple(x.shape[-2:])
+
+
+class ConvMlp(nn.Module):
+    """MLP with a depth-wise 3x3 convolution: ``fc2(gelu(h + dwconv(h)))``, ``h = fc1(x)``.
+
+    Args:
+        dims: Input and output channels.
+        hidden_dims: Hidden channels.
+        drop: Dropout rate after the activation and after ``fc2``.
+    """
+
+    def __init__(self, dims: int, hidden_dims: int, drop: float = 0.) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dims, hidden_dims)
+        self.dwconv = nn.Conv2d(hidden_dims, hidden_dims, 3, padding=1, groups=hidden_dims)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dims, dims)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
+        x = self.fc1(x)
+        x = self.act(x + map_to_tokens(self.dwconv(tokens_to_map(x, hw_shape))))
+        return self.drop(self.fc2(self.drop(x)))
+
+
+class SGFormerBlock(nn.Module):
+    """Transformer block around one of SG-Former's attentions.
+
+    Args:
+        attn: The attention module (its forward takes and returns a significance map).
+        dims: Channels.
+        mlp_ratio: Hidden/input channel ratio of the MLP.
+        drop_path: Stochastic depth rate.
+        drop: Dropout rate in the MLP.
+        norm_eps: LayerNorm epsilon.
+    """
+
+    def __init__(self, attn: nn.Module, dims: int, mlp_ratio: float, drop_path: float = 0.,
+                 drop: float = 0., norm_eps: float = 1e-6) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dims, eps=norm_eps)
+        self.attn = attn
+        self.norm2 = nn.LayerNorm(dims, eps=norm_eps)
+        self.mlp = ConvMlp(dims, int(dims * mlp_ratio), drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int],
+                significance: Optional[torch.Tensor] = None
+                ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        y, significance = self.attn(self.norm1(x), hw_shape, significance)
+        x = x + self.drop_path(y)
+        x = x + self.drop_path(self.mlp(self.norm2(x), hw_shape))
+        return x, significance
+
+
+class SGFormerStage(nn.Module):
+    """A downsampling layer, the stage's blocks and its output LayerNorm.
+
+    Args:
+        downsample: Stem or patch merging; returns tokens and their map size.
+        blocks: The blocks in order.
+        dims: Channels.
+        norm_eps: Epsilon of the output LayerNorm.
+    """
+
+    def __init__(self, downsample: nn.Module, blocks: List[SGFormerBlock], dims: int,
+                 norm_eps: float = 1e-6) -> None:
+        super().__init__()
+        self.downsample = downsample
+        self.blocks = nn.ModuleList(blocks)
+        self.norm = nn.LayerNorm(dims, eps=norm_eps)
+
+
+def sincos_pos_embed(dims: int, grid: int) -> torch.Tensor:
+    """Fixed 2D sine-cosine position embedding ``(grid * grid, dims)`` (MAE's, the official init).
+
+    Half of the channels encode the column, half the row; each half is [sin | cos] of the
+    position times ``1 / 10000^(2i / (dims / 2))``.
+    """
+    if dims % 4:
+        raise ValueError(f'sin-cos position embedding needs dims divisible by 4, got {dims}')
+    freqs = 1. / 10000 ** (np.arange(dims // 4, dtype=np.float64) / (dims / 4.))
+    rows, cols = np.meshgrid(np.arange(grid, dtype=np.float64), np.arange(grid, dtype=np.float64),
+                             indexing='ij')
+    parts = []
+    for coord in (cols, rows):
+        angles = np.outer(coord.reshape(-1), freqs)
+        parts += [np.sin(angles), np.cos(angles)]
+    return torch.from_numpy(np.concatenate(parts, axis=1)).float()
+
+
+@MODELS.register_module()
+class SGFormer(BaseModule):
+    """SG-Former backbone.
+
+    Args:
+        arch: ``'s'``, ``'m'``, ``'b'`` (the released models) or a dict with ``embed_dims``,
+            ``num_heads``, ``depths`` and ``mlp_ratios`` (four values each) and optionally
+            ``sr_ratios`` (default ``[8, 4, 2, 1]``; values in {1, 2, 4, 8}; stages with a ratio
+            above 1 need an even number of heads).
+        in_channels: Image channels.
+        out_indices: Stages whose normed feature maps are returned (0-3).
+        drop_rate: Dropout rate in the MLPs and after attention projections.
+        drop_path_rate: Stochastic depth rate, increasing linearly over all blocks.
+        pretrain_img_size: Input size the position embedding was trained at (224: 56x56 grid).
+        frozen_stages: ``-1`` freezes nothing; ``0`` freezes the stem and position embedding;
+            ``k >= 1`` additionally freezes stages ``0..k-1`` (their downsampling, blocks and
+            output norms), which are then kept in eval mode.
+        norm_eval: Keep normalisation layers in eval mode during training. SG-Former has only
+            LayerNorm and GroupNorm, which keep no running statistics, so this changes nothing
+            numerically; it is accepted so that configs written for other backbones work.
+        with_cp: Gradient checkpointing of every block (saves memory, costs a recomputation).
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads an official SG-Former
+            release, a file of ``tools/model_converters/sgformer2mm.py`` or a checkpoint of one of
+            our classifiers, detectors or segmentors (``prefix`` optional, ``strict`` default
+            True; see :func:`mmsgformer.models.checkpoint.load_pretrained`). Other init configs
+            are passed to MMEngine; ``None`` gives the official initialisation.
+    """
+
+    arch_zoo: Dict[str, Dict[str, List[int]]] = {
+        's': dict(embed_dims=[64, 128, 256, 512], num_heads=[2, 4, 8, 16],
+                  depths=[2, 4, 16, 1], mlp_ratios=[4, 4, 4, 4], sr_ratios=[8, 4, 2, 1]),
+        'm': dict(embed_dims=[64, 128, 256, 512], num_heads=[2, 4, 8, 16],
+                  depths=[2, 6, 28, 2], mlp_ratios=[4, 4, 4, 4], sr_ratios=[8, 4, 2, 1]),
+        'b': dict(embed_dims=[96, 192, 384, 768], num_heads=[4, 6, 12, 24],
+                  depths=[4, 6, 24, 2], mlp_ratios=[4, 4, 4, 4], sr_ratios=[8, 4, 2, 1]),
+    }
+    num_stages = 4
+
+    def __init__(self,
+                 arch: Union[str, dict] = 's',
+                 in_channels: int = 3,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 drop_rate: float = 0.,
+                 drop_path_rate: float = 0.1,
+                 pretrain_img_size: int = 224,
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.arch = self._parse_arch(arch)
+        self.embed_dims = list(self.arch['embed_dims'])
+        self.in_channels = in_channels
+        self.out_indices = self._parse_out_indices(out_indices)
+        if not -1 <= frozen_stages <= self.num_stages:
+            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], '
+                             f'got {frozen_stages}')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.pretrain_grid = pretrain_img_size // 4
+
+        depths = self.arch['depths']
+        drop_path_rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.stages = nn.ModuleList()
+        for i in range(self.num_stages):
+            dims = self.embed_dims[i]
+            downsample = (ConvStem(in_channels, dims) if i == 0
+                          else PatchMerging(self.embed_dims[i - 1], dims))
+            rates = drop_path_rates[sum(depths[:i]):sum(depths[:i + 1])]
+            blocks = [SGFormerBlock(self._build_attention(i, j, drop_rate), dims,
+                                    self.arch['mlp_ratios'][i], rate, drop_rate)
+                      for j, rate in enumerate(rates)]
+            self.stages.append(SGFormerStage(downsample, blocks, dims))
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.pretrain_grid ** 2, self.embed_dims[0]))
+        self._init_from_scratch()
+        self._freeze_stages()
+        self._register_load_state_dict_pre_hook(load_state_dict_pre_hook, with_module=True)
+
+    # ------------------------------------------------------------------ construction
+    def _parse_arch(self, arch: Union[str, dict]) -> Dict[str, List[int]]:
+        if isinstance(arch, str):
+            key = arch.lower()
+            if key not in self.arch_zoo:
+                raise ValueError(f'SGFormer arch {arch!r} does not exist; choose one of '
+                                 f'{sorted(self.arch_zoo)} or pass a dict with embed_dims, '
+                                 f'num_heads, depths and mlp_ratios')
+            return {k: list(v) for k, v in self.arch_zoo[key].items()}
+        if not isinstance(arch, dict):
+            raise TypeError(f'arch must be a name or a dict, got {type(arch).__name__}')
+        required = {'embed_dims', 'num_heads', 'depths', 'mlp_ratios'}
+        unknown = set(arch) - required - {'sr_ratios'}
+        if not required <= set(arch) or unknown:
+            raise ValueError(f'a custom SGFormer arch needs exactly the keys {sorted(required)} '
+                             f'(and optionally sr_ratios); missing {sorted(required - set(arch))}, '
+                             f'unknown {sorted(unknown)}')
+        parsed = {k: list(v) for k, v in arch.items()}
+        parsed.setdefault('sr_ratios', [8, 4, 2, 1])
+        for key, values in parsed.items():
+            if len(values) != self.num_stages:
+                raise ValueError(f'arch[{key!r}] needs {self.num_stages} values, got {values}')
+        for i, sr in enumerate(parsed['sr_ratios']):
+            if sr != 1 and sr not in REALLOCATION_SPECS:
+                raise ValueError(f'sr_ratios[{i}] = {sr}: SG-Former defines token reallocation '
+                                 f'for ratios {sorted(REALLOCATION_SPECS)} (or 1 for global '
+                                 f'attention)')
+        return parsed
+
+    def _parse_out_indices(self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        indices = tuple(i + self.num_stages if i < 0 else i for i in out_indices)
+        if not indices or any(not 0 <= i < self.num_stages for i in indices):
+            raise ValueError(f'out_indices must be stage indices in [0, {self.num_stages}), '
+                             f'got {out_indices}')
+        return indices
+
+    def _build_attention(self, stage: int, block: int, drop: float) -> nn.Module:
+        dims, heads = self.embed_dims[stage], self.arch['num_heads'][stage]
+        sr = self.arch['sr_ratios'][stage]
+        if sr == 1:
+            return GlobalAttention(dims, heads, drop)
+        if block % 2 == 0:
+            return HybridScaleAttention(dims, heads, sr, drop)
+        return SignificanceGuidedAttention(dims, heads, sr, drop)
+
+    def _init_from_scratch(self) -> None:
+        """The official initialisation: truncated-normal linears, He-normal (fan-out) convs."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Conv2d):
+                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+                nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.LayerNorm, nn.GroupNorm)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        with torch.no_grad():
+            self.pos_embed.copy_(sincos_pos_embed(self.embed_dims[0], self.pretrain_grid)[None])
+
+    def init_weights(self) -> None:
+        """Loads ``init_cfg``'s checkpoint, or applies the official initialisation."""
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            unknown = set(cfg) - {'type', 'checkpoint', 'prefix', 'strict', 'map_location'}
+            if unknown:
+                raise ValueError(f'unknown keys in SGFormer init_cfg: {sorted(unknown)}')
+            if not cfg.get('checkpoint'):
+                raise ValueError("init_cfg type='Pretrained' needs checkpoint=PATH")
+            load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
+                            strict=cfg.get('strict', True))
+            self._is_init = True
+        elif cfg is None:
+            self._init_from_scratch()
+        else:
+            super().init_weights()
+        self._freeze_stages()
+
+    # ------------------------------------------------------------------ train/freeze
+    def _frozen_modules(self) -> List[nn.Module]:
+        if self.frozen_stages < 0:
+            return []
+        frozen: List[nn.Module] = [self.stages[0].downsample]
+        frozen += list(self.stages[:self.frozen_stages])
+        return frozen
+
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages >= 0:
+            self.pos_embed.requires_grad_(False)
+        for module in self._frozen_modules():
+            module.eval()
+            module.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> 'SGFormer':
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, (_BatchNorm, nn.LayerNorm, nn.GroupNorm)):
+                    m.eval()
+        return self
+
+    # ------------------------------------------------------------------ forward
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f'SGFormer expects a tensor of images (B, C, H, W), got '
+                            f'{type(x).__name__}')
+        if x.dim() != 4:
+            raise ValueError(f'SGFormer expects images as a 4D tensor (B, C, H, W), got shape '
+                             f'{tuple(x.shape)}; add a batch dimension with x[None]')
+        if x.shape[0] == 0:
+            raise ValueError('SGFormer got an empty batch (B = 0); pass at least one image')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f'SGFormer was built with in_channels={self.in_channels} but got '
+                             f'{x.shape[1]} channels (shape {tuple(x.shape)}); convert the images '
+                             f'or build the backbone with in_channels={x.shape[1]}')
+        if not x.is_floating_point():
+            raise TypeError(f'SGFormer expects floating-point images, got {x.dtype}; convert '
+                            f'with x.float() and normalise (a data preprocessor does this)')
+        if min(x.shape[-2:]) < MIN_INPUT_SIZE:
+            raise ValueError(f'SGFormer needs inputs of at least {MIN_INPUT_SIZE}x'
+                             f'{MIN_INPUT_SIZE} (its last stage has stride 32), got '
+                             f'{x.shape[-2]}x{x.shape[-1]}; resize or pad the images')
+        if not torch.compiler.is_compiling() and not torch.isfinite(x).all():
+            raise ValueError('SGFormer input contains NaN or infinite values; check the data '
+                             'pipeline and normalisation')
+
+    def resized_pos_embed(self, hw_shape: Tuple[int, int]) -> torch.Tensor:
+        """The position embedding ``(1, H*W, C)`` for a stage-1 map of ``hw_shape``."""
+        grid = (self.pretrain_grid, self.pretrain_grid)
+        if tuple(hw_shape) == grid:
+            return self.pos_embed
+        pos = self.pos_embed.reshape(1, *grid, -1).permute(0, 3, 1, 2)
+        pos = F.interpolate(pos.float(), size=hw_shape, mode='bicubic', align_corners=False)
+        return map_to_tokens(pos).to(self.pos_embed.dtype)
+
+    def _run_block(self, block: SGFormerBlock, x: torch.Tensor, hw_shape: Tuple[int, int],
+                   significance: Optional[torch.Tensor]
+                   ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        if self.with_cp and self.training and x.requires_grad:
+            return cp.checkpoint(block, x, hw_shape, significance, use_reentrant=False)
+        return block(x, hw_shape, significance)
+
+    def _forward(self, x: torch.Tensor, records: Optional[list] = None
+                 ) -> Tuple[torch.Tensor, ...]:
+        self._check_input(x)
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x, hw_shape = stage.downsample(x)
+            if i == 0:
+                x = x + self.resized_pos_embed(hw_shape)
+            significance = None
+            for j, block in enumerate(stage.blocks):
+                if records is not None and significance is not None:
+                    self._record(records, i, j - 1, block.attn, significance)
+                x, significance = self._run_block(block, x, hw_shape, significance)
+            if records is not None and significance is not None:
+                self._record(records, i, len(stage.blocks) - 1, None, significance)
+            x = tokens_to_map(stage.norm(x), hw_shape)
+            if i in self.out_indices:
+                outs.append(x.contiguous())
+        return tuple(outs)
+
+    @staticmethod
+    def _record(records: list, stage: int, block: int, next_attn: Optional[nn.Module],
+                significance: torch.Tensor) -> None:
+        record = dict(stage=stage, block=block, significance=significance.detach())
+        if isinstance(next_attn, SignificanceGuidedAttention):
+            allocation = next_attn.reallocation.allocation(significance.flatten(1))
+            record['allocation'] = allocation.view_as(significance)
+        records.append(record)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Feature maps ``(B, C_i, H_i, W_i)`` of the stages in ``out_indices``."""
+        return self._forward(x)
+
+    def forward_with_significance(self, x: torch.Tensor
+                                  ) -> Tuple[Tuple[torch.Tensor, ...], List[dict]]:
+        """Like :meth:`forward`, also returning every hybrid-scale block's significance map.
+
+        Returns:
+            The feature maps and one dict per hybrid-scale block with ``stage``, ``block``,
+            ``significance`` ``(B, H_i, W_i)`` (at the stage's resolution: the mean attention each
+            token receives as a local key plus that of its reduced global key; per 7x7 window
+            the local part sums to 1) and, when a significance-guided block follows,
+            ``allocation`` ``(B, H_i, W_i)``: how many tokens were merged with each token into one
+            key of that block.
+        """
+        records: List[dict] = []
+        return self._forward(x, records), records
+
+
+# Plain ``type='SGFormer'`` resolves from every scope (see mmsgformer.registry).
+MMENGINE_MODELS.register_module(module=SGFormer)

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Creates (or reuses) the project's virtual environment with the pinned OpenMMLab stack.
+#
+# Idempotent: a stamp keyed by this script and requirements.txt makes a re-run a no-op.
+# The slow part, compiling mmcv's ops (~10 min on 2 cores), is cached as a wheel outside the
+# clone in $MMSGFORMER_CACHE (default ~/.cache/mmsgformer), keyed by mmcv, torch and Python
+# versions, so fresh clones (CI) reuse it.
+#
+# Environment variables:
+#   MMSGFORMER_VENV   where the virtual environment lives (default: <repo>/.venv)
+#   MMSGFORMER_CACHE  where the compiled mmcv wheel is cached (default: ~/.cache/mmsgformer)
+#   PYTHON            interpreter used to create the venv (default: python3.11 or python3)
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${MMSGFORMER_VENV:-$REPO/.venv}
+CACHE=${MMSGFORMER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmsgformer}
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
+
+TORCH_VERSION=2.14.1
+TORCHVISION_VERSION=0.29.1
+MMCV_VERSION=2.1.0
+
+stamp_key=$(cat "$0" "$REPO/requirements.txt" "$REPO/pyproject.toml" | sha256sum | cut -c1-16)
+STAMP=$VENV/.mmsgformer-setup-$stamp_key
+
+log() { echo "[setup_env] $*" >&2; }
+
+if [ -f "$STAMP" ] && "$VENV/bin/python" -c "import mmsgformer, mmdet, mmseg, mmpretrain" 2>/dev/null; then
+    exit 0
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    log "creating virtual environment at $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+
+log "installing build tools and torch $TORCH_VERSION / torchvision $TORCHVISION_VERSION"
+"${PIP[@]}" install -q --upgrade "pip<26.2"
+# setuptools<81: mmcv's build and mmengine at run time import pkg_resources. It is repeated in
+# every install below because torch's own requirements would otherwise upgrade it.
+"${PIP[@]}" install -q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" "setuptools<81" wheel ninja
+
+has_mmcv_ops() {
+    "$VENV/bin/python" -c "from mmcv.ops import nms, RoIAlign" 2>/dev/null
+}
+
+if ! has_mmcv_ops; then
+    py_tag=$("$VENV/bin/python" -c "import sys; print(f'cp{sys.version_info[0]}{sys.version_info[1]}')")
+    wheel_dir=$CACHE/wheels/mmcv-$MMCV_VERSION-torch$TORCH_VERSION-$py_tag-$(uname -m)
+    if ! ls "$wheel_dir"/mmcv-*.whl >/dev/null 2>&1; then
+        log "building mmcv $MMCV_VERSION with ops against torch $TORCH_VERSION (about 10 minutes on 2 cores)"
+        build_dir=$(mktemp -d)
+        trap 'rm -rf "$build_dir"' EXIT
+        # torch>=2.14 headers need C++20 while mmcv 2.1.0's setup.py forces -std=c++17.
+        cat > "$build_dir/cxx" <<'WRAP'
+#!/usr/bin/env bash
+args=()
+for a in "$@"; do [ "$a" = "-std=c++17" ] && a="-std=c++20"; args+=("$a"); done
+exec g++ "${args[@]}"
+WRAP
+        chmod +x "$build_dir/cxx"
+        PATH="$VENV/bin:$PATH" CXX="$build_dir/cxx" MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} \
+            "${PIP[@]}" wheel --no-build-isolation --no-deps -w "$build_dir/out" "mmcv==$MMCV_VERSION"
+        mkdir -p "$wheel_dir"
+        mv "$build_dir"/out/mmcv-*.whl "$wheel_dir/"
+    fi
+    log "installing mmcv from $wheel_dir"
+    "${PIP[@]}" install -q --no-deps --force-reinstall "$wheel_dir"/mmcv-*.whl
+    if ! has_mmcv_ops; then
+        log "ERROR: mmcv was installed without its compiled ops (from mmcv.ops import nms, RoIAlign failed)."
+        log "Delete $wheel_dir and re-run; torch must be importable while mmcv builds."
+        exit 1
+    fi
+fi
+
+log "installing requirements.txt and mmsgformer (editable)"
+"${PIP[@]}" install -q "mmcv==$MMCV_VERSION" "setuptools<81" -r "$REPO/requirements.txt"
+"${PIP[@]}" install -q --no-deps --no-build-isolation -e "$REPO"
+has_mmcv_ops || { log "ERROR: mmcv ops missing after installing requirements"; exit 1; }
+
+rm -f "$VENV"/.mmsgformer-setup-*
+touch "$STAMP"
+log "environment ready: $VENV"

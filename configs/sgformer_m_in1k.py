@@ -1,0 +1,8 @@
+# SG-Former-M on ImageNet-1k (paper: top-1 84.1).
+# Evaluate converted official weights:
+#   python tools/test.py configs/sgformer_m_in1k.py checkpoints/sgformer_m_in1k_converted.pth
+_base_ = './_base_/sgformer_in1k.py'
+
+model = dict(
+    backbone=dict(arch='m', drop_path_rate=0.2),
+    head=dict(in_channels=512))

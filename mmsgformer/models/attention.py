@@ -79,6 +79,51 @@ def pad_map(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(x, trailing + (0, pad_w, 0, pad_h))
 
 
+SIGNIFICANCE_CHUNK_ELEMENTS = 1 << 22
+"""Attention weights formed at once (per query chunk) when computing key significance."""
+
+
+@torch.no_grad()
+def key_significance(q: torch.Tensor, k: torch.Tensor, scale: float,
+                     key_mask: Optional[torch.Tensor] = None,
+                     query_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The attention each key receives, averaged over heads and (weighted) queries.
+
+    This is the significance statistic of hybrid-scale attention. It is accumulated over chunks
+    of queries, so the full ``Lq x Lk`` attention matrix never exists, and it is computed in
+    float32 with autocast disabled (safe under fp16/bf16 training). No gradient flows through it
+    (the official model detaches it as well).
+
+    Args:
+        q: Queries ``(..., heads, Lq, d)``.
+        k: Keys ``(..., heads, Lk, d)``.
+        scale: Factor applied to ``q @ k^T``.
+        key_mask: Optional boolean, broadcastable to ``(..., 1, 1, Lk)``; False keys get none.
+        query_weights: Optional ``(..., Lq)`` weights of the queries (default: the mean).
+
+    Returns:
+        ``(..., Lk)`` significance.
+    """
+    with torch.autocast(q.device.type, enabled=False):
+        q, keys_t = q.float(), k.float().transpose(-2, -1)
+        num_queries = q.shape[-2]
+        chunk = max(1, SIGNIFICANCE_CHUNK_ELEMENTS // max(1, q.numel() // q.shape[-1] // num_queries
+                                                          * k.shape[-2]))
+        total = None
+        for start in range(0, num_queries, chunk):
+            logits = torch.matmul(q[..., start:start + chunk, :], keys_t) * scale
+            if key_mask is not None:
+                logits = logits.masked_fill(~key_mask, float('-inf'))
+            per_query = logits.softmax(dim=-1).mean(dim=-3)  # (..., chunk, Lk), mean over heads
+            if query_weights is None:
+                part = per_query.sum(dim=-2)
+            else:
+                weights = query_weights[..., start:start + chunk].float().unsqueeze(-2)
+                part = torch.matmul(weights, per_query).squeeze(-2)
+            total = part if total is None else total + part
+        return total / num_queries if query_weights is None else total
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
               key_mask: Optional[torch.Tensor] = None,
               query_weights: Optional[torch.Tensor] = None,
@@ -86,37 +131,27 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
               ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Multi-head scaled dot-product attention, optionally with each key's significance.
 
-    Without ``need_key_significance`` this is :func:`F.scaled_dot_product_attention`. With it,
-    the attention weights are formed once (softmax in float32, also under autocast) and reduced
-    to the attention each key receives, averaged over heads and (weighted) queries.
+    The output comes from :func:`F.scaled_dot_product_attention` (fused kernels, no stored
+    attention matrix in training); the significance, if asked for, from :func:`key_significance`.
 
     Args:
         q: Queries ``(..., heads, Lq, d)``.
         k: Keys ``(..., heads, Lk, d)``.
         v: Values ``(..., heads, Lk, d)``.
         scale: Factor applied to ``q @ k^T``.
-        key_mask: Optional boolean ``(..., 1, 1, Lk)``; False keys get no attention.
+        key_mask: Optional boolean, broadcastable to ``(..., 1, 1, Lk)``; False keys get no
+            attention.
         query_weights: Optional ``(..., Lq)`` weights of the queries in the significance
             average (default: uniform).
         need_key_significance: Whether to return the significance of each key.
 
     Returns:
-        The attention output ``(..., heads, Lq, d)`` and, if asked, ``(..., Lk)`` significance.
+        The attention output ``(..., heads, Lq, d)`` and the ``(..., Lk)`` significance or None.
     """
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, scale=scale)
     if not need_key_significance:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, scale=scale), None
-    logits = torch.matmul(q, k.transpose(-2, -1)).float() * scale
-    if key_mask is not None:
-        logits = logits.masked_fill(~key_mask, float('-inf'))
-    weights = logits.softmax(dim=-1)
-    out = torch.matmul(weights.to(v.dtype), v)
-    with torch.no_grad():
-        per_key = weights.mean(dim=-3)  # (..., Lq, Lk), mean over heads
-        if query_weights is None:
-            significance = per_key.mean(dim=-2)
-        else:
-            significance = torch.matmul(query_weights.float().unsqueeze(-2), per_key).squeeze(-2)
-    return out, significance
+        return out, None
+    return out, key_significance(q, k, scale, key_mask, query_weights)
 
 
 class LocallyEnhancedPositionalEncoding(nn.Module):

@@ -187,13 +187,12 @@ def load_pretrained(model: nn.Module, filename: str, prefix: Optional[str] = Non
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     where = f'checkpoint {filename!r}'
-    if len(matched) < len(expected) // 2:
+    if len(set(state_dict) & set(expected)) < len(expected) // 2:
         raise RuntimeError(
-            f'{where} does not hold weights for this SGFormer: only {len(matched)} of '
-            f'{len(expected)} backbone tensors match by name and shape. Is it a checkpoint of '
-            f'another model or architecture? Missing e.g.: {_summarise(missing, 5)}; '
-            f'mismatched: {_summarise(mismatched, 5) or "none"}; checkpoint keys e.g.: '
-            f'{_summarise(raw, 5)}')
+            f'{where} does not hold weights for this SGFormer: only '
+            f'{len(set(state_dict) & set(expected))} of {len(expected)} backbone tensors are '
+            f'found by name. Is it a checkpoint of another model? Missing e.g.: '
+            f'{_summarise(missing, 5)}; checkpoint keys e.g.: {_summarise(raw, 5)}')
     if mismatched:
         raise RuntimeError(f'{where} does not fit this SGFormer (another arch?); shapes differ '
                            f'for {len(mismatched)} tensors: {_summarise(mismatched, 8)}')

@@ -7,7 +7,10 @@ the files we support contain:
 * ``argparse.Namespace`` - timm training checkpoints (the official SG-Former releases) store
   their command-line arguments under ``args``;
 * numpy arrays, dtypes and scalars, and MMEngine's ``HistoryBuffer`` - MMEngine checkpoints
-  (our training runs) keep the message hub's logs and random states with them.
+  (our training runs) keep the message hub's logs with them; a ``HistoryBuffer`` pickles its
+  statistics methods as bound methods, which needs ``builtins.getattr``. The unpickler only calls
+  allow-listed functions, so what ``getattr`` returns (attributes of allow-listed objects) cannot
+  be called.
 
 A file that needs anything else is refused with :class:`UnsafeCheckpointError`, which names the
 types; a user who trusts the file can pass ``allow_unsafe=True`` (or set the environment variable
@@ -52,7 +55,7 @@ def _numpy_globals() -> List[Any]:
 
 def safe_globals() -> List[Any]:
     """The allow-list of types that :func:`load_checkpoint_file` may unpickle."""
-    types = [argparse.Namespace] + _numpy_globals()
+    types = [argparse.Namespace, getattr] + _numpy_globals()
     try:
         from mmengine.logging.history_buffer import HistoryBuffer
         types.append(HistoryBuffer)

@@ -280,32 +280,43 @@ class Geometry:
 
     Coordinates are continuous with pixel ``i`` covering ``[i, i + 1)``:
     ``x_in = ax * x + bx``, ``y_in = ay * y + by``. ``net_hw`` is the image size after the
-    pipeline (before the data preprocessor's padding); the network saw ``[0, net_hw)``.
+    pipeline so far (padding included); ``box`` (``y0, y1, x0, x1`` in input coordinates) is the
+    part of it that holds image content, i.e. what is left after crops, without padding.
     """
 
     def __init__(self, ori_hw: Tuple[int, int]) -> None:
         self.ori_hw = tuple(int(v) for v in ori_hw)
         self.net_hw = self.ori_hw
         self.ax, self.bx, self.ay, self.by = 1., 0., 1., 0.
+        self.box = (0., float(ori_hw[0]), 0., float(ori_hw[1]))
 
     def resize(self, new_hw: Tuple[int, int]) -> None:
         sy, sx = new_hw[0] / self.net_hw[0], new_hw[1] / self.net_hw[1]
         self.ax, self.bx, self.ay, self.by = self.ax * sx, self.bx * sx, self.ay * sy, self.by * sy
+        y0, y1, x0, x1 = self.box
+        self.box = (y0 * sy, y1 * sy, x0 * sx, x1 * sx)
         self.net_hw = tuple(new_hw)
 
     def crop(self, top: int, left: int, new_hw: Tuple[int, int]) -> None:
         self.bx -= left
         self.by -= top
+        y0, y1, x0, x1 = self.box
+        self.box = (max(0., y0 - top), min(float(new_hw[0]), y1 - top),
+                    max(0., x0 - left), min(float(new_hw[1]), x1 - left))
         self.net_hw = tuple(new_hw)
 
-    def pad(self, new_hw: Tuple[int, int]) -> None:  # bottom/right padding
+    def pad(self, new_hw: Tuple[int, int]) -> None:  # bottom/right padding: nothing moves
         self.net_hw = tuple(new_hw)
 
     def flip(self, direction: str) -> None:
+        y0, y1, x0, x1 = self.box
         if direction in ('horizontal', 'diagonal'):
             self.ax, self.bx = -self.ax, self.net_hw[1] - self.bx
+            x0, x1 = self.net_hw[1] - x1, self.net_hw[1] - x0
         if direction in ('vertical', 'diagonal'):
             self.ay, self.by = -self.ay, self.net_hw[0] - self.by
+            y0, y1 = self.net_hw[0] - y1, self.net_hw[0] - y0
+        self.box = (y0, y1, x0, x1)
 
     def input_coords(self) -> Tuple[np.ndarray, np.ndarray]:
         """Input coordinates of the original pixel centres: ``(ys (H,), xs (W,))``."""
@@ -315,8 +326,8 @@ class Geometry:
     def seen(self) -> np.ndarray:
         """Boolean ``(H, W)``: original pixels that the network saw."""
         ys, xs = self.input_coords()
-        return (((ys >= 0) & (ys < self.net_hw[0]))[:, None]
-                & ((xs >= 0) & (xs < self.net_hw[1]))[None, :])
+        y0, y1, x0, x1 = self.box
+        return ((ys >= y0) & (ys < y1))[:, None] & ((xs >= x0) & (xs < x1))[None, :]
 
 
 def _hw(results: dict) -> Tuple[int, int]:

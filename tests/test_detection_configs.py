@@ -1,7 +1,7 @@
 """Every detection config builds its model and runs a loss and a predict forward (CPU).
 
 The backbone's ``init_cfg`` is disabled, so nothing is loaded or downloaded. The COCO
-configs' Mask R-CNN sizes are checked against the SG-Former paper (S ~41M, M ~51M).
+configs' Mask R-CNN sizes are checked (S ~41M as in the paper; M see EXPECTED_PARAMS_M).
 """
 import glob
 import os.path as osp
@@ -13,8 +13,11 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'maskrcnn_*.py'))) + sorted(
     glob.glob(osp.join(REPO, 'configs', 'demo', 'maskrcnn_*.py')))
 
-# Mask R-CNN parameter counts reported in the SG-Former paper (millions)
-PAPER_PARAMS_M = {'s': 41, 'm': 51}
+# Mask R-CNN parameter counts (millions) and allowed deviation. S: the paper's 41M. M: the
+# paper prints 51M, but the released SG-Former-M backbone alone has 38.2M parameters (38.7M
+# with its ImageNet head) and FPN + RPN + RoI heads add 20.2M (exactly as for S: 42.2M - 22.0M),
+# so Mask R-CNN M is 58.3M; we pin that measured value (see docs/detection.md).
+EXPECTED_PARAMS_M = {'s': (41.0, 1.5), 'm': (58.3, 0.3)}
 
 
 def _rel(path):
@@ -75,12 +78,13 @@ def test_detector_forward(config):
         assert tuple(inst.masks.shape[-2:]) == tuple(packed['data_samples'][0].ori_shape)
 
 
-@pytest.mark.parametrize('size', sorted(PAPER_PARAMS_M))
-def test_paper_model_sizes(size):
+@pytest.mark.parametrize('size', sorted(EXPECTED_PARAMS_M))
+def test_model_sizes(size):
     _, model = build_detector(
         osp.join(REPO, 'configs', f'maskrcnn_sgformer_{size}_coco.py'))
     params_m = sum(p.numel() for p in model.parameters()) / 1e6
-    assert abs(params_m - PAPER_PARAMS_M[size]) < 1.5, params_m
+    expected, tol = EXPECTED_PARAMS_M[size]
+    assert abs(params_m - expected) < tol, params_m
 
 
 def test_3x_configs_differ_only_in_schedule_and_pipeline():

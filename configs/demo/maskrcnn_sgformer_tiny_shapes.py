@@ -19,6 +19,7 @@ channels = 64  # FPN / head width
 model = dict(
     backbone=dict(
         arch=dict(
+            _delete_=True,  # the base sets arch='s'
             embed_dims=[32, 64, 128, 256],
             num_heads=[2, 2, 4, 8],
             depths=[2, 2, 2, 1],

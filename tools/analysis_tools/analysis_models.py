@@ -1,0 +1,231 @@
+"""Models for the analysis tools: named backbones and whole models built from configs.
+
+Backbones (no pretrained weights, official initialisation):
+
+* ``sgformer_s/m/b`` - :class:`mmsgformer.models.SGFormer` (``arch='s'|'m'|'b'``);
+* ``swin_t/s/b`` - mmdet's ``SwinTransformer`` (window 7, the Swin paper's T/S/B);
+* ``pvtv2_b2/b3/b5`` - mmdet's ``PyramidVisionTransformerV2`` (the PVTv2 paper's B2/B3/B5);
+* any extra SG-Former given as ``NAME=JSON_ARCH`` (see :func:`parse_custom`).
+
+Whole models come from an OpenMMLab config (mmpretrain classifier, mmdet detector, mmseg
+segmentor) with every ``init_cfg`` dropped, so nothing is downloaded or loaded.
+"""
+from __future__ import annotations
+
+import json
+from copy import deepcopy
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+SWIN = dict(
+    swin_t=dict(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24]),
+    swin_s=dict(embed_dims=96, depths=[2, 2, 18, 2], num_heads=[3, 6, 12, 24]),
+    swin_b=dict(embed_dims=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32]),
+)
+PVTV2 = dict(
+    pvtv2_b2=dict(embed_dims=64, num_layers=[3, 4, 6, 3]),
+    pvtv2_b3=dict(embed_dims=64, num_layers=[3, 4, 18, 3]),
+    pvtv2_b5=dict(embed_dims=64, num_layers=[3, 6, 40, 3], mlp_ratios=[4, 4, 4, 4]),
+)
+SGFORMER = dict(sgformer_s='s', sgformer_m='m', sgformer_b='b')
+
+DEFAULT_MODELS = ['sgformer_s', 'sgformer_m', 'sgformer_b', 'swin_t', 'swin_s', 'swin_b',
+                  'pvtv2_b2', 'pvtv2_b3', 'pvtv2_b5']
+# The baselines a user would pick instead of each SG-Former (similar cost and accuracy).
+BASELINES = dict(sgformer_s=['swin_t', 'pvtv2_b2'], sgformer_m=['swin_s', 'pvtv2_b3'],
+                 sgformer_b=['swin_b', 'pvtv2_b5'])
+
+
+def parse_custom(items: Optional[Sequence[str]]) -> Dict[str, dict]:
+    """``['NAME=JSON', ...]`` -> ``{NAME: arch dict}`` of extra SG-Former architectures."""
+    archs = {}
+    for item in items or []:
+        name, sep, arch = item.partition('=')
+        if not sep or not name:
+            raise ValueError(f'--custom expects NAME=JSON_ARCH, got {item!r}')
+        archs[name] = json.loads(arch)
+    return archs
+
+
+def known_models(custom: Dict[str, dict]) -> List[str]:
+    return sorted(set(SGFORMER) | set(SWIN) | set(PVTV2) | set(custom))
+
+
+def is_sgformer(name: str, custom: Dict[str, dict]) -> bool:
+    return name in SGFORMER or name in custom
+
+
+def build_backbone(name: str, custom: Optional[Dict[str, dict]] = None,
+                   with_cp: bool = False) -> nn.Module:
+    """A named backbone returning 4 feature maps (strides 4-32), randomly initialised."""
+    custom = custom or {}
+    if name in SGFORMER or name in custom:
+        from mmsgformer.models import SGFormer
+        arch = SGFORMER.get(name) or deepcopy(custom[name])
+        return SGFormer(arch=arch, out_indices=(0, 1, 2, 3), with_cp=with_cp)
+    if name in SWIN:
+        from mmdet.models.backbones import SwinTransformer
+        return SwinTransformer(window_size=7, out_indices=(0, 1, 2, 3), with_cp=with_cp,
+                               **SWIN[name])
+    if name in PVTV2:
+        from mmdet.models.backbones import PyramidVisionTransformerV2
+        return PyramidVisionTransformerV2(out_indices=(0, 1, 2, 3), with_cp=with_cp,
+                                          **PVTV2[name])
+    raise ValueError(f'unknown model {name!r}; known: {known_models(custom)}')
+
+
+# ---------------------------------------------------------------------------------- configs
+def _drop_init_cfgs(cfg) -> None:
+    """Removes every ``init_cfg`` that would load weights (recursively)."""
+    if isinstance(cfg, dict):
+        init = cfg.get('init_cfg')
+        if isinstance(init, dict) and init.get('type') == 'Pretrained' or \
+                isinstance(init, dict) and 'checkpoint' in init:
+            cfg['init_cfg'] = None
+        if 'pretrained' in cfg and isinstance(cfg.get('pretrained'), str):
+            cfg['pretrained'] = None
+        for value in cfg.values():
+            _drop_init_cfgs(value)
+    elif isinstance(cfg, (list, tuple)):
+        for value in cfg:
+            _drop_init_cfgs(value)
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None):
+    from mmengine.config import Config
+    cfg = Config.fromfile(path)
+    for key, value in (cfg_options or {}).items():
+        # A dict replacing a non-dict (e.g. model.backbone.arch='s' -> a custom arch) cannot
+        # be merged by MMEngine; set it directly.
+        parent_key, _, leaf = key.rpartition('.')
+        parent = cfg._cfg_dict
+        for part in parent_key.split('.') if parent_key else []:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if isinstance(value, dict) and isinstance(parent, dict) and \
+                not isinstance(parent.get(leaf), dict):
+            parent[leaf] = value
+        else:
+            cfg.merge_from_dict({key: value})
+    return cfg
+
+
+def task_of(cfg) -> str:
+    """``'cls'``, ``'det'`` or ``'seg'`` from the config's default scope or model type."""
+    scope = cfg.get('default_scope', None)
+    task = {'mmpretrain': 'cls', 'mmdet': 'det', 'mmseg': 'seg'}.get(scope)
+    if task:
+        return task
+    model_type = str(cfg.model.get('type', ''))
+    if 'Classifier' in model_type:
+        return 'cls'
+    if 'EncoderDecoder' in model_type:
+        return 'seg'
+    return 'det'
+
+
+def build_from_config(cfg) -> Tuple[nn.Module, str]:
+    """Builds ``cfg.model`` in its default scope with pretrained loading disabled.
+
+    Returns the model (in eval mode, weights from the modules' own initialisation; no
+    ``init_weights`` call) and its task.
+    """
+    from mmengine.registry import init_default_scope
+    from mmengine.utils import import_modules_from_strings
+    if cfg.get('custom_imports'):
+        import_modules_from_strings(**cfg['custom_imports'])
+    task = task_of(cfg)
+    scope = cfg.get('default_scope') or {'cls': 'mmpretrain', 'det': 'mmdet',
+                                           'seg': 'mmseg'}[task]
+    init_default_scope(scope)
+    model_cfg = deepcopy(cfg.model)
+    _drop_init_cfgs(model_cfg)
+    if task == 'seg':
+        from mmseg.registry import MODELS
+    elif task == 'det':
+        from mmdet.registry import MODELS
+    else:
+        from mmpretrain.registry import MODELS
+    model = MODELS.build(model_cfg)
+    return model.eval(), task
+
+
+def synthetic_samples(task: str, batch: int, hw: Tuple[int, int],
+                      num_classes: int = 80, seed: int = 0) -> list:
+    """Data samples with image metadata and a few random ground-truth objects/labels.
+
+    Detection: 3 boxes per image (with rectangular masks); segmentation: random labels in
+    ``[0, num_classes)``; classification: one random label.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    h, w = hw
+    samples = []
+    for _ in range(batch):
+        if task == 'det':
+            import numpy as np
+            from mmdet.structures import DetDataSample
+            from mmdet.structures.mask import BitmapMasks
+            from mmengine.structures import InstanceData
+            sample = DetDataSample(metainfo=dict(
+                img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
+                batch_input_shape=(h, w), scale_factor=(1., 1.), img_id=0))
+            xy = torch.rand(3, 2, generator=gen) * torch.tensor([w * .6, h * .6])
+            wh = (torch.rand(3, 2, generator=gen) * .3 + .1) * torch.tensor([w, h])
+            boxes = torch.cat([xy, xy + wh], 1)
+            masks = np.zeros((3, h, w), dtype=np.uint8)
+            for i, (x1, y1, x2, y2) in enumerate(boxes.round().int().tolist()):
+                masks[i, y1:y2, x1:x2] = 1
+            sample.gt_instances = InstanceData(
+                bboxes=boxes, labels=torch.randint(0, num_classes, (3,), generator=gen),
+                masks=BitmapMasks(masks, h, w))
+        elif task == 'seg':
+            from mmengine.structures import PixelData
+            from mmseg.structures import SegDataSample
+            sample = SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
+                                                 pad_shape=(h, w)))
+            sample.gt_sem_seg = PixelData(
+                data=torch.randint(0, num_classes, (1, h, w), generator=gen))
+        else:
+            from mmpretrain.structures import DataSample
+            sample = DataSample(metainfo=dict(img_shape=(h, w)))
+            sample.set_gt_label(int(torch.randint(0, num_classes, (1,), generator=gen)))
+        samples.append(sample)
+    return samples
+
+
+def num_classes_of(model: nn.Module, task: str) -> int:
+    head = None
+    if task == 'det':
+        head = getattr(getattr(model, 'roi_head', None), 'bbox_head', None)
+        head = head[-1] if isinstance(head, nn.ModuleList) else head
+        if head is None:
+            head = getattr(model, 'bbox_head', None)
+    elif task == 'seg':
+        head = getattr(model, 'decode_head', None)
+    else:
+        head = getattr(model, 'head', None)
+    return int(getattr(head, 'num_classes', 2) or 2)
+
+
+def whole_model_fns(model: nn.Module, task: str, batch: int, hw: Tuple[int, int]
+                    ) -> Tuple[Callable, Callable]:
+    """``(infer, loss)`` callables of an image batch for a whole model.
+
+    * ``infer(x)`` = ``model(x, samples, mode='tensor')``: the network's forward without
+      post-processing (classifier: backbone + neck + head logits; detector: ``_forward``,
+      i.e. backbone, neck, RPN proposals and RoI heads; segmentor: backbone + decode head).
+    * ``loss(x)`` = the sum of ``model(x, samples, mode='loss')``'s loss tensors (the
+      training loss on synthetic targets, see :func:`synthetic_samples`).
+    """
+    samples = synthetic_samples(task, batch, hw, num_classes_of(model, task))
+
+    def infer(x):
+        return model(x, samples, mode='tensor')
+
+    def loss(x):
+        losses = model(x, samples, mode='loss')
+        total, _ = model.parse_losses(losses)
+        return total
+
+    return infer, loss

@@ -57,6 +57,11 @@ def is_sgformer(name: str, custom: Dict[str, dict]) -> bool:
     return name in SGFORMER or name in custom
 
 
+def supports_cp(name: str) -> bool:
+    """Whether ``build_backbone(name, with_cp=True)`` really checkpoints (not mmdet's PVTv2)."""
+    return name not in PVTV2
+
+
 def build_backbone(name: str, custom: Optional[Dict[str, dict]] = None,
                    with_cp: bool = False) -> nn.Module:
     """A named backbone returning 4 feature maps (strides 4-32), randomly initialised."""
@@ -71,8 +76,8 @@ def build_backbone(name: str, custom: Optional[Dict[str, dict]] = None,
                                **SWIN[name])
     if name in PVTV2:
         from mmdet.models.backbones import PyramidVisionTransformerV2
-        return PyramidVisionTransformerV2(out_indices=(0, 1, 2, 3), with_cp=with_cp,
-                                          **PVTV2[name])
+        # mmdet's PVTv2 has no gradient checkpointing; with_cp is ignored (see supports_cp).
+        return PyramidVisionTransformerV2(out_indices=(0, 1, 2, 3), **PVTV2[name])
     raise ValueError(f'unknown model {name!r}; known: {known_models(custom)}')
 
 
@@ -148,7 +153,8 @@ def build_from_config(cfg) -> Tuple[nn.Module, str]:
     else:
         from mmpretrain.registry import MODELS
     model = MODELS.build(model_cfg)
-    return model.eval(), task
+    model.eval()  # (some train() overrides return None: no chaining)
+    return model, task
 
 
 def synthetic_samples(task: str, batch: int, hw: Tuple[int, int],

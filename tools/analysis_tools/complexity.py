@@ -125,10 +125,10 @@ class _Wrapper(nn.Module):
     def __init__(self, model: nn.Module, fn) -> None:
         super().__init__()
         self.model = model
-        self.fn = fn
+        self._callables = [fn]  # a list: not a submodule (it may be ``model`` itself)
 
     def forward(self, *inputs):
-        out = self.fn(*inputs)
+        out = self._callables[0](*inputs)
         return _tensors_only(out)
 
 

@@ -99,20 +99,23 @@ def _drop_init_cfgs(cfg) -> None:
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None):
-    from mmengine.config import Config
+    from mmengine.config import Config, ConfigDict
     cfg = Config.fromfile(path)
     for key, value in (cfg_options or {}).items():
-        # A dict replacing a non-dict (e.g. model.backbone.arch='s' -> a custom arch) cannot
-        # be merged by MMEngine; set it directly.
-        parent_key, _, leaf = key.rpartition('.')
-        parent = cfg._cfg_dict
-        for part in parent_key.split('.') if parent_key else []:
-            parent = parent.get(part) if isinstance(parent, dict) else None
-        if isinstance(value, dict) and isinstance(parent, dict) and \
-                not isinstance(parent.get(leaf), dict):
-            parent[leaf] = value
-        else:
-            cfg.merge_from_dict({key: value})
+        # MMEngine cannot merge a dict over a non-dict (``arch='s'`` -> a custom arch); here a
+        # dotted key below a non-dict value (``model.backbone.arch.depths=[...]``) or a dict
+        # value for it replaces that value.
+        parts = key.split('.')
+        node = cfg._cfg_dict
+        for i, part in enumerate(parts):
+            if not isinstance(node, dict):
+                break
+            last = i == len(parts) - 1
+            if part in node and not isinstance(node[part], dict) and (
+                    not last or isinstance(value, dict)):
+                node[part] = ConfigDict()
+            node = node.get(part)
+        cfg.merge_from_dict({key: value})
     return cfg
 
 

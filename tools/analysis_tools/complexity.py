@@ -82,7 +82,8 @@ ZERO_COST_OPS = (
     'aten::bernoulli_', 'aten::new_empty', 'aten::scatter_', 'aten::scatter', 'aten::where',
     'aten::max', 'aten::min', 'aten::argmax', 'aten::lt', 'aten::gt', 'aten::ge', 'aten::le',
     'aten::__and__', 'aten::__or__', 'aten::bitwise_not', 'aten::silu', 'aten::hardswish',
-    'aten::log_softmax', 'aten::sigmoid_', 'aten::upsample_bicubic2d',
+    'aten::log_softmax', 'aten::sigmoid_', 'aten::upsample_bicubic2d', 'aten::log2',
+    'aten::repeat', 'aten::expand', 'aten::flatten', 'aten::view', 'aten::reshape',
 )
 
 

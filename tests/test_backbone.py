@@ -92,13 +92,21 @@ def test_train_mode_odd_size_batch_one():
 
 @pytest.mark.parametrize('height,width', [(37, 53), (224, 224), (123, 301)])
 def test_batch_independence(tiny, height, width):
+    """An image's features do not depend on the other images of its batch.
+
+    Changing the other images leaves them bit-identical (same batch size, same kernels); running
+    the image alone agrees up to float rounding of differently blocked matrix products.
+    """
     images = torch.randn(3, 3, height, width)
+    others = images.clone()
+    others[1:] = torch.randn(2, 3, height, width) * 5
     with torch.no_grad():
         together = tiny(images)
-        alone = [tiny(images[i:i + 1]) for i in range(3)]
-    for stage, joint in enumerate(together):
-        for i in range(3):
-            torch.testing.assert_close(joint[i:i + 1], alone[i][stage], atol=2e-4, rtol=0)
+        changed = tiny(others)
+        alone = tiny(images[:1])
+    for joint, other, single in zip(together, changed, alone):
+        assert torch.equal(joint[0], other[0])
+        torch.testing.assert_close(joint[:1], single, atol=1e-3, rtol=0)
 
 
 def test_every_parameter_gets_a_gradient():

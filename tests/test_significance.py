@@ -101,9 +101,11 @@ def test_normalisation(backbone, monkeypatch, hw):
     for record, loc, glob_ in zip(records, local, global_):
         sig = record['significance']
         torch.testing.assert_close(sig, loc + glob_)
-        # local part: the attention of each window's real queries sums to 1 over its real keys
+        # local part: each window's real queries give 1/49 each, spread over its real keys, so a
+        # window sums to (real tokens) / 49 (1 for full windows)
         sums = _window_sums(loc)
-        torch.testing.assert_close(sums, torch.ones_like(sums), rtol=0, atol=1e-5)
+        real = _window_sums(torch.ones_like(loc))
+        torch.testing.assert_close(sums, real / LOCAL_WINDOW ** 2, rtol=0, atol=1e-5)
         # global part: constant on every sr x sr cell, summing to 1 over the reduced keys
         sr = SR_RATIOS[record['stage']]
         h, w = sig.shape[-2:]
@@ -177,7 +179,7 @@ def test_uniform_significance():
     assert uniform.shape == (9, 16)
     reduced = math.ceil(9 / 4) * math.ceil(16 / 4)
     assert uniform[0, 0] == pytest.approx(1 / 49 + 1 / reduced)
-    assert uniform[8, 15] == pytest.approx(1 / (2 * 2) + 1 / reduced)  # 2x2 corner window
+    assert uniform[8, 15] == pytest.approx(1 / 49 + 1 / reduced)  # 2x2 corner window too
 
 
 # ------------------------------------------------------------------------------ the tool

@@ -30,7 +30,8 @@ What the colours mean:
 * Significance is shown *relative to uniform attention*: the map of
   :meth:`SGFormer.forward_with_significance` (attention received as a local key plus that of the
   token's reduced global key) divided by the value it would have if every query attended
-  uniformly (``1 / tokens in its 7x7 window + 1 / number of reduced keys``). 1 means average
+  uniformly (``1 / 49 + 1 / number of reduced keys``; the backbone scales the local part of
+  partial border windows so that 1/49 is the average there too). 1 means average
   attention, 2 twice the average. The colour scale of each map runs from that map's minimum to
   its maximum over the part of the image the network saw; the colour bar gives the values.
 * Allocation is the merge size of each token's key (e.g. 196 / 56 / 28 tokens per key in stage 1
@@ -400,14 +401,8 @@ def run_pipeline(transforms: list, path: str, index: int
 def uniform_significance(hw: Tuple[int, int], sr_ratio: int, window: int) -> np.ndarray:
     """Significance ``(H, W)`` that uniform attention would give (see the module docstring)."""
     h, w = hw
-
-    def per_axis(n: int) -> np.ndarray:
-        start = (np.arange(n) // window) * window
-        return np.minimum(window, n - start)
-
-    local = 1. / (per_axis(h)[:, None] * per_axis(w)[None, :])
     reduced_keys = math.ceil(h / sr_ratio) * math.ceil(w / sr_ratio)
-    return local + 1. / reduced_keys
+    return np.full((h, w), 1. / window ** 2 + 1. / reduced_keys)
 
 
 def to_image(stage_map: np.ndarray, stride: int, geometry: Geometry, mode: str) -> np.ndarray:

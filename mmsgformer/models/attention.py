@@ -221,8 +221,9 @@ class HybridScaleAttention(_AttentionBase):
 
     Any size: the global half zero-pads the map to a multiple of ``sr_ratio`` before the
     reduction (each reduced key covers at least one real token); the local half pads to multiples
-    of 7 and masks the padded keys, and its significance averages over real queries only.
-    Padded positions are cropped away. At multiples of 224 no padding happens.
+    of 7 and masks the padded keys; its significance sums over real queries only, divided by 49
+    as in a full window (see :meth:`_window_validity`). Padded positions are cropped away. At
+    multiples of 224 no padding happens.
 
     Args:
         dims: Channels.
@@ -279,15 +280,15 @@ class HybridScaleAttention(_AttentionBase):
         heads, w = self.num_heads // 2, LOCAL_WINDOW
         padded = pad_map(qkv.unflatten(1, hw_shape), w)
         rows, cols = padded.shape[1] // w, padded.shape[2] // w
-        # (B, rows, w, cols, w, 3, heads, d) -> (3, B, rows * cols, heads, w * w, d)
+        # (B, rows, w, cols, w, 3, heads, d) -> (3, B * rows * cols, heads, w * w, d)
         windows = padded.reshape(batch, rows, w, cols, w, 3, heads, self.head_dims)
         windows = windows.permute(5, 0, 1, 3, 6, 2, 4, 7).reshape(
-            3, batch, rows * cols, heads, w * w, self.head_dims)
-        key_mask, query_weights = self._window_validity(rows, cols, hw_shape, qkv.device)
+            3, batch * rows * cols, heads, w * w, self.head_dims)
+        key_mask, query_weights = self._window_validity(batch, rows, cols, hw_shape, qkv.device)
         out, significance = attention(windows[0], windows[1], windows[2], self.scale,
                                       key_mask=key_mask, query_weights=query_weights,
                                       need_key_significance=True)
-        # (B, rows * cols, heads, w * w, d) -> (B, rows * w, cols * w, heads * d)
+        # (B * rows * cols, heads, w * w, d) -> (B, rows * w, cols * w, heads * d)
         out = out.reshape(batch, rows, cols, heads, w, w, self.head_dims)
         out = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(batch, rows * w, cols * w, -1)
         significance = significance.reshape(batch, rows, cols, w, w).transpose(2, 3)
@@ -296,12 +297,15 @@ class HybridScaleAttention(_AttentionBase):
                 significance[:, :height, :width])
 
     @staticmethod
-    def _window_validity(rows: int, cols: int, hw_shape: Tuple[int, int], device: torch.device
+    def _window_validity(batch: int, rows: int, cols: int, hw_shape: Tuple[int, int],
+                         device: torch.device
                          ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         """Key mask and query weights of padded windows; ``(None, None)`` without padding.
 
-        Returns a boolean key mask ``(rows * cols, 1, 1, w * w)`` (broadcast over the batch) and
-        weights ``(rows * cols, w * w)`` that average over each window's real tokens.
+        Returns a boolean key mask ``(B * rows * cols, 1, 1, w * w)`` and query weights
+        ``(B * rows * cols, w * w)`` of ``1 / (w * w)`` for real tokens and 0 for padding: a
+        window's local significance then sums to (its real tokens) / 49, so every real token's
+        expected share is 1/49 as in full windows, and border tokens are not favoured.
         """
         w = LOCAL_WINDOW
         if rows * w == hw_shape[0] and cols * w == hw_shape[1]:
@@ -309,9 +313,9 @@ class HybridScaleAttention(_AttentionBase):
         valid_rows = torch.arange(rows * w, device=device) < hw_shape[0]
         valid_cols = torch.arange(cols * w, device=device) < hw_shape[1]
         valid = valid_rows[:, None] & valid_cols[None, :]
-        valid = valid.reshape(rows, w, cols, w).transpose(1, 2).reshape(rows * cols, w * w)
-        weights = valid.float() / valid.sum(-1, keepdim=True)
-        return valid[:, None, None, :], weights
+        valid = valid.reshape(rows, w, cols, w).transpose(1, 2).reshape(1, rows * cols, w * w)
+        valid = valid.expand(batch, -1, -1).reshape(batch * rows * cols, w * w)
+        return valid[:, None, None, :], valid.float() / (w * w)
 
 
 class TokenReallocation(nn.Module):

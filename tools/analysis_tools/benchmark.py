@@ -105,6 +105,9 @@ def parse_args(argv=None):
     p.add_argument('--no-macs', action='store_true', help='skip MAC counting')
     p.add_argument('--macs-cache', default=os.path.join('work_dirs', 'benchmark_macs.json'),
                    help='JSON cache of MAC counts ("" disables; default %(default)s)')
+    p.add_argument('--matmul-size', type=int, default=2048,
+                   help='side of the square matrix product giving the machine rate (default '
+                        '2048; smaller only for quick checks)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', help='write all results as JSON')
     p.add_argument('--memory-child', help=argparse.SUPPRESS)
@@ -192,8 +195,9 @@ def sync(device: str) -> None:
 
 
 # ------------------------------------------------------------------------------ machine
-def matmul_rate(args, dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
-    """GMAC/s of an ``n x n`` matrix product in ``dtype`` (median of ``reps``)."""
+def matmul_rate(args, dtype: torch.dtype, reps: int = 5) -> float:
+    """GMAC/s of an ``n x n`` matrix product (``--matmul-size``) in ``dtype`` (median)."""
+    n = args.matmul_size
     a = torch.randn(n, n, device=args.device, dtype=dtype)
     b = torch.randn(n, n, device=args.device, dtype=dtype)
     for _ in range(2):
@@ -484,7 +488,7 @@ def main(argv=None):
                 memory=(r['peak_mib'] / b['peak_mib']
                         if r['peak_mib'] and b['peak_mib'] else None))
 
-    print(f'\nmatmul 2048x2048 {args.dtype}: {mm_rate:.1f} GMAC/s')
+    print(f'\nmatmul {args.matmul_size}x{args.matmul_size} {args.dtype}: {mm_rate:.1f} GMAC/s')
     print_table(rows)
     if args.compile:
         print('\ncompile time (first call, s): ' + ', '.join(

@@ -1,0 +1,102 @@
+"""The analysis tools run through their command lines (tiny models, one iteration, no timing
+assertions) and count SG-Former-S's MACs like the paper."""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, TINY_ARCH
+
+TOOLS = osp.join(REPO, 'tools', 'analysis_tools')
+TINY_JSON = json.dumps(TINY_ARCH, separators=(',', ':'))
+# --cfg-options for the ImageNet classifier with the tiny arch (arch='s' replaced by a dict)
+CLS_TINY_OPTIONS = [f'model.backbone.arch.{k}={json.dumps(v, separators=(",", ":"))}'
+                    for k, v in TINY_ARCH.items()] + ['model.head.in_channels=256']
+
+
+def run_tool(script, *args, timeout=300):
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    proc = subprocess.run([sys.executable, osp.join(TOOLS, script), *map(str, args)],
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc.stdout
+
+
+def table_rows(stdout, first_column):
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == [first_column])
+    header = lines[start]
+    assert set(lines[start + 1].replace(' ', '')) == {'-'}
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.strip():
+            break
+        rows.append(line.split())
+    return header, rows
+
+
+def test_benchmark_backbone(tmp_path):
+    out = tmp_path / 'bench.json'
+    stdout = run_tool('benchmark.py', '--custom', f'tiny={TINY_JSON}', '--models', 'tiny',
+                      '--sizes', '64x64@1', '--modes', 'train', '--threads', '1',
+                      '--warmup', '0', '--reps', '1', '--matmul-size', '256',
+                      '--macs-cache', '', '--out', out)
+    header, rows = table_rows(stdout, 'model')
+    for column in ('img/s', 'ms/img', 'peak MiB', 'GMAC/img', 'GMAC/s', '% mm', 'vs baseline'):
+        assert column in header
+    assert [r[:4] for r in rows] == [['tiny', '64x64', '1', 'train']]
+    assert 'matmul 256x256 float32' in stdout
+    data = json.loads(out.read_text())
+    assert data['machine']['threads'] == 1 and data['machine']['matmul_gmac_s'] > 0
+    assert data['args']['models'] == ['tiny']
+    for row in data['results']:
+        assert row['img_s'] > 0 and row['ms_img'] > 0 and len(row['times_s']) == 1
+        assert row['gmac_img'] > 0 and 0 < row['pct_mm']
+        assert row['peak_mib'] > 0  # measured in a subprocess from the RSS high-water mark
+        assert row['vs'] == {}
+
+
+def test_benchmark_whole_classifier_with_cfg_options(tmp_path):
+    out = tmp_path / 'whole.json'
+    stdout = run_tool('benchmark.py', '--whole-model', 'configs/sgformer_s_in1k.py',
+                      '--cfg-options', *CLS_TINY_OPTIONS, '--sizes', '64', '--batch-sizes', '2',
+                      '--threads', '1', '--warmup', '0', '--reps', '1', '--matmul-size', '256',
+                      '--no-memory', '--macs-cache', '', '--out', out)
+    _, rows = table_rows(stdout, 'model')
+    assert [r[:4] for r in rows] == [['sgformer_s_in1k', '64x64', '2', 'infer'],
+                                     ['sgformer_s_in1k', '64x64', '2', 'train']]
+    data = json.loads(out.read_text())
+    assert all(r['peak_mib'] is None and r['gmac_img'] > 0 for r in data['results'])
+
+
+def test_get_flops_classifier_tiny(tmp_path):
+    out = tmp_path / 'flops.json'
+    stdout = run_tool('get_flops.py', 'configs/sgformer_s_in1k.py', '--shape', '64', '64',
+                      '--cfg-options', *CLS_TINY_OPTIONS, '--by-operator', '--out', out)
+    header, rows = table_rows(stdout, 'model')
+    assert header.split()[:5] == ['model', 'part', 'input', 'params', 'GMACs']
+    assert rows[0][:3] == ['sgformer_s_in1k', 'whole', '64x64']
+    result = json.loads(out.read_text())[0]
+    assert result['task'] == 'cls' and result['not_counted'] == {}
+    assert result['by_operator']['scaled_dot_product_attention'] > 0
+    assert result['backbone_params'] < result['params'] < 5e6  # the tiny arch was used
+
+
+def test_sgformer_s_macs_match_paper():
+    # in-process (the CLI path is covered above): the counter get_flops.py and benchmark.py use
+    import torch
+    sys.path.insert(0, TOOLS)
+    try:
+        from analysis_models import build_backbone
+        from complexity import count_macs
+    finally:
+        sys.path.remove(TOOLS)
+    model = build_backbone('sgformer_s')
+    model.eval()
+    result = count_macs(model, (torch.randn(1, 3, 224, 224),))
+    assert abs(result['macs'] / 1e9 - 4.8) < 0.48, result['macs']
+    # the significance recomputation is reported, not counted
+    assert 0 < result['recompute_macs'] < 0.02 * result['macs']

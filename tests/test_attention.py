@@ -1,0 +1,205 @@
+"""The fast attention paths against the straightforward math, and their numerical safety.
+
+The references below are written independently of the implementation: dense ``N x N`` attention
+with explicit softmax and a same-window mask instead of window partitioning, per-token loops
+instead of vectorised gathers.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import mmsgformer.models.attention as attention_module
+from mmsgformer.models.attention import (LOCAL_WINDOW, REALLOCATION_SPECS, GlobalAttention,
+                                         HybridScaleAttention, SignificanceGuidedAttention,
+                                         TokenReallocation, attention, key_significance)
+
+torch.manual_seed(0)
+
+
+def softmax_attention(q, k, v, scale, mask=None):
+    logits = (q @ k.transpose(-2, -1)) * scale
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float('-inf'))
+    weights = logits.softmax(-1)
+    return weights @ v, weights
+
+
+def lepe(module, x, hw):
+    b, n, c = x.shape
+    grid = x.transpose(1, 2).reshape(b, c, *hw)
+    return module.lepe.conv(grid).flatten(2).transpose(1, 2)
+
+
+def reference_hybrid(module: HybridScaleAttention, x, hw):
+    """Hybrid-scale attention and significance, computed densely per image."""
+    b, n, c = x.shape
+    h, w = hw
+    heads, d = module.num_heads // 2, module.head_dims
+    q_g, q_l, k_l, v_l, lepe_in = module.in_proj(x).split([c // 2] * 4 + [c], -1)
+    split = lambda t: t.reshape(b, -1, heads, d).transpose(1, 2)  # noqa: E731
+    # global half: pad to a multiple of sr, reduce, normalise
+    sr = module.sr_ratio
+    grid = x.transpose(1, 2).reshape(b, c, h, w)
+    grid = F.pad(grid, (0, -w % sr, 0, -h % sr))
+    reduced = module.sr(grid)
+    rh, rw = reduced.shape[-2:]
+    tokens = module.sr_act(module.sr_norm(reduced.flatten(2).transpose(1, 2)))
+    k_g, v_g = module.global_kv(tokens).chunk(2, -1)
+    out_g, weights_g = softmax_attention(split(q_g), split(k_g), split(v_g), module.scale)
+    sig_g = weights_g.mean(1).mean(1).reshape(b, rh, rw)
+    sig_g = sig_g.repeat_interleave(sr, 1).repeat_interleave(sr, 2)[:, :h, :w]
+    # local half: dense attention restricted to tokens of the same 7x7 window
+    rows = torch.arange(h).repeat_interleave(w) // LOCAL_WINDOW
+    cols = torch.arange(w).repeat(h) // LOCAL_WINDOW
+    same = (rows[:, None] == rows[None, :]) & (cols[:, None] == cols[None, :])
+    out_l, weights_l = softmax_attention(split(q_l), split(k_l), split(v_l), module.scale, same)
+    sig_l = (weights_l.mean(1).sum(1) / LOCAL_WINDOW ** 2).reshape(b, h, w)
+    out = torch.cat([out_g.transpose(1, 2).reshape(b, n, -1),
+                     out_l.transpose(1, 2).reshape(b, n, -1)], -1)
+    return module.proj(out + lepe(module, lepe_in, hw)), sig_g + sig_l
+
+
+def reference_reallocation(module: TokenReallocation, x, significance):
+    """Keys by sorting, splitting and merging one token at a time."""
+    b, n, c = x.shape
+    spec = module.spec
+    keys = []
+    for i in range(b):
+        order = torch.sort(significance[i]).indices.tolist()
+        part = n // spec.parts
+        bounds = [0]
+        for count in spec.part_counts[:-1]:
+            bounds.append(bounds[-1] + part * count)
+        bounds.append(n)
+        image_keys = []
+        for g, merge in enumerate(module.merges):
+            members = order[bounds[g]:bounds[g + 1]]
+            size = merge.in_features
+            members = [None] * (-len(members) % size) + members  # zero tokens in front
+            for start in range(0, len(members), size):
+                total = merge.bias.clone().expand(c).clone()
+                for slot, token in enumerate(members[start:start + size]):
+                    if token is not None:
+                        total = total + merge.weight[0, slot] * x[i, token]
+                image_keys.append(total)
+        keys.append(torch.stack(image_keys))
+    return torch.stack(keys)
+
+
+@pytest.mark.parametrize('hw', [(14, 14), (10, 13), (5, 9), (21, 8)])
+@pytest.mark.parametrize('sr', [2, 4])
+def test_hybrid_scale_attention_equals_dense_math(hw, sr):
+    module = HybridScaleAttention(32, 4, sr).eval()
+    x = torch.randn(2, hw[0] * hw[1], 32)
+    with torch.no_grad():
+        out, sig = module(x, hw)
+        ref_out, ref_sig = reference_hybrid(module, x, hw)
+    torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(sig, ref_sig, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize('sr,n', [(8, 3136), (8, 130), (4, 784), (4, 91), (2, 196), (2, 15),
+                                  (8, 3)])
+def test_token_reallocation_equals_loop(sr, n):
+    module = TokenReallocation(REALLOCATION_SPECS[sr])
+    for merge in module.merges:
+        torch.nn.init.normal_(merge.weight)
+        torch.nn.init.normal_(merge.bias)
+    x = torch.randn(2, n, 8)
+    significance = torch.rand(2, n)
+    with torch.no_grad():
+        keys = module(x, significance)
+        expected = reference_reallocation(module, x, significance)
+    torch.testing.assert_close(keys, expected, atol=1e-5, rtol=1e-5)
+    if sr == 8 and n == 3136:  # the official 224x224 grouping: 4 + 28 + 28 keys
+        assert keys.shape[1] == 60
+
+
+def test_significance_guided_attention_equals_dense_math():
+    module = SignificanceGuidedAttention(32, 4, 4).eval()
+    hw = (9, 11)
+    x = torch.randn(2, 99, 32)
+    significance = torch.rand(2, *hw)
+    with torch.no_grad():
+        out, consumed = module(x, hw, significance)
+        q, lepe_in = module.in_proj(x).chunk(2, -1)
+        keys = reference_reallocation(module.reallocation, x, significance.flatten(1))
+        k, v = module.kv(keys).chunk(2, -1)
+        split = lambda t: t.reshape(2, -1, 4, 8).transpose(1, 2)  # noqa: E731
+        attended, _ = softmax_attention(split(q), split(k), split(v), module.scale)
+        expected = module.proj(attended.transpose(1, 2).reshape(2, 99, 32) + lepe(module, lepe_in, hw))
+    assert consumed is None
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_global_attention_equals_dense_math():
+    module = GlobalAttention(32, 4).eval()
+    hw = (3, 5)
+    x = torch.randn(2, 15, 32)
+    with torch.no_grad():
+        out, _ = module(x, hw)
+        q, k, v, lepe_in = module.in_proj(x).chunk(4, -1)
+        split = lambda t: t.reshape(2, -1, 4, 8).transpose(1, 2)  # noqa: E731
+        attended, _ = softmax_attention(split(q), split(k), split(v), module.scale)
+        expected = module.proj(attended.transpose(1, 2).reshape(2, 15, 32) + lepe(module, lepe_in, hw))
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize('masked', [False, True])
+def test_key_significance_accumulates_over_query_chunks(monkeypatch, masked):
+    q, k, v = torch.randn(2, 3, 100, 16), torch.randn(2, 3, 37, 16), torch.randn(2, 3, 37, 16)
+    mask = torch.rand(2, 1, 1, 37) > 0.3 if masked else None
+    query_weights = torch.rand(2, 100) if masked else None
+    _, weights = softmax_attention(q, k, v, 0.25, mask)
+    per_key = weights.mean(1)
+    expected = (per_key.mean(1) if query_weights is None
+                else (query_weights[:, :, None] * per_key).sum(1))
+    monkeypatch.setattr(attention_module, 'SIGNIFICANCE_CHUNK_ELEMENTS', 3 * 37 * 7)  # 7 queries
+    chunked = key_significance(q, k, 0.25, mask, query_weights)
+    torch.testing.assert_close(chunked, expected, atol=1e-6, rtol=1e-5)
+    out, significance = attention(q, k, v, 0.25, mask, query_weights, need_key_significance=True)
+    torch.testing.assert_close(significance, expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(out, softmax_attention(q, k, v, 0.25, mask)[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_autocast_close_to_float32_and_significance_in_float32(dtype):
+    module = HybridScaleAttention(64, 4, 2).eval()
+    x = torch.randn(2, 10 * 13, 64)
+    with torch.no_grad():
+        out32, sig32 = module(x, (10, 13))
+        with torch.autocast('cpu', dtype=dtype):
+            out_low, sig_low = module(x, (10, 13))
+    assert out_low.dtype == dtype and sig_low.dtype == torch.float32
+    torch.testing.assert_close(out_low.float(), out32, atol=5e-2, rtol=5e-2)
+    torch.testing.assert_close(sig_low, sig32, atol=5e-3, rtol=5e-2)
+
+
+def test_fp16_logits_beyond_half_range_stay_finite():
+    """q.k reaches ~8e4 > 65504 (fp16 max): a half-precision softmax of the raw logits overflows."""
+    q, k, v = torch.randn(1, 2, 50, 32) * 60, torch.randn(1, 2, 40, 32) * 60, torch.randn(1, 2, 40, 32)
+    assert not torch.isfinite(q.half() @ k.half().transpose(-2, -1)).all()
+    ref_out, ref_sig = attention(q, k, v, 32 ** -0.5, need_key_significance=True)
+    with torch.autocast('cpu', dtype=torch.float16):
+        out, sig = attention(q, k, v, 32 ** -0.5, need_key_significance=True)
+    assert torch.isfinite(out).all() and torch.isfinite(sig).all()
+    torch.testing.assert_close(sig, ref_sig, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out.float(), ref_out, atol=2e-2, rtol=2e-2)
+
+
+def test_fp16_training_step_with_large_activations():
+    from conftest import TINY_ARCH
+    from mmsgformer.models import SGFormer
+    model = SGFormer(arch=TINY_ARCH, drop_path_rate=0.).train()
+    with torch.no_grad():  # make attention logits huge in the first stage
+        for block in model.stages[0].blocks:
+            block.attn.in_proj.weight.mul_(30)
+        model.stages[0].blocks[0].attn.global_kv.weight.mul_(30)
+    x = torch.randn(2, 3, 160, 224) * 3
+    with torch.autocast('cpu', dtype=torch.float16):
+        outs, records = model.forward_with_significance(x)
+        loss = sum(o.float().square().mean() for o in outs)
+    loss.backward()
+    assert all(torch.isfinite(o).all() for o in outs)
+    assert all(torch.isfinite(r['significance']).all() for r in records)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

@@ -54,7 +54,7 @@ class DropPath(nn.Module):
         return x * mask / keep
 
 
-class ConvNorm(nn.Sequential):
+class ConvNorm(nn.Module):
     """Bias-free convolution followed by ``GroupNorm(1, C)`` (the official ``Conv2d_BN``).
 
     Args:
@@ -71,6 +71,15 @@ class ConvNorm(nn.Sequential):
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride,
                               kernel_size // 2, groups=groups, bias=False)
         self.norm = nn.GroupNorm(1, out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.conv.kernel_size == (1, 1) and self.conv.groups == 1:
+            # A 1x1 convolution is one matrix product over channels; on our channels-last maps
+            # it runs without the layout conversion a convolution kernel would make.
+            x = F.linear(x.permute(0, 2, 3, 1), self.conv.weight.flatten(1)).permute(0, 3, 1, 2)
+        else:
+            x = self.conv(x)
+        return self.norm(x)
 
 
 class ConvStem(nn.Module):

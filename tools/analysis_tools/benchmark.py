@@ -102,6 +102,8 @@ def parse_args(argv=None):
     p.add_argument('--reps', type=int, default=3, help='timed repetitions (median; default 3)')
     p.add_argument('--iters', type=int, default=1, help='steps per repetition (default 1)')
     p.add_argument('--no-memory', action='store_true', help='skip the peak-memory measurement')
+    p.add_argument('--memory-modes', nargs='+', choices=['infer', 'train'], default=None,
+                   help='modes whose CPU peak memory is measured (default: all of --modes)')
     p.add_argument('--no-macs', action='store_true', help='skip MAC counting')
     p.add_argument('--macs-cache', default=os.path.join('work_dirs', 'benchmark_macs.json'),
                    help='JSON cache of MAC counts ("" disables; default %(default)s)')
@@ -441,7 +443,9 @@ def main(argv=None):
     if cpu and not args.no_memory:
         start = time.time()
         for size in args.size_batches:
-            for mode in args.modes:
+            for mode in args.memory_modes or args.modes:
+                if mode not in args.modes:
+                    continue
                 for entry in entries:
                     memory[(entry.name, size, mode)] = measure_memory_cpu(entry, size, mode,
                                                                           args)

@@ -4,7 +4,7 @@
 #
 # It keeps the ADE20K recipe of ../_base_/upernet_sgformer_ade20k.py (UPerHead + auxiliary
 # FCNHead, AdamW without decay on norms/pos_embed, warmup + poly, ADE-style pipelines with
-# reduce_zero_label=True) and scales it down: 128x128 images, narrow heads, plain BN (there
+# reduce_zero_label=True) and scales it down: 64x64 images, narrow heads, plain BN (there
 # is one process, so SyncBN has nothing to sync with), a short schedule and a larger lr
 # because nothing is pretrained.
 _base_ = ['../_base_/upernet_sgformer_ade20k.py']
@@ -16,8 +16,8 @@ data_root = 'data/ade_shapes'
 metainfo = dict(
     classes=('background', 'circle', 'square', 'triangle', 'cross'),
     palette=[[50, 50, 50], [230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25]])
-img_scale = (128, 128)
-crop_size = (128, 128)
+img_scale = (64, 64)
+crop_size = (64, 64)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
@@ -89,19 +89,19 @@ model = dict(
         init_cfg=None),  # trained from scratch
     decode_head=dict(
         in_channels=[32, 64, 128, 256],
-        channels=128,
+        channels=64,
         num_classes=5,
         norm_cfg=norm_cfg),
     auxiliary_head=dict(
         in_channels=128,
-        channels=64,
+        channels=32,
         num_classes=5,
         norm_cfg=norm_cfg),
     test_cfg=dict(mode='whole'))
 
 # ---------------------------------------------------------------- schedule
-max_iters = 1500
-warmup_iters = 100
+max_iters = 600
+warmup_iters = 50
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=warmup_iters),

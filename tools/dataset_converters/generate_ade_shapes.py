@@ -18,7 +18,7 @@ So, unlike ADE20K's "other" pixels, the background here is a real class that is 
 evaluated; only the thin boundary band is ignored. The class names and palette are in
 ``CLASSES``/``PALETTE`` below and are repeated in ``configs/demo/upernet_sgformer_tiny_shapes.py``.
 
-Images are noisy, gradient-shaded backgrounds with 1-4 shapes of random colour, size, position
+Images are noisy, gradient-shaded backgrounds with 1-3 shapes of random colour, size, position
 and rotation (shapes may overlap; a later shape occludes earlier ones in image and label alike).
 The class of a shape is its geometry, never its colour. The same ``--seed`` gives byte-identical
 files (each image has its own random stream derived from the seed, split and index).
@@ -26,9 +26,10 @@ files (each image has its own random stream derived from the seed, split and ind
 Example::
 
     python tools/dataset_converters/generate_ade_shapes.py --out-dir data/ade_shapes \\
-        --num-train 400 --num-val 100 --img-size 128 --seed 0
+        --num-train 400 --num-val 100 --img-size 64 --seed 0
 """
 import argparse
+import json
 import os
 import os.path as osp
 
@@ -47,7 +48,7 @@ def parse_args(argv=None):
                         help='dataset root (gets images/ and annotations/)')
     parser.add_argument('--num-train', type=int, default=400)
     parser.add_argument('--num-val', type=int, default=100)
-    parser.add_argument('--img-size', type=int, default=128,
+    parser.add_argument('--img-size', type=int, default=64,
                         help='side of the square images in pixels (>= 32)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--force', action='store_true',
@@ -106,11 +107,11 @@ def make_sample(rng, size):
     img, bg_mean = _background(rng, size)
     label = np.full((size, size), 1, np.uint8)  # PNG value 1 = background
     shift = 4  # sub-pixel precision for cv2 drawing
-    num_shapes = rng.integers(1, 5)
+    num_shapes = rng.integers(1, 4)
     for _ in range(num_shapes):
         cls_id = int(rng.integers(1, len(CLASSES)))  # train id 1..4 -> PNG value cls_id + 1
         cls_name = CLASSES[cls_id]
-        r = rng.uniform(0.09, 0.22) * size
+        r = rng.uniform(0.14, 0.3) * size
         cx, cy = rng.uniform(r * 0.6, size - r * 0.6, size=2)
         col = _shape_color(rng, bg_mean)
         mask = np.zeros((size, size), np.uint8)
@@ -143,13 +144,23 @@ def _split_complete(out_dir, folder, num):
             and len([f for f in os.listdir(ann_dir) if f.endswith('.png')]) == num)
 
 
-def generate(out_dir, num_train=400, num_val=100, img_size=128, seed=0, force=False):
-    """Writes the dataset; returns the number of images written (0 if it was complete)."""
+def generate(out_dir, num_train=400, num_val=100, img_size=64, seed=0, force=False):
+    """Writes the dataset; returns the number of images written (0 if it was complete).
+
+    A dataset already in ``out_dir`` is kept when it was made with the same parameters
+    (recorded in ``ade_shapes.json``) and no file is missing.
+    """
     if img_size < 32:
         raise ValueError(f'--img-size must be >= 32, got {img_size}')
     counts = {'training': num_train, 'validation': num_val}
-    if not force and all(_split_complete(out_dir, f, counts[f]) for f, _ in SPLITS):
-        return 0
+    params = dict(num_train=num_train, num_val=num_val, img_size=img_size, seed=seed,
+                  classes=list(CLASSES))
+    meta_file = osp.join(out_dir, 'ade_shapes.json')
+    if not force and osp.isfile(meta_file):
+        with open(meta_file) as f:
+            same = json.load(f) == params
+        if same and all(_split_complete(out_dir, f, counts[f]) for f, _ in SPLITS):
+            return 0
     written = 0
     for split_id, (folder, tag) in enumerate(SPLITS):
         img_dir = osp.join(out_dir, 'images', folder)
@@ -169,6 +180,8 @@ def generate(out_dir, num_train=400, num_val=100, img_size=128, seed=0, force=Fa
                         [cv2.IMWRITE_JPEG_QUALITY, 95])
             cv2.imwrite(osp.join(ann_dir, name + '.png'), label)
             written += 1
+    with open(meta_file, 'w') as f:
+        json.dump(params, f)
     return written
 
 

@@ -19,7 +19,7 @@ TIMEOUT = 600
 
 def _run(cmd, cwd, extra_env=None):
     env = dict(os.environ)
-    env.setdefault('OMP_NUM_THREADS', '2')
+    env.setdefault('OMP_NUM_THREADS', '1')
     env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
     env.update(extra_env or {})
     proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
@@ -121,3 +121,23 @@ def test_dist_train_cpu_gloo(tiny):
     assert "'backend': 'gloo'" in out and 'CPUDistributedDataParallel' in out
     # 8 images / (2 processes x 2 images) = 2 iterations per epoch on each rank
     assert 'Epoch(train) [1][2/2]' in out
+
+
+def test_cpu_ddp_wrapper_reverts_syncbn(tmp_path):
+    """Two gloo processes: our wrapper takes a SyncBN model (as in mmseg's configs) with the
+    device_ids the Runner passes, and trains it on the CPU."""
+    script = tmp_path / 'ddp_syncbn.py'
+    script.write_text(
+        "import os, torch, torch.nn as nn\n"
+        "from mmsgformer.engine import init_cpu_dist, CPUDistributedDataParallel\n"
+        "init_cpu_dist('pytorch')\n"
+        "model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.SyncBatchNorm(4), nn.ReLU())\n"
+        "ddp = CPUDistributedDataParallel(model, device_ids=[int(os.environ['LOCAL_RANK'])],\n"
+        "                                 broadcast_buffers=False)\n"
+        "assert not any(isinstance(m, nn.SyncBatchNorm) for m in ddp.module.modules())\n"
+        "ddp(torch.randn(2, 3, 8, 8)).sum().backward()\n"
+        "print('rank', torch.distributed.get_rank(), 'ok', flush=True)\n")
+    out = _run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+                '--master_port=29541', str(script)], cwd=tmp_path,
+               extra_env={'CUDA_VISIBLE_DEVICES': '', 'OMP_NUM_THREADS': '1'})
+    assert 'rank 0 ok' in out and 'rank 1 ok' in out

@@ -21,6 +21,11 @@ CONFIG=configs/demo/maskrcnn_sgformer_tiny_shapes.py
 DATA=data/coco_shapes
 WORK_DIR=${DEMO_WORK_DIR:-work_dirs/maskrcnn_sgformer_tiny_shapes}
 
+# One compute thread per process: on a 2-core machine the data loader worker gets the other
+# core, and with any other load OpenMP's 2-thread synchronisation made iterations >10x slower
+# in our measurements. Export OMP_NUM_THREADS=2 to override on an idle machine.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
 cd "$REPO"
 echo "==> [1/5] environment ($VENV)"
 bash "$REPO/tools/setup_env.sh"

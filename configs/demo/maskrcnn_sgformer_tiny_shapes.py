@@ -36,18 +36,18 @@ model = dict(
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=channels),
         bbox_head=dict(
-            in_channels=channels, fc_out_channels=256,
+            in_channels=channels, fc_out_channels=128,
             num_classes=num_classes),
         mask_roi_extractor=dict(out_channels=channels),
         mask_head=dict(
-            num_convs=2,
+            num_convs=1,
             in_channels=channels,
-            conv_out_channels=channels,
+            conv_out_channels=32,
             num_classes=num_classes)),
     train_cfg=dict(
-        rpn=dict(sampler=dict(num=128)),
-        rpn_proposal=dict(nms_pre=500, max_per_img=200),
-        rcnn=dict(sampler=dict(num=128))),
+        rpn=dict(sampler=dict(num=64)),
+        rpn_proposal=dict(nms_pre=500, max_per_img=100),
+        rcnn=dict(sampler=dict(num=64, pos_fraction=0.5))),
     test_cfg=dict(
         rpn=dict(nms_pre=300, max_per_img=100),
         rcnn=dict(max_per_img=20)))
@@ -95,9 +95,9 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
 # schedule: evaluate once, at the end
-max_epochs = 12
+max_epochs = 5
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-optim_wrapper = dict(optimizer=dict(lr=1e-3), clip_grad=dict(max_norm=10.0))
+optim_wrapper = dict(optimizer=dict(lr=1.5e-3), clip_grad=dict(max_norm=10.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0, end=200),
     dict(

@@ -82,6 +82,12 @@ def apply_tta(cfg, task: str) -> None:
     mmseg configs ship both (``SegTTAModel`` + multi-scale/flip pipelines); for detection
     and classification a horizontal-flip TTA is used when the config has none.
     """
+    if task == 'det' and (cfg.model.get('roi_head') or {}).get('mask_head'):
+        raise RuntimeError(
+            '--tta: mmdet 3.3\'s DetTTAModel merges boxes only and refuses instance '
+            'masks, so Mask R-CNN cannot be tested with TTA. For box-only TTA drop the '
+            'mask branch: --cfg-options model.roi_head.mask_head=None '
+            'model.roi_head.mask_roi_extractor=None test_evaluator.metric=bbox')
     test_ds = cfg.test_dataloader.dataset
     while 'dataset' in test_ds:  # dataset wrappers
         test_ds = test_ds['dataset']

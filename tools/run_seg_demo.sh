@@ -46,4 +46,4 @@ log "testing $ckpt"
 end=$(date +%s)
 
 log "train: $((train_end - start)) s, test: $((end - train_end)) s"
-log "coloured predictions (left: ground truth, right: prediction) are under $WORK_DIR/test"
+log "coloured predictions (left: ground truth, right: prediction) are under $WORK_DIR/predictions/vis_data/vis_image"

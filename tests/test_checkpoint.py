@@ -216,3 +216,14 @@ def test_malicious_pickle_is_not_executed(tmp_path, monkeypatch):
     with pytest.raises(UnsafeCheckpointError):
         load_checkpoint_file(path)
     assert not target.exists()
+
+
+def test_loading_keeps_global_registration(tmp_path):
+    """load_checkpoint_file must not undo register_safe_globals (MMEngine's loading relies on it)."""
+    from mmsgformer.utils import register_safe_globals, safe_globals
+    register_safe_globals()
+    path = tmp_path / 'plain.pth'
+    torch.save({'pos_embed': torch.zeros(1)}, path)
+    load_checkpoint_file(path)
+    registered = torch.serialization.get_safe_globals()
+    assert all(t in registered for t in safe_globals())

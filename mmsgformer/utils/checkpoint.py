@@ -101,8 +101,12 @@ def load_checkpoint_file(filename: str, map_location: Any = 'cpu',
             f'model.backbone.init_cfg.checkpoint=PATH); nothing is downloaded automatically.')
     if allow_unsafe or _allow_unsafe_from_env():
         return torch.load(filename, map_location=map_location, weights_only=False)
+    # The context manager removes its types on exit: give it only those that are not registered
+    # globally already (register_safe_globals), or it would unregister them.
+    registered = torch.serialization.get_safe_globals()
+    missing = [t for t in safe_globals() if t not in registered]
     try:
-        with torch.serialization.safe_globals(safe_globals()):
+        with torch.serialization.safe_globals(missing):
             return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         if 'Weights only load failed' not in str(err):

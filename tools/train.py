@@ -60,6 +60,10 @@ def main(argv=None):
     import torch
 
     from mmsgformer.engine import setup_distributed
+    from mmsgformer.engine.preflight import (ConfigPathError, check_dataset_paths,
+                                             concise_build_error)
+    from mmsgformer.engine.reliability import (find_resume_checkpoint,
+                                               use_atomic_checkpoints)
     from mmsgformer.engine.tools_utils import build_runner, load_config
     from mmsgformer.utils import register_safe_globals
 
@@ -84,9 +88,26 @@ def main(argv=None):
                                'enable=False, base_batch_size=N) in the config')
         cfg.auto_scale_lr.enable = True
 
+    # Crash-safe checkpoints (temp file + rename) that also carry the random state
+    use_atomic_checkpoints(cfg)
+
+    # Missing data: one message naming the path and the config key, before anything is built
+    loaders = ['train_dataloader']
+    if cfg.get('val_cfg') and cfg.get('val_dataloader'):
+        loaders.append('val_dataloader')
+    try:
+        check_dataset_paths(cfg, loaders)
+    except ConfigPathError as e:
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(2)
+
     if args.resume == 'auto':
+        # the last *complete* checkpoint (last_checkpoint, else the newest readable one)
         cfg.resume = True
-        cfg.load_from = None
+        cfg.load_from = find_resume_checkpoint(cfg.work_dir)
+        if cfg.load_from is None:
+            print(f'--resume: no checkpoint in {cfg.work_dir}; training from scratch.',
+                  file=sys.stderr)
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
@@ -94,7 +115,15 @@ def main(argv=None):
     # CPU-only machines: gloo process group + a DDP wrapper without device_ids
     setup_distributed(cfg, args.launcher)
 
-    runner = build_runner(cfg)
+    try:
+        runner = build_runner(cfg)
+    except Exception as e:  # config errors surface here, wrapped by the registry per level
+        if os.environ.get('MMSGFORMER_DEBUG'):
+            raise
+        print(f'error: building the runner from {args.config} failed: '
+              f'{concise_build_error(e)}\n(set MMSGFORMER_DEBUG=1 for the full traceback)',
+              file=sys.stderr)
+        sys.exit(1)
     runner.train()
 
 

@@ -68,6 +68,18 @@ def dataset_path_problems(cfg, loaders=('train_dataloader',)) -> List[str]:
                         f'{key}.ann_file: the annotation file {ann_path!r} does not exist'
                         f'{where}. Fix the path: --cfg-options {key}.ann_file=FILE '
                         f'(relative to {key}.data_root={root!r})')
+            split = ds.get('split')
+            if (isinstance(split, str) and split and not ann and not ds.get('data_prefix')
+                    and root and not _is_remote(root)):
+                # mmpretrain ImageNet-style: <root>/meta/<split>.txt or a <root>/<split>/ folder
+                if not (osp.isfile(osp.join(root, 'meta', f'{split}.txt'))
+                        or osp.isdir(osp.join(root, split))):
+                    problems.append(
+                        f'{key}.split: the {split!r} data does not exist: neither the folder '
+                        f'{osp.join(root, split)!r} nor the list '
+                        f'{osp.join(root, "meta", split + ".txt")!r} is there{where}. Prepare '
+                        f'the {split!r} split under {key}.data_root={root!r}, or change it: '
+                        f'--cfg-options {key}.data_root=/path/to/data/')
             prefix = ds.get('data_prefix')
             if isinstance(prefix, dict):
                 for name, sub in prefix.items():

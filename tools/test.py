@@ -87,6 +87,14 @@ def main(argv=None):
     task = task_of(cfg)
     cfg.load_from = args.checkpoint
 
+    from mmsgformer.engine.preflight import (ConfigPathError, check_dataset_paths,
+                                             concise_build_error)
+    try:
+        check_dataset_paths(cfg, ['test_dataloader'])
+    except ConfigPathError as e:
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(2)
+
     if args.show or args.show_dir:
         enable_visualization(cfg, args.show, args.show_dir, args.wait_time)
     if args.tta:
@@ -97,7 +105,15 @@ def main(argv=None):
 
     setup_distributed(cfg, args.launcher)
 
-    runner = build_runner(cfg)
+    try:
+        runner = build_runner(cfg)
+    except Exception as e:  # config errors, wrapped by the registry once per nesting level
+        if os.environ.get('MMSGFORMER_DEBUG'):
+            raise
+        print(f'error: building the runner from {args.config} failed: '
+              f'{concise_build_error(e)}\n(set MMSGFORMER_DEBUG=1 for the full traceback)',
+              file=sys.stderr)
+        sys.exit(1)
     if args.out is not None:
         _add_dump(runner, task, args.out)
 

@@ -251,7 +251,7 @@ def test_missing_dataset_paths_all_tasks(config, key, tmp_path):
 def test_test_tool_missing_data_root_message(tiny, tmp_path):
     root, cfg = tiny
     proc = _run([sys.executable, osp.join(REPO, 'tools', 'test.py'), str(cfg),
-                 str(tmp_path / 'x.pth'), '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+                 str(cfg), '--work-dir', str(tmp_path / 'w'), '--cfg-options',
                  f'test_dataloader.dataset.data_root={tmp_path}/gone/'],
                 cwd=root, check=False, timeout=300)
     assert proc.returncode == 2 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]

@@ -100,9 +100,9 @@ model = dict(
     test_cfg=dict(mode='whole'))
 
 # ---------------------------------------------------------------- schedule
-max_iters = 600
+max_iters = 2500
 warmup_iters = 50
-optim_wrapper = dict(optimizer=dict(lr=1e-3))
+optim_wrapper = dict(optimizer=dict(lr=2e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=warmup_iters),
     dict(type='PolyLR', eta_min=0.0, power=1.0, begin=warmup_iters, end=max_iters,

@@ -6,7 +6,6 @@ import os.path as osp
 import subprocess
 import sys
 
-import pytest
 
 from conftest import REPO, TINY_ARCH
 

@@ -1,6 +1,5 @@
 """Every way of loading weights into SGFormer, and the errors for files that do not fit."""
 import argparse
-import os
 import os.path as osp
 import subprocess
 import sys

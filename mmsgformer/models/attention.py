@@ -21,9 +21,8 @@ in :mod:`mmsgformer.models.checkpoint` maps the official weights onto this layou
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn

@@ -24,7 +24,7 @@ import contextlib
 import math
 import warnings
 from collections import Counter
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Sequence
 
 import torch
 import torch.nn as nn

@@ -87,8 +87,7 @@ def main(argv=None):
     task = task_of(cfg)
     cfg.load_from = args.checkpoint
 
-    from mmsgformer.engine.preflight import (ConfigPathError, check_dataset_paths,
-                                             concise_build_error)
+    from mmsgformer.engine.preflight import ConfigPathError, check_dataset_paths
     try:
         check_dataset_paths(cfg, ['test_dataloader'])
     except ConfigPathError as e:
@@ -105,15 +104,7 @@ def main(argv=None):
 
     setup_distributed(cfg, args.launcher)
 
-    try:
-        runner = build_runner(cfg)
-    except Exception as e:  # config errors, wrapped by the registry once per nesting level
-        if os.environ.get('MMSGFORMER_DEBUG'):
-            raise
-        print(f'error: building the runner from {args.config} failed: '
-              f'{concise_build_error(e)}\n(set MMSGFORMER_DEBUG=1 for the full traceback)',
-              file=sys.stderr)
-        sys.exit(1)
+    runner = build_runner(cfg, args.config)
     if args.out is not None:
         _add_dump(runner, task, args.out)
 

@@ -60,8 +60,7 @@ def main(argv=None):
     import torch
 
     from mmsgformer.engine import setup_distributed
-    from mmsgformer.engine.preflight import (ConfigPathError, check_dataset_paths,
-                                             concise_build_error)
+    from mmsgformer.engine.preflight import ConfigPathError, check_dataset_paths
     from mmsgformer.engine.reliability import (find_resume_checkpoint,
                                                use_atomic_checkpoints)
     from mmsgformer.engine.tools_utils import build_runner, load_config
@@ -115,15 +114,7 @@ def main(argv=None):
     # CPU-only machines: gloo process group + a DDP wrapper without device_ids
     setup_distributed(cfg, args.launcher)
 
-    try:
-        runner = build_runner(cfg)
-    except Exception as e:  # config errors surface here, wrapped by the registry per level
-        if os.environ.get('MMSGFORMER_DEBUG'):
-            raise
-        print(f'error: building the runner from {args.config} failed: '
-              f'{concise_build_error(e)}\n(set MMSGFORMER_DEBUG=1 for the full traceback)',
-              file=sys.stderr)
-        sys.exit(1)
+    runner = build_runner(cfg, args.config)
     runner.train()
 
 

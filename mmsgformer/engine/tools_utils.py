@@ -1,5 +1,7 @@
 """Shared pieces of ``tools/train.py`` and ``tools/test.py`` (one pair for all tasks)."""
+import os
 import os.path as osp
+import sys
 import warnings
 from copy import deepcopy
 
@@ -33,12 +35,21 @@ def load_config(config: str, launcher: str = 'none', cfg_options=None,
     return cfg
 
 
-def build_runner(cfg):
+def build_runner(cfg, config: str):
+    """Builds the config's Runner. A config error (wrapped by the registry once per nesting
+    level) exits with one line naming the cause; ``MMSGFORMER_DEBUG=1`` re-raises it instead."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+
+    from .preflight import concise_build_error
+    try:
+        return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    except Exception as e:  # noqa: BLE001 - reported concisely, full traceback on request
+        if os.environ.get('MMSGFORMER_DEBUG'):
+            raise
+        print(f'error: building the runner from {config} failed: {concise_build_error(e)}\n'
+              '(set MMSGFORMER_DEBUG=1 for the full traceback)', file=sys.stderr)
+        sys.exit(1)
 
 
 def enable_visualization(cfg, show: bool, show_dir, wait_time: float) -> None:

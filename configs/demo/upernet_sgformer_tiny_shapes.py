@@ -100,7 +100,7 @@ model = dict(
     test_cfg=dict(mode='whole'))
 
 # ---------------------------------------------------------------- schedule
-max_iters = 2500
+max_iters = 4500
 warmup_iters = 50
 optim_wrapper = dict(optimizer=dict(lr=2e-3))
 param_scheduler = [

@@ -123,6 +123,27 @@ def test_dist_train_cpu_gloo(tiny):
     assert 'Epoch(train) [1][2/2]' in out
 
 
+def test_cpu_process_group_is_destroyed_at_exit(tmp_path):
+    """init_cpu_dist registers destroy_cpu_dist at exit: a gloo group left alive while the
+    interpreter shuts down can SIGABRT the process after all work is done."""
+    script = tmp_path / 'exit_hook.py'
+    script.write_text(
+        "import atexit, os, torch.distributed as dist\n"
+        "from mmsgformer.engine import init_cpu_dist, destroy_cpu_dist\n"
+        "def report():\n"  # registered first, so it runs after init_cpu_dist's hook
+        "    open('destroyed' if not dist.is_initialized() else 'alive', 'w').close()\n"
+        "atexit.register(report)\n"
+        "os.environ.update(RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',\n"
+        "                  MASTER_PORT='29547')\n"
+        "init_cpu_dist('pytorch')\n"
+        "assert dist.is_initialized() and dist.get_backend() == 'gloo'\n")
+    _run([sys.executable, str(script)], cwd=tmp_path, extra_env={'CUDA_VISIBLE_DEVICES': ''})
+    assert (tmp_path / 'destroyed').is_file() and not (tmp_path / 'alive').exists()
+    # calling it again (or without a group) is harmless
+    _run([sys.executable, '-c', 'from mmsgformer.engine import destroy_cpu_dist; '
+          'destroy_cpu_dist(); destroy_cpu_dist()'], cwd=tmp_path)
+
+
 def test_cpu_ddp_wrapper_reverts_syncbn(tmp_path):
     """Two gloo processes: our wrapper takes a SyncBN model (as in mmseg's configs) with the
     device_ids the Runner passes, and trains it on the CPU."""

@@ -4,10 +4,10 @@ Not imported by ``mmsgformer/__init__.py`` on purpose: the tools import it expli
 model code never needs it. See :mod:`mmsgformer.engine.dist` for why it exists (distributed
 training and testing on machines without CUDA, with MMEngine 0.10.x).
 """
-from .dist import (CPUDistributedDataParallel, init_cpu_dist,
+from .dist import (CPUDistributedDataParallel, destroy_cpu_dist, init_cpu_dist,
                    prepare_cfg_for_cpu_dist, setup_distributed)
 
 __all__ = [
-    'CPUDistributedDataParallel', 'init_cpu_dist', 'prepare_cfg_for_cpu_dist',
+    'CPUDistributedDataParallel', 'destroy_cpu_dist', 'init_cpu_dist', 'prepare_cfg_for_cpu_dist',
     'setup_distributed'
 ]

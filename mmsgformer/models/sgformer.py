@@ -54,6 +54,42 @@ class DropPath(nn.Module):
         return x * mask / keep
 
 
+def group_norm_by_reduction(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                            eps: float) -> torch.Tensor:
+    """``F.group_norm(x, 1, weight, bias, eps)`` from a general reduction, in float32.
+
+    The statistics over ``(C, H, W)`` of each sample do not depend on the memory layout, so
+    channels-last maps need no copy. Returns ``x``'s dtype.
+    """
+    x32 = x.float()
+    var, mean = torch.var_mean(x32, dim=(1, 2, 3), keepdim=True, correction=0)
+    scale = weight.float().view(1, -1, 1, 1) * torch.rsqrt(var + eps)
+    shift = bias.float().view(1, -1, 1, 1) - mean * scale
+    return torch.addcmul(shift, x32, scale).to(x.dtype)
+
+
+class SingleGroupNorm(nn.GroupNorm):
+    """``GroupNorm(1, C)`` (normalise each sample over channels and space), fast on CUDA.
+
+    PyTorch's CUDA kernel reduces every (sample, group) row with one thread block, so with one
+    group and a small batch a whole feature map is reduced by a couple of blocks: 3.9 ms per call
+    for SG-Former-S's stem at 800x1333, batch 2, on an H100 (46% of the backbone's inference
+    time). On CUDA the statistics come from a general reduction instead
+    (:func:`group_norm_by_reduction`, the same math); on the CPU the native kernel is faster.
+
+    Args:
+        num_channels: Channels.
+    """
+
+    def __init__(self, num_channels: int) -> None:
+        super().__init__(1, num_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != 'cuda':
+            return super().forward(x)
+        return group_norm_by_reduction(x, self.weight, self.bias, self.eps)
+
+
 class ConvNorm(nn.Module):
     """Bias-free convolution followed by ``GroupNorm(1, C)`` (the official ``Conv2d_BN``).
 
@@ -70,7 +106,7 @@ class ConvNorm(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride,
                               kernel_size // 2, groups=groups, bias=False)
-        self.norm = nn.GroupNorm(1, out_channels)
+        self.norm = SingleGroupNorm(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.conv.kernel_size == (1, 1) and self.conv.groups == 1:

@@ -5,6 +5,9 @@ Backbones (no pretrained weights, official initialisation):
 * ``sgformer_s/m/b`` - :class:`mmsgformer.models.SGFormer` (``arch='s'|'m'|'b'``);
 * ``swin_t/s/b`` - mmdet's ``SwinTransformer`` (window 7, the Swin paper's T/S/B);
 * ``pvtv2_b2/b3/b5`` - mmdet's ``PyramidVisionTransformerV2`` (the PVTv2 paper's B2/B3/B5);
+* ``timm_swin_t/s/b``, ``timm_pvtv2_b2/b3/b5`` - the same networks from timm (optional
+  package), e.g. where mmdet (which needs mmcv's compiled ops) is not installed; Swin is built
+  with ``dynamic_img_size=True`` so any input size works;
 * any extra SG-Former given as ``NAME=JSON_ARCH`` (see :func:`parse_custom`).
 
 Whole models come from an OpenMMLab config (mmpretrain classifier, mmdet detector, mmseg
@@ -30,12 +33,18 @@ PVTV2 = dict(
     pvtv2_b5=dict(embed_dims=64, num_layers=[3, 6, 40, 3], mlp_ratios=[4, 4, 4, 4]),
 )
 SGFORMER = dict(sgformer_s='s', sgformer_m='m', sgformer_b='b')
+TIMM = dict(
+    timm_swin_t='swin_tiny_patch4_window7_224', timm_swin_s='swin_small_patch4_window7_224',
+    timm_swin_b='swin_base_patch4_window7_224', timm_pvtv2_b2='pvt_v2_b2',
+    timm_pvtv2_b3='pvt_v2_b3', timm_pvtv2_b5='pvt_v2_b5')
 
 DEFAULT_MODELS = ['sgformer_s', 'sgformer_m', 'sgformer_b', 'swin_t', 'swin_s', 'swin_b',
                   'pvtv2_b2', 'pvtv2_b3', 'pvtv2_b5']
 # The baselines a user would pick instead of each SG-Former (similar cost and accuracy).
-BASELINES = dict(sgformer_s=['swin_t', 'pvtv2_b2'], sgformer_m=['swin_s', 'pvtv2_b3'],
-                 sgformer_b=['swin_b', 'pvtv2_b5'])
+BASELINES = dict(
+    sgformer_s=['swin_t', 'pvtv2_b2', 'timm_swin_t', 'timm_pvtv2_b2'],
+    sgformer_m=['swin_s', 'pvtv2_b3', 'timm_swin_s', 'timm_pvtv2_b3'],
+    sgformer_b=['swin_b', 'pvtv2_b5', 'timm_swin_b', 'timm_pvtv2_b5'])
 
 
 def parse_custom(items: Optional[Sequence[str]]) -> Dict[str, dict]:
@@ -50,7 +59,17 @@ def parse_custom(items: Optional[Sequence[str]]) -> Dict[str, dict]:
 
 
 def known_models(custom: Dict[str, dict]) -> List[str]:
-    return sorted(set(SGFORMER) | set(SWIN) | set(PVTV2) | set(custom))
+    return sorted(set(SGFORMER) | set(SWIN) | set(PVTV2) | set(TIMM) | set(custom))
+
+
+def required_libraries(names: Sequence[str]) -> List[str]:
+    """The model libraries (``mmdet``, ``timm``) that building ``names`` imports."""
+    libs = []
+    if any(n in SWIN or n in PVTV2 for n in names):
+        libs.append('mmdet.models')
+    if any(n in TIMM for n in names):
+        libs.append('timm')
+    return libs
 
 
 def is_sgformer(name: str, custom: Dict[str, dict]) -> bool:
@@ -60,6 +79,35 @@ def is_sgformer(name: str, custom: Dict[str, dict]) -> bool:
 def supports_cp(name: str) -> bool:
     """Whether ``build_backbone(name, with_cp=True)`` really checkpoints (not mmdet's PVTv2)."""
     return name not in PVTV2
+
+
+class TimmFeatures(nn.Module):
+    """A timm backbone returning its 4 stage outputs (NCHW) like the mmdet backbones.
+
+    timm's Swin needs input sides divisible by its patch size (4); the input is zero-padded at
+    the bottom/right to that (mmdet's detectors pad to 32 anyway).
+
+    Args:
+        timm_name: timm model name, e.g. ``'pvt_v2_b2'``.
+        with_cp: gradient checkpointing (timm's ``set_grad_checkpointing``).
+    """
+
+    def __init__(self, timm_name: str, with_cp: bool = False) -> None:
+        super().__init__()
+        try:
+            import timm
+        except ImportError as exc:
+            raise ImportError(f'{timm_name} needs timm: pip install timm') from exc
+        kwargs = dict(dynamic_img_size=True) if timm_name.startswith('swin') else {}
+        self.net = timm.create_model(timm_name, pretrained=False, num_classes=0,
+                                     drop_path_rate=0.1, **kwargs)
+        self.net.set_grad_checkpointing(with_cp)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        pad_h, pad_w = (-x.shape[-2]) % 4, (-x.shape[-1]) % 4
+        if pad_h or pad_w:
+            x = nn.functional.pad(x, (0, pad_w, 0, pad_h))
+        return tuple(self.net.forward_intermediates(x, intermediates_only=True))
 
 
 def build_backbone(name: str, custom: Optional[Dict[str, dict]] = None,
@@ -78,6 +126,8 @@ def build_backbone(name: str, custom: Optional[Dict[str, dict]] = None,
         from mmdet.models.backbones import PyramidVisionTransformerV2
         # mmdet's PVTv2 has no gradient checkpointing; with_cp is ignored (see supports_cp).
         return PyramidVisionTransformerV2(out_indices=(0, 1, 2, 3), **PVTV2[name])
+    if name in TIMM:
+        return TimmFeatures(TIMM[name], with_cp=with_cp)
     raise ValueError(f'unknown model {name!r}; known: {known_models(custom)}')
 
 

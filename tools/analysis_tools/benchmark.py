@@ -37,6 +37,7 @@ import argparse
 import contextlib
 import gc
 import hashlib
+import importlib
 import json
 import os
 import platform
@@ -52,7 +53,7 @@ import torch  # noqa: E402
 
 from analysis_models import (BASELINES, DEFAULT_MODELS, build_backbone,  # noqa: E402
                              build_from_config, is_sgformer, load_config, parse_custom,
-                             supports_cp, whole_model_fns)
+                             required_libraries, supports_cp, whole_model_fns)
 
 DEFAULT_SIZES = ['224x224', '512x512', '800x1333', '1024x2048']
 DTYPES = dict(float32=torch.float32, bfloat16=torch.bfloat16, float16=torch.float16)
@@ -152,7 +153,7 @@ class Entry:
     def callables(self, batch: int, hw: Tuple[int, int]):
         """``(infer, loss)`` of an input batch."""
         if self.task is None:
-            fn = self.compiled or self.model
+            fn = self.model if self.compiled is None else self.compiled
 
             def loss(x):
                 return sum(o.float().sum() for o in fn(x))
@@ -271,7 +272,8 @@ def memory_child(spec: dict) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     # import every library a model may need first, so that the baseline covers the code
-    import mmdet.models  # noqa: F401
+    for lib in required_libraries(args.models or DEFAULT_MODELS):
+        importlib.import_module(lib)
     import mmsgformer.models  # noqa: F401
     if args.whole_model:
         import mmpretrain.models  # noqa: F401

@@ -1,0 +1,99 @@
+"""SG-Former on a CUDA GPU: equivalence, mixed precision, checkpointing, torch.compile.
+
+Skipped where no GPU is present (CI); run on a GPU machine with ``pytest tests/test_cuda.py``.
+TF32 is switched off for the float32 checks so that they compare the same arithmetic as on the
+CPU.
+"""
+import copy
+
+import pytest
+import torch
+
+from conftest import TINY_ARCH
+from mmsgformer.models import SGFormer
+from mmsgformer.models.checkpoint import convert_official_state_dict
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+
+
+@pytest.fixture(autouse=True)
+def no_tf32():
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@pytest.fixture(scope='module')
+def official(reference, reference_arch):
+    """The fixture's model on the GPU, in eval mode, and its classifier head."""
+    model = SGFormer(arch=reference_arch).eval()
+    backbone, head = convert_official_state_dict(reference['state_dict'])
+    model.load_state_dict(backbone, strict=True)
+    return model.cuda(), {k: v.cuda() for k, v in head.items()}
+
+
+def test_reference_equivalence_cuda(official, reference):
+    """Same tolerances as the CPU test in test_backbone.py."""
+    model, head = official
+    with torch.no_grad():
+        outs = model(reference['inputs'].cuda())
+    for out, ref in zip(outs, reference['stage_outputs']):
+        error = (out.cpu() - ref).abs()
+        assert error.max() < 1e-3, error.max()
+        assert error.mean() < 1e-4, error.mean()
+    logits = outs[-1].mean((2, 3)) @ head['head.weight'].T + head['head.bias']
+    torch.testing.assert_close(logits.cpu(), reference['logits'], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize('hw', [(97, 131), (224, 224), (320, 512)])
+def test_cuda_matches_cpu_any_size(official, hw):
+    model, _ = official
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, *hw)
+    with torch.no_grad():
+        gpu = model(x.cuda())
+        cpu = copy.deepcopy(model).cpu()(x)
+    for g, c in zip(gpu, cpu):
+        assert g.shape == c.shape
+        error = (g.cpu() - c).abs()
+        assert error.mean() < 1e-4, error.mean()
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_autocast_close_to_float32(official, reference, dtype):
+    """Mixed precision stays finite and close: softmax and significance run in float32."""
+    model, _ = official
+    x = reference['inputs'].cuda()
+    with torch.no_grad():
+        full = model(x)
+        with torch.autocast('cuda', dtype=dtype):
+            half = model(x)
+    for f, h in zip(full, half):
+        assert torch.isfinite(h).all()
+        relative = (h.float() - f).abs().mean() / f.abs().mean()
+        assert relative < 5e-2, (dtype, relative)
+
+
+def test_with_cp_same_gradients_cuda():
+    torch.manual_seed(0)
+    plain = SGFormer(arch=TINY_ARCH, drop_path_rate=0.).cuda().train()
+    checkpointed = SGFormer(arch=TINY_ARCH, drop_path_rate=0., with_cp=True).cuda().train()
+    checkpointed.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 97, 131, device='cuda')
+    for model in (plain, checkpointed):
+        sum(o.sum() for o in model(x)).backward()
+    for (name, a), (_, b) in zip(plain.named_parameters(), checkpointed.named_parameters()):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-4, rtol=1e-4, msg=name)
+
+
+def test_compile_fullgraph_matches_eager():
+    """One graph (fullgraph=True fails on any graph break) with the eager outputs (up to the
+    rounding of inductor's fused kernels)."""
+    torch.manual_seed(0)
+    model = SGFormer(arch=TINY_ARCH, drop_path_rate=0.).cuda().eval()
+    compiled = torch.compile(model, fullgraph=True, dynamic=False)
+    x = torch.randn(2, 3, 97, 131, device='cuda')
+    with torch.no_grad():
+        for out, ref in zip(compiled(x), model(x)):
+            torch.testing.assert_close(out, ref, atol=1e-3, rtol=1e-3)

@@ -6,6 +6,7 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
 
 from conftest import REPO, TINY_ARCH
 
@@ -99,3 +100,24 @@ def test_sgformer_s_macs_match_paper():
     assert abs(result['macs'] / 1e9 - 4.8) < 0.48, result['macs']
     # the significance recomputation is reported, not counted
     assert 0 < result['recompute_macs'] < 0.02 * result['macs']
+
+
+@pytest.mark.parametrize('mmdet_name', ['swin_t', 'pvtv2_b2'])
+def test_timm_baselines_match_mmdet(mmdet_name):
+    """The timm_* baselines (for machines without mmcv's ops) are the same networks as mmdet's:
+    same parameter count and the same four output shapes at an odd size."""
+    import torch
+    sys.path.insert(0, TOOLS)
+    try:
+        from analysis_models import build_backbone
+    finally:
+        sys.path.remove(TOOLS)
+    shapes, params = [], []
+    for name in (mmdet_name, 'timm_' + mmdet_name):
+        model = build_backbone(name)
+        model.eval()
+        with torch.no_grad():
+            shapes.append([tuple(o.shape) for o in model(torch.randn(1, 3, 99, 133))])
+        params.append(sum(p.numel() for p in model.parameters()))
+    assert shapes[0] == shapes[1] and len(shapes[0]) == 4
+    assert abs(params[0] - params[1]) < 2e-4 * params[0], params

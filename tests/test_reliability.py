@@ -14,8 +14,9 @@ import time
 import pytest
 import torch
 
+from conftest import tiny_detection_config
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CONFIG = osp.join(REPO, 'configs', 'demo', 'maskrcnn_sgformer_tiny_shapes.py')
 TRAIN = osp.join(REPO, 'tools', 'train.py')
 TIMEOUT = 600
 _PATHS = [REPO]  # + the tmp folder holding the test-only hook module
@@ -100,24 +101,15 @@ def tiny(tmp_path_factory):
     (root / 'stall_hook.py').write_text(STALL_HOOK)
     _PATHS.append(str(root))
     cfg = root / 'tiny.py'
-    cfg.write_text(
-        f"_base_ = ['{DEMO_CONFIG}']\n"
-        "custom_imports = dict(imports=['mmsgformer', 'stall_hook'], "
-        "allow_failed_imports=False)\n"
-        f"data_root = '{data}/'\n"
-        "train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,\n"
-        "                        dataset=dict(data_root=data_root))\n"
-        "val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,\n"
-        "                      dataset=dict(data_root=data_root))\n"
-        "test_dataloader = val_dataloader\n"
-        "val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')\n"
-        "test_evaluator = val_evaluator\n"
-        "train_cfg = dict(max_epochs=3, val_interval=1)\n"  # validation between epochs too
-        "default_hooks = dict(logger=dict(interval=1),\n"
-        "                     checkpoint=dict(interval=1, max_keep_ckpts=1))\n"
-        "custom_hooks = [dict(type='StallHook')]\n"
-        "log_processor = dict(window_size=1)\n"
-        "randomness = dict(seed=0, deterministic=True)\n")
+    cfg.write_text(tiny_detection_config(
+        data, imports=('mmsgformer', 'stall_hook'),
+        # validation between epochs too
+        extra="train_cfg = dict(max_epochs=3, val_interval=1)\n"
+              "default_hooks = dict(logger=dict(interval=1),\n"
+              "                     checkpoint=dict(interval=1, max_keep_ckpts=1))\n"
+              "custom_hooks = [dict(type='StallHook')]\n"
+              "log_processor = dict(window_size=1)\n"
+              "randomness = dict(seed=0, deterministic=True)\n"))
     return root, cfg
 
 

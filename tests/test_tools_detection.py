@@ -12,8 +12,9 @@ import sys
 
 import pytest
 
+from conftest import tiny_detection_config
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CONFIG = osp.join(REPO, 'configs', 'demo', 'maskrcnn_sgformer_tiny_shapes.py')
 TIMEOUT = 600
 
 
@@ -37,20 +38,11 @@ def tiny(tmp_path_factory):
           osp.join(REPO, 'tools', 'dataset_converters', 'generate_coco_shapes.py'),
           str(data), '--num-train', '8', '--num-val', '4', '--seed', '1'], cwd=root)
     cfg = root / 'tiny_shapes.py'
-    cfg.write_text(
-        f"_base_ = ['{DEMO_CONFIG}']\n"
-        "custom_imports = dict(imports=['mmsgformer'], allow_failed_imports=False)\n"
-        f"data_root = '{data}/'\n"
-        "train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,\n"
-        "                        dataset=dict(data_root=data_root))\n"
-        "val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,\n"
-        "                      dataset=dict(data_root=data_root))\n"
-        "test_dataloader = val_dataloader\n"
-        "val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')\n"
-        "test_evaluator = val_evaluator\n"
-        "train_cfg = dict(max_epochs=1, val_interval=1)\n"
-        "default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))\n"
-        "log_processor = dict(window_size=1)\n")
+    cfg.write_text(tiny_detection_config(
+        data,
+        extra="train_cfg = dict(max_epochs=1, val_interval=1)\n"
+              "default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))\n"
+              "log_processor = dict(window_size=1)\n"))
     return root, cfg
 
 

@@ -176,15 +176,21 @@ def test_autocast_close_to_float32_and_significance_in_float32(dtype):
 
 
 def test_fp16_logits_beyond_half_range_stay_finite():
-    """q.k reaches ~8e4 > 65504 (fp16 max): a half-precision softmax of the raw logits overflows."""
-    q, k, v = torch.randn(1, 2, 50, 32) * 60, torch.randn(1, 2, 40, 32) * 60, torch.randn(1, 2, 40, 32)
+    """q.k reaches ~8e4 > 65504 (fp16 max): a half-precision softmax of the raw logits overflows.
+
+    Own generator: the outcome must not depend on which tests ran before. Rounding q and k to
+    fp16 moves logits of this size by several units, so near-tied keys may swap weight in an
+    element or two (seen: 0.8 with seed 7); the output is compared on average.
+    """
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, n, 32, generator=gen) * s for n, s in ((50, 60), (40, 60), (40, 1)))
     assert not torch.isfinite(q.half() @ k.half().transpose(-2, -1)).all()
     ref_out, ref_sig = attention(q, k, v, 32 ** -0.5, need_key_significance=True)
     with torch.autocast('cpu', dtype=torch.float16):
         out, sig = attention(q, k, v, 32 ** -0.5, need_key_significance=True)
     assert torch.isfinite(out).all() and torch.isfinite(sig).all()
     torch.testing.assert_close(sig, ref_sig, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(out.float(), ref_out, atol=2e-2, rtol=2e-2)
+    assert (out.float() - ref_out).abs().mean() < 1e-2
 
 
 def test_fp16_training_step_with_large_activations():

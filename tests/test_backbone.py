@@ -6,6 +6,7 @@ import torch
 
 from conftest import TINY_ARCH
 from mmsgformer.models import SGFormer
+from mmsgformer.models.sgformer import FiniteInputCheck
 from mmsgformer.models.checkpoint import convert_official_state_dict
 
 ODD_SIZES = [(32, 32), (37, 53), (65, 97), (100, 33), (224, 224), (230, 250)]
@@ -194,6 +195,23 @@ def test_drop_path_schedule_and_eval_determinism():
 def test_bad_input_messages(tiny, x, message):
     with pytest.raises((ValueError, TypeError), match=message):
         tiny(x)
+
+
+def test_non_finite_input_in_deferred_training_check(tiny, monkeypatch):
+    """On CUDA in training the NaN check is read one step late (no GPU stall); emulated on CPU."""
+    monkeypatch.setattr(FiniteInputCheck, 'DEFERRED_DEVICE_TYPES', ('cpu',))
+    good, bad = torch.randn(1, 3, 64, 64), torch.full((1, 3, 64, 64), float('inf'))
+    tiny.train()
+    tiny(good)
+    tiny(bad)  # not read yet
+    clone = copy.deepcopy(tiny)  # copies (EMA) do not inherit the pending result
+    clone(good)
+    with pytest.raises(ValueError, match='previous training step contained NaN or infinite'):
+        tiny(good)
+    tiny(good)  # reported once; training can go on after the user fixes the data
+    tiny.eval()
+    with pytest.raises(ValueError, match='input contains NaN'):  # immediate in eval mode
+        tiny(bad)
 
 
 @pytest.mark.parametrize('arch,message', [

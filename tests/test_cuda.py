@@ -97,3 +97,13 @@ def test_compile_fullgraph_matches_eager():
     with torch.no_grad():
         for out, ref in zip(compiled(x), model(x)):
             torch.testing.assert_close(out, ref, atol=1e-3, rtol=1e-3)
+
+
+def test_non_finite_input_reported_at_next_training_step():
+    """Training on CUDA reads the NaN check one step late (no host-GPU synchronisation)."""
+    model = SGFormer(arch=TINY_ARCH).cuda().train()
+    good = torch.randn(1, 3, 64, 64, device='cuda')
+    model(torch.full_like(good, float('nan')))
+    with pytest.raises(ValueError, match='previous training step contained NaN'):
+        model(good)
+    model(good)

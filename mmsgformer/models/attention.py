@@ -68,6 +68,11 @@ REALLOCATION_SPECS = {
 }
 
 
+def dropout(rate: float) -> nn.Module:
+    """``nn.Dropout(rate)``, or ``nn.Identity`` for rate 0 (one call less per use in eval)."""
+    return nn.Dropout(rate) if rate > 0 else nn.Identity()
+
+
 def pad_map(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Zero-pads a ``(B, H, W, ...)`` map at the bottom and right to multiples of ``multiple``."""
     pad_h = -x.shape[1] % multiple
@@ -113,14 +118,16 @@ def key_significance(q: torch.Tensor, k: torch.Tensor, scale: float,
             logits = torch.matmul(q[..., start:start + chunk, :], keys_t) * scale
             if key_mask is not None:
                 logits = logits.masked_fill(~key_mask, float('-inf'))
-            per_query = logits.softmax(dim=-1).mean(dim=-3)  # (..., chunk, Lk), mean over heads
+            weights = logits.softmax(dim=-1)  # (..., heads, chunk, Lk)
             if query_weights is None:
-                part = per_query.sum(dim=-2)
+                part = weights.sum(dim=(-3, -2))
             else:
-                weights = query_weights[..., start:start + chunk].float().unsqueeze(-2)
-                part = torch.matmul(weights, per_query).squeeze(-2)
+                per_query = weights.sum(dim=-3)
+                chunk_weights = query_weights[..., start:start + chunk].float().unsqueeze(-2)
+                part = torch.matmul(chunk_weights, per_query).squeeze(-2)
             total = part if total is None else total + part
-        return total / num_queries if query_weights is None else total
+        num_heads = q.shape[-3]
+        return total / (num_heads * num_queries if query_weights is None else num_heads)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
@@ -199,7 +206,7 @@ class _AttentionBase(nn.Module):
         self.in_proj = nn.Linear(dims, in_proj_dims)
         self.lepe = LocallyEnhancedPositionalEncoding(dims)
         self.proj = nn.Linear(dims, dims)
-        self.proj_drop = nn.Dropout(proj_drop)
+        self.proj_drop = dropout(proj_drop)
 
     def split_heads(self, x: torch.Tensor, num_heads: int) -> torch.Tensor:
         """``(B, L, heads * d)`` -> ``(B, heads, L, d)``."""
@@ -267,9 +274,10 @@ class HybridScaleAttention(_AttentionBase):
         k, v = self.split_heads(kv, 2 * heads).chunk(2, dim=1)
         out, significance = attention(self.split_heads(q, heads), k, v, self.scale,
                                       need_key_significance=True)
-        significance = significance.unflatten(-1, reduced_hw)
-        significance = significance.repeat_interleave(self.sr_ratio, dim=1)
-        significance = significance.repeat_interleave(self.sr_ratio, dim=2)
+        # every token gets the significance of the reduced key covering it
+        rows, cols, sr = *reduced_hw, self.sr_ratio
+        significance = significance.view(-1, rows, 1, cols, 1).expand(-1, -1, sr, -1, sr)
+        significance = significance.reshape(-1, rows * sr, cols * sr)
         return out.transpose(1, 2).flatten(2), significance[:, :height, :width]
 
     def _local(self, qkv: torch.Tensor, hw_shape: Tuple[int, int]

@@ -233,3 +233,68 @@ def test_group_norm_by_reduction_equals_native(channels_last, dtype):
     native_grads = torch.autograd.grad((native * grad_out).sum(), (x, weight, bias))
     for a, b in zip(ours_grads, native_grads):
         torch.testing.assert_close(a.float(), b.float(), atol=tol * 10, rtol=tol * 10)
+
+
+def saved_bytes(fn):
+    """Bytes of the distinct storages autograd keeps for backward while running ``fn``."""
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(storages.values())
+
+
+def test_conv_gelu_linear_equals_plain_mlp_and_keeps_less():
+    """The MLP tail that recomputes its hidden activations in backward: same values and
+    gradients as the plain graph (gradcheck in float64 too), two hidden-size tensors fewer kept."""
+    from mmsgformer.models.sgformer import ConvGeluLinear, ConvMlp
+    gen = torch.Generator().manual_seed(0)
+    mlp = ConvMlp(8, 32)
+    hw = (9, 13)
+    x = torch.randn(2, hw[0] * hw[1], 8, generator=gen, requires_grad=True)
+    results = {}
+    for fused in (True, False):
+        mlp.zero_grad()
+        x.grad = None
+        with pytest.MonkeyPatch.context() as patch:
+            if not fused:
+                patch.setattr(ConvMlp, '_recompute_hidden', lambda self, h: False)
+            out = mlp(x, hw)
+            assert (type(out.grad_fn).__name__ == 'ConvGeluLinearBackward') == fused
+            nbytes = saved_bytes(lambda: mlp(x, hw))
+        out.square().sum().backward()
+        results[fused] = (out, x.grad.clone(), [p.grad.clone() for p in mlp.parameters()], nbytes)
+    (out_f, gx_f, gp_f, bytes_f), (out_p, gx_p, gp_p, bytes_p) = results[True], results[False]
+    torch.testing.assert_close(out_f, out_p)
+    torch.testing.assert_close(gx_f, gx_p)
+    for a, b in zip(gp_f, gp_p):
+        torch.testing.assert_close(a, b)
+    hidden_bytes = 2 * hw[0] * hw[1] * 32 * 4
+    bias_bytes = mlp.dwconv.bias.numel() * 4  # kept to recompute the convolution
+    assert bytes_p - bytes_f == 2 * hidden_bytes - bias_bytes
+    h = torch.randn(2, 6, 4, 5, dtype=torch.double, generator=gen)
+    args = [h.contiguous(memory_format=torch.channels_last)] + [
+        torch.randn(*shape, dtype=torch.double, generator=gen)
+        for shape in ((6, 1, 3, 3), (6,), (3, 6), (3,))]
+    assert torch.autograd.gradcheck(ConvGeluLinear.apply, [a.requires_grad_() for a in args])
+
+
+def test_conv_gelu_linear_under_autocast_close_to_float32():
+    from mmsgformer.models.sgformer import ConvMlp
+    torch.manual_seed(0)
+    mlp = ConvMlp(16, 64)
+    x = torch.randn(2, 10 * 12, 16, requires_grad=True)
+    mlp(x, (10, 12)).square().sum().backward()
+    ref = [x.grad.clone()] + [p.grad.clone() for p in mlp.parameters()]
+    x.grad = None
+    mlp.zero_grad()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = mlp(x, (10, 12))
+    assert out.dtype == torch.bfloat16
+    out.float().square().sum().backward()
+    for grad, expected in zip([x.grad] + [p.grad for p in mlp.parameters()], ref):
+        assert grad.dtype == torch.float32
+        assert (grad - expected).norm() <= 0.05 * expected.norm()

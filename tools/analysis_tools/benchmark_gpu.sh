@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks and measurements reported in the README (section "Speed"), in one go:
 # the CUDA tests, then benchmark.py in float32 and bfloat16 autocast, training memory with and
-# without gradient checkpointing, cost growth 512x1024 -> 1024x2048, and torch.compile.
+# without gradient checkpointing, cost growth 512x1024 -> 1024x2048, and torch.compile against
+# eager (default mode and CUDA graphs).
 #
 #   bash tools/analysis_tools/benchmark_gpu.sh OUT_DIR [BASELINE_PREFIX]
 #
@@ -37,8 +38,10 @@ step bf16 $BENCH --models $ALL --sizes 224x224@32 800x1333@2 --iters 3 --dtype b
     --out "$OUT_DIR/bf16.json"
 step with_cp $BENCH --models $S_ONLY --sizes 800x1333@2 --modes train --with-cp all \
     --out "$OUT_DIR/with_cp.json"
-step compile $BENCH --models sgformer_s ${B}swin_t --sizes 224x224@32 --modes infer --compile \
-    --out "$OUT_DIR/compile.json"
+step compile $BENCH --models sgformer_s ${B}swin_t --sizes 224x224@32 800x1333@2 --modes infer \
+    --compile-vs-eager --out "$OUT_DIR/compile.json"
+step compile_cudagraphs $BENCH --models sgformer_s ${B}swin_t --sizes 224x224@32 --modes infer \
+    --compile-vs-eager --compile-mode reduce-overhead --out "$OUT_DIR/compile_cudagraphs.json"
 step growth $BENCH --models $ALL --sizes 512x1024@1 --growth --modes infer train \
     --out "$OUT_DIR/growth.json"
 exit $failed

@@ -107,3 +107,25 @@ def test_non_finite_input_reported_at_next_training_step():
     with pytest.raises(ValueError, match='previous training step contained NaN'):
         model(good)
     model(good)
+
+
+@pytest.mark.parametrize('dtype', [None, torch.bfloat16])
+def test_conv_gelu_linear_same_gradients_cuda(dtype, monkeypatch):
+    """The MLP tail that recomputes its hidden activations: same gradients as the plain graph on
+    CUDA, in float32 and under bf16 autocast."""
+    from mmsgformer.models.sgformer import ConvMlp
+    torch.manual_seed(0)
+    model = SGFormer(arch=TINY_ARCH, drop_path_rate=0.).cuda().train()
+    x = torch.randn(2, 3, 97, 131, device='cuda')
+    grads = []
+    for fused in (True, False):
+        if not fused:
+            monkeypatch.setattr(ConvMlp, '_recompute_hidden', lambda self, h: False)
+        model.zero_grad()
+        with torch.autocast('cuda', dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = sum(o.float().square().mean() for o in model(x))
+        loss.backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    tol = 1e-4 if dtype is None else 2e-2
+    for (name, _), a, b in zip(model.named_parameters(), *grads):
+        assert (a - b).norm() <= tol * b.norm() + 1e-6, name

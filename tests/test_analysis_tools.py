@@ -73,6 +73,13 @@ def test_benchmark_compile_vs_eager(tmp_path):
     assert eager['vs'] == {} and eager['compile_s'] is None and eager['peak_mib'] > 0
     assert set(compiled['vs']) == {'tiny'} and compiled['compile_s'] > 0
     assert compiled['peak_mib'] is None  # memory subprocesses run eager models only
+    stdout = run_tool('benchmark.py', '--whole-model', 'configs/sgformer_s_in1k.py',
+                      '--cfg-options', *CLS_TINY_OPTIONS, '--sizes', '64@1', '--modes', 'infer',
+                      '--threads', '1', '--warmup', '0', '--reps', '1', '--matmul-size', '256',
+                      '--no-memory', '--no-macs', '--compile-vs-eager', '--compile-backend',
+                      'eager')
+    _, rows = table_rows(stdout, 'model')
+    assert [r[0] for r in rows] == ['sgformer_s_in1k', 'sgformer_s_in1k+compile']
     for bad, message in ((['--compile', '--compile-vs-eager'], 'exclusive'),
                          (['--compile-vs-eager', '--compile-backend', 'eager',
                            '--compile-mode', 'reduce-overhead'], 'inductor backend only')):

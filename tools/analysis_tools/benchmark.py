@@ -191,7 +191,7 @@ class Entry:
             return fn, loss
         infer, loss = whole_model_fns(self.model, self.task, batch, hw)
         if self.compiled is not None:  # compile the network inside (backbone etc. stay eager)
-            infer, loss = compile_fn(infer, args), compile_fn(loss, args)
+            infer, loss = compile_fn(infer, self.args), compile_fn(loss, self.args)
         return infer, loss
 
 

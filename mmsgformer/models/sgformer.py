@@ -27,7 +27,7 @@ import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..registry import MMENGINE_MODELS, MODELS
+from ..registry import MODELS, register_in_root
 from .checkpoint import load_pretrained, load_state_dict_pre_hook
 from .attention import (REALLOCATION_SPECS, GlobalAttention, HybridScaleAttention,
                         SignificanceGuidedAttention, dropout, map_to_tokens, tokens_to_map)
@@ -383,7 +383,7 @@ def sincos_pos_embed(dims: int, grid: int) -> torch.Tensor:
     return torch.from_numpy(np.concatenate(parts, axis=1)).float()
 
 
-@MODELS.register_module()
+@register_in_root(MODELS)
 class SGFormer(BaseModule):
     """SG-Former backbone.
 
@@ -657,6 +657,3 @@ class SGFormer(BaseModule):
         records: List[dict] = []
         return self._forward(x, records), records
 
-
-# Plain ``type='SGFormer'`` resolves from every scope (see mmsgformer.registry).
-MMENGINE_MODELS.register_module(module=SGFormer)

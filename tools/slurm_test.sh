@@ -17,7 +17,9 @@ GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-}
 TOOLS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-PYTHON=${PYTHON:-python}
+# shellcheck source=find_python.sh
+source "$TOOLS/find_python.sh"
+find_python "$TOOLS/.."
 
 # shellcheck disable=SC2086
 PYTHONPATH="$TOOLS/..${PYTHONPATH:+:$PYTHONPATH}" \

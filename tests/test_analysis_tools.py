@@ -117,12 +117,7 @@ def test_get_flops_classifier_tiny(tmp_path):
 def test_sgformer_s_macs_match_paper():
     # in-process (the CLI path is covered above): the counter get_flops.py and benchmark.py use
     import torch
-    sys.path.insert(0, TOOLS)
-    try:
-        from analysis_models import build_backbone
-        from complexity import count_macs
-    finally:
-        sys.path.remove(TOOLS)
+    from mmsgformer.analysis import build_backbone, count_macs
     model = build_backbone('sgformer_s')
     model.eval()
     result = count_macs(model, (torch.randn(1, 3, 224, 224),))
@@ -136,11 +131,7 @@ def test_timm_baselines_match_mmdet(mmdet_name):
     """The timm_* baselines (for machines without mmcv's ops) are the same networks as mmdet's:
     same parameter count and the same four output shapes at an odd size."""
     import torch
-    sys.path.insert(0, TOOLS)
-    try:
-        from analysis_models import build_backbone
-    finally:
-        sys.path.remove(TOOLS)
+    from mmsgformer.analysis import build_backbone
     shapes, params = [], []
     for name in (mmdet_name, 'timm_' + mmdet_name):
         model = build_backbone(name)

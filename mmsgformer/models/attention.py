@@ -21,8 +21,9 @@ in :mod:`mmsgformer.models.checkpoint` maps the official weights onto this layou
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -130,6 +131,28 @@ def key_significance(q: torch.Tensor, k: torch.Tensor, scale: float,
         return total / (num_heads * num_queries if query_weights is None else num_heads)
 
 
+_significance_interceptors: List[Callable[..., torch.Tensor]] = []
+
+
+@contextlib.contextmanager
+def intercept_key_significance(interceptor: Callable[..., torch.Tensor]) -> Iterator[None]:
+    """Extension point for tools that analyse the network (e.g. :mod:`mmsgformer.analysis`).
+
+    While the context is active, :func:`attention` computes each significance as
+    ``interceptor(key_significance, q, k, scale, key_mask, query_weights)`` (the innermost
+    interceptor wins) instead of calling :func:`key_significance` directly. The MAC counter uses
+    it to run the statistic outside its trace. Nothing is intercepted otherwise.
+
+    Args:
+        interceptor: Callable returning what ``key_significance`` would return.
+    """
+    _significance_interceptors.append(interceptor)
+    try:
+        yield
+    finally:
+        _significance_interceptors.remove(interceptor)
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
               key_mask: Optional[torch.Tensor] = None,
               query_weights: Optional[torch.Tensor] = None,
@@ -157,6 +180,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, scale=scale)
     if not need_key_significance:
         return out, None
+    if _significance_interceptors:
+        return out, _significance_interceptors[-1](key_significance, q, k, scale, key_mask,
+                                                   query_weights)
     return out, key_significance(q, k, scale, key_mask, query_weights)
 
 

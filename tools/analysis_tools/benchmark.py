@@ -53,13 +53,12 @@ import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch
 
-import torch  # noqa: E402
-
-from analysis_models import (BASELINES, DEFAULT_MODELS, build_backbone,  # noqa: E402
-                             build_from_config, is_sgformer, load_config, parse_custom,
-                             required_libraries, supports_cp, whole_model_fns)
+from mmsgformer.analysis.baselines import (BASELINES, DEFAULT_MODELS, build_backbone,
+                                           build_from_config, is_sgformer, load_config,
+                                           parse_custom, required_libraries, supports_cp,
+                                           whole_model_fns)
 
 DEFAULT_SIZES = ['224x224', '512x512', '800x1333', '1024x2048']
 DTYPES = dict(float32=torch.float32, bfloat16=torch.bfloat16, float16=torch.float16)
@@ -274,7 +273,7 @@ def macs_key(entry: Entry, h: int, w: int) -> str:
 
 def count_entry_macs(entry: Entry, h: int, w: int, cache: dict) -> Optional[int]:
     """The network's MACs for one image (cached by name, size and module structure)."""
-    from complexity import count_macs
+    from mmsgformer.analysis.complexity import count_macs
     key = macs_key(entry, h, w)
     if key not in cache:
         set_mode(entry.model, 'infer')

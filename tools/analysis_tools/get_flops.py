@@ -18,23 +18,20 @@ What is counted (``--part``):
 
 Counting: MMEngine's ``FlopAnalyzer`` (what ``get_model_complexity_info`` uses) with handlers for
 ``F.scaled_dot_product_attention`` and broadcasting ``torch.matmul`` added, and SG-Former's
-significance recomputation excluded (shown separately); see ``complexity.py``.
+significance recomputation excluded (shown separately); see :mod:`mmsgformer.analysis.complexity`.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch
 
-import torch  # noqa: E402
-
-from analysis_models import (build_backbone, build_from_config, load_config,  # noqa: E402
-                             parse_custom, whole_model_fns)
-from complexity import count_macs  # noqa: E402
+from mmsgformer.analysis.baselines import (build_backbone, build_from_config, load_config,
+                                           parse_custom, whole_model_fns)
+from mmsgformer.analysis.complexity import count_macs
 
 PAPER_GMACS = dict(sgformer_s=4.8, sgformer_m=7.5, sgformer_b=15.6, swin_t=4.5, swin_s=8.7,
                    swin_b=15.4, pvtv2_b2=4.0, pvtv2_b3=6.9, pvtv2_b5=11.8)

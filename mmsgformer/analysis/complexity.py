@@ -1,4 +1,4 @@
-"""Honest multiply-accumulate (MAC) counting shared by ``get_flops.py`` and ``benchmark.py``.
+"""Honest multiply-accumulate (MAC) counting (``tools/analysis_tools/get_flops.py``, the benchmark).
 
 The counter is MMEngine's :class:`~mmengine.analysis.FlopAnalyzer` (the fvcore JIT-trace counter
 behind ``get_model_complexity_info``; like the SG-Former, Swin and PVT papers, its "FLOPs" are
@@ -14,9 +14,10 @@ multiply-accumulates) with three corrections:
   network's maths at no extra MACs: the straightforward implementation averages attention
   weights it has already formed. A fast implementation that never stores the weights recomputes
   ``q @ k^T`` for it. The network's MACs (the paper's definition, and what the benchmark divides
-  by time) therefore exclude that recomputation: while tracing, ``key_significance`` of
-  :mod:`mmsgformer.models.attention` runs untraced (its result becomes a trace constant, the
-  forward is unchanged) and its MACs are reported separately as ``recompute_macs``.
+  by time) therefore exclude that recomputation: while tracing, the significance runs untraced
+  (through :func:`mmsgformer.models.attention.intercept_key_significance`; its result becomes a
+  trace constant, the forward is unchanged) and its MACs are reported separately as
+  ``recompute_macs``.
 """
 from __future__ import annotations
 
@@ -24,12 +25,14 @@ import contextlib
 import math
 import warnings
 from collections import Counter
-from typing import Any, Dict, Iterator, List, Sequence
+from typing import Any, Dict, List, Sequence
 
 import torch
 import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer, parameter_count
 from mmengine.analysis.jit_handles import get_shape
+
+from mmsgformer.models.attention import intercept_key_significance
 
 
 def _broadcast(a: Sequence[int], b: Sequence[int]) -> List[int]:
@@ -87,37 +90,23 @@ ZERO_COST_OPS = (
 )
 
 
-@contextlib.contextmanager
-def _significance_untraced(record: List[int]) -> Iterator[None]:
-    """Runs ``mmsgformer.models.attention.key_significance`` outside the JIT trace.
+def _significance_untraced(record: List[int]):
+    """An interceptor for :func:`mmsgformer.models.attention.intercept_key_significance`.
 
-    Its MACs (``q @ k^T`` per call) are appended to ``record``. Does nothing when the function
-    does not exist (another implementation); then everything executed is counted.
+    It runs the significance statistic outside the JIT trace (its result becomes a trace
+    constant; the forward is unchanged) and appends its ``q @ k^T`` MACs to ``record``.
     """
-    try:
-        from mmsgformer.models import attention as attn_module
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    original = getattr(attn_module, 'key_significance', None)
-    if original is None:
-        yield
-        return
 
-    def untraced(q, k, *args, **kwargs):
+    def untraced(significance, q, k, *args):
         record.append(matmul_macs(q.shape, k.transpose(-2, -1).shape))
         state = torch._C._get_tracing_state()
         torch._C._set_tracing_state(None)
         try:
-            return original(q, k, *args, **kwargs)
+            return significance(q, k, *args)
         finally:
             torch._C._set_tracing_state(state)
 
-    attn_module.key_significance = untraced
-    try:
-        yield
-    finally:
-        attn_module.key_significance = original
+    return untraced
 
 
 class _Wrapper(nn.Module):
@@ -170,7 +159,8 @@ def count_macs(model: nn.Module, inputs: Sequence[torch.Tensor], fn=None,
     """
     wrapped = _Wrapper(model, fn if fn is not None else model)
     record: List[int] = []
-    ctx = contextlib.nullcontext() if count_recompute else _significance_untraced(record)
+    ctx = contextlib.nullcontext() if count_recompute else \
+        intercept_key_significance(_significance_untraced(record))
     with ctx, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter('ignore')
         analyzer = FlopAnalyzer(wrapped, tuple(inputs))

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from conftest import tiny_detection_config
+from mmsgformer.datasets import generate_coco_shapes
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TRAIN = osp.join(REPO, 'tools', 'train.py')
@@ -95,9 +96,7 @@ class StallHook(Hook):
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp('reliability')
     data = root / 'shapes'
-    _run([sys.executable,
-          osp.join(REPO, 'tools', 'dataset_converters', 'generate_coco_shapes.py'),
-          str(data), '--num-train', '4', '--num-val', '2', '--seed', '1'], cwd=root)
+    generate_coco_shapes(str(data), num_train=4, num_val=2, seed=1)
     (root / 'stall_hook.py').write_text(STALL_HOOK)
     _PATHS.append(str(root))
     cfg = root / 'tiny.py'

@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from conftest import tiny_detection_config
+from mmsgformer.datasets import generate_coco_shapes
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TIMEOUT = 600
@@ -34,9 +35,7 @@ def tiny(tmp_path_factory):
     """A tiny dataset and a downstream config (absolute _base_) pointing at it."""
     root = tmp_path_factory.mktemp('det_tools')
     data = root / 'shapes'
-    _run([sys.executable,
-          osp.join(REPO, 'tools', 'dataset_converters', 'generate_coco_shapes.py'),
-          str(data), '--num-train', '8', '--num-val', '4', '--seed', '1'], cwd=root)
+    generate_coco_shapes(str(data), num_train=8, num_val=4, seed=1)
     cfg = root / 'tiny_shapes.py'
     cfg.write_text(tiny_detection_config(
         data,
@@ -47,7 +46,7 @@ def tiny(tmp_path_factory):
 
 
 def test_generator_is_deterministic(tmp_path):
-    gen = osp.join(REPO, 'tools', 'dataset_converters', 'generate_coco_shapes.py')
+    gen = osp.join(REPO, 'tools', 'dataset_generators', 'generate_coco_shapes.py')
     outs = []
     for name in ('a', 'b'):
         _run([sys.executable, gen, str(tmp_path / name), '--num-train', '3',

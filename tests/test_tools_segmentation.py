@@ -10,11 +10,11 @@ import sys
 
 import pytest
 
+from mmsgformer.datasets import generate_ade_shapes
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = 'configs/demo/upernet_sgformer_tiny_shapes.py'
 CLASSES = ('background', 'circle', 'square', 'triangle', 'cross')
-
-sys.path.insert(0, osp.join(REPO, 'tools', 'dataset_converters'))
 
 
 def _run(args, cwd):
@@ -28,10 +28,9 @@ def _run(args, cwd):
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
-    from generate_ade_shapes import generate
     tmp = tmp_path_factory.mktemp('seg_tools')
     data_root = str(tmp / 'ade_shapes')
-    assert generate(data_root, num_train=8, num_val=3, img_size=64, seed=1) == 11
+    assert generate_ade_shapes(data_root, num_train=8, num_val=3, img_size=64, seed=1) == 11
     work_dir = str(tmp / 'work')
     data_opts = []
     for split in ('train', 'val', 'test'):

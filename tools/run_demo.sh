@@ -33,7 +33,7 @@ PY="$VENV/bin/python"
 
 echo "==> [2/5] dataset ($DATA)"
 if [ ! -f "$DATA/annotations/instances_val.json" ]; then
-    "$PY" tools/dataset_converters/generate_coco_shapes.py "$DATA" \
+    "$PY" tools/dataset_generators/generate_coco_shapes.py "$DATA" \
         --num-train 600 --num-val 120 --seed 0
 else
     echo "    found, not regenerated"

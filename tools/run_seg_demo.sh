@@ -25,7 +25,7 @@ log() { echo "[run_seg_demo] $*" >&2; }
 bash tools/setup_env.sh
 
 log "dataset: $DATA_ROOT"
-"$PY" tools/dataset_converters/generate_ade_shapes.py --out-dir "$DATA_ROOT"
+"$PY" tools/dataset_generators/generate_ade_shapes.py --out-dir "$DATA_ROOT"
 
 data_opts=(
     "train_dataloader.dataset.data_root=$DATA_ROOT"

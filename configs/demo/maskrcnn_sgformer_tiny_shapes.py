@@ -1,5 +1,5 @@
 # CPU demo: Mask R-CNN with a tiny SG-Former, trained from scratch on the generated
-# "coloured shapes" COCO dataset (tools/dataset_converters/generate_coco_shapes.py).
+# "coloured shapes" COCO dataset (mmsgformer.datasets.generate_coco_shapes).
 # Sized to train on 2 CPU cores in about 10 minutes; `bash tools/run_demo.sh` runs it all.
 #
 # Same recipe family as the COCO configs (it inherits _base_/maskrcnn_sgformer_coco.py:

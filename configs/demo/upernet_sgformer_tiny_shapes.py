@@ -1,5 +1,5 @@
 # CPU demo: UperNet with a tiny SG-Former on `ade_shapes`, a generated dataset in ADE20K's
-# folder layout (tools/dataset_converters/generate_ade_shapes.py). Trains from scratch in about
+# folder layout (mmsgformer.datasets.generate_ade_shapes). Trains from scratch in about
 # 10 minutes on 2 CPU cores; see tools/run_seg_demo.sh and docs/segmentation.md.
 #
 # It keeps the ADE20K recipe of ../_base_/upernet_sgformer_ade20k.py (UPerHead + auxiliary

@@ -1,4 +1,8 @@
-"""SGFormer builds from configs of every OpenMMLab task scope, scoped or plain type."""
+"""SGFormer builds from configs of every OpenMMLab task scope, scoped or plain type, and
+``import mmsgformer`` registers every class a config names."""
+import subprocess
+import sys
+
 import pytest
 import torch
 from mmengine.config import Config
@@ -36,3 +40,28 @@ def test_child_registry_scope():
     from mmsgformer.registry import MODELS
     assert MODELS.scope == 'mmsgformer'
     assert MODELS.get('SGFormer') is not None
+
+
+
+def test_import_registers_every_configured_class_in_our_scope_and_root():
+    """A fresh ``import mmsgformer`` (what ``custom_imports`` does) registers every class a
+    config names, under the scoped and the plain name, without importing a task library."""
+    code = (
+        'import sys\n'
+        'import mmengine.registry as root\n'
+        'import mmsgformer\n'
+        'from mmsgformer import registry as ours\n'
+        'names = (("HOOKS", "AtomicCheckpointHook"), ("MODELS", "SGFormer"),\n'
+        '         ("MODEL_WRAPPERS", "CPUDistributedDataParallel"))\n'
+        # plain names first: a scoped lookup would import the registry's locations lazily
+        'plain = {name: getattr(root, kind).get(name) for kind, name in names}\n'
+        'for kind, name in names:\n'
+        '    cls = plain[name]\n'
+        '    assert cls is not None and cls.__name__ == name, (kind, name, cls)\n'
+        '    assert getattr(ours, kind).get(name) is cls, (kind, name)\n'
+        '    assert getattr(root, kind).get("mmsgformer." + name) is cls, (kind, name)\n'
+        'heavy = [m for m in ("mmdet", "mmseg", "mmpretrain") if m in sys.modules]\n'
+        'assert not heavy, heavy\n')
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,13 +1,16 @@
-"""Runtime helpers used by ``tools/train.py`` and ``tools/test.py``.
+"""Training-time machinery: hooks and the CPU model wrapper that configs name.
 
-Not imported by ``mmsgformer/__init__.py`` on purpose: the tools import it explicitly, and
-model code never needs it. See :mod:`mmsgformer.engine.dist` for why it exists (distributed
-training and testing on machines without CUDA, with MMEngine 0.10.x).
+``import mmsgformer`` imports this package, which registers (see :mod:`mmsgformer.registry`):
+
+* :class:`~mmsgformer.engine.reliability.AtomicCheckpointHook` (``mmsgformer.AtomicCheckpointHook``);
+* :class:`~mmsgformer.engine.dist.CPUDistributedDataParallel`, the model wrapper for distributed
+  training and testing on machines without CUDA (gloo), with MMEngine 0.10.x.
 """
 from .dist import (CPUDistributedDataParallel, destroy_cpu_dist, init_cpu_dist,
                    prepare_cfg_for_cpu_dist, setup_distributed)
+from .reliability import AtomicCheckpointHook
 
 __all__ = [
-    'CPUDistributedDataParallel', 'destroy_cpu_dist', 'init_cpu_dist', 'prepare_cfg_for_cpu_dist',
-    'setup_distributed'
+    'AtomicCheckpointHook', 'CPUDistributedDataParallel', 'destroy_cpu_dist', 'init_cpu_dist',
+    'prepare_cfg_for_cpu_dist', 'setup_distributed'
 ]

@@ -42,7 +42,8 @@ from typing import Optional
 import torch
 import torch.distributed as torch_dist
 from mmengine.model import MMDistributedDataParallel, revert_sync_batchnorm
-from mmengine.registry import MODEL_WRAPPERS
+
+from ..registry import MODEL_WRAPPERS, register_in_root
 
 _DDP_TYPES = ('MMDistributedDataParallel', 'mmengine.MMDistributedDataParallel')
 # How long the exit hook leaves the GIL to gloo's worker threads (see the module docstring).
@@ -67,7 +68,7 @@ def _count_sync_bn(module: torch.nn.Module) -> int:
     return sum(isinstance(m, tuple(types)) for m in module.modules())
 
 
-@MODEL_WRAPPERS.register_module()
+@register_in_root(MODEL_WRAPPERS)
 class CPUDistributedDataParallel(MMDistributedDataParallel):
     """``MMDistributedDataParallel`` that also works for modules on the CPU (gloo).
 

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
-from mmengine.registry import HOOKS
+
+from ..registry import HOOKS, register_in_root
 
 RNG_KEY = 'rng_state'
 
@@ -95,7 +96,7 @@ def remove_stale_tmp(folder: str) -> list:
     return removed
 
 
-@HOOKS.register_module()
+@register_in_root(HOOKS)
 class AtomicCheckpointHook(CheckpointHook):
     """``CheckpointHook`` with atomic writes, keep-before-delete and saved random state.
 

@@ -28,6 +28,7 @@ from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..registry import MODELS, register_in_root
+from ..utils.compat import is_compiling
 from .checkpoint import load_pretrained, load_state_dict_pre_hook
 from .attention import (REALLOCATION_SPECS, GlobalAttention, HybridScaleAttention,
                         SignificanceGuidedAttention, dropout, map_to_tokens, tokens_to_map)
@@ -115,7 +116,7 @@ class FiniteInputCheck:
         self._pending: Optional[Tuple[torch.Tensor, Optional[torch.cuda.Event]]] = None
 
     def __call__(self, x: torch.Tensor, training: bool) -> None:
-        if torch.compiler.is_compiling():
+        if is_compiling():
             return
         self.resolve()
         if training and x.device.type in self.DEFERRED_DEVICE_TYPES:
@@ -314,7 +315,7 @@ class ConvMlp(nn.Module):
         eagerly (a compiler plans its own recomputation)."""
         return (torch.is_grad_enabled() and h_map.requires_grad
                 and isinstance(self.drop, nn.Identity) and type(self.act) is nn.GELU
-                and self.act.approximate == 'none' and not torch.compiler.is_compiling())
+                and self.act.approximate == 'none' and not is_compiling())
 
 
 class SGFormerBlock(nn.Module):

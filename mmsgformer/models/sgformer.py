@@ -405,11 +405,13 @@ class SGFormer(BaseModule):
             LayerNorm and GroupNorm, which keep no running statistics, so this changes nothing
             numerically; it is accepted so that configs written for other backbones work.
         with_cp: Gradient checkpointing of every block (saves memory, costs a recomputation).
-        init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads an official SG-Former
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL)`` loads an official SG-Former
             release, a file of ``tools/model_converters/sgformer2mm.py`` or a checkpoint of one of
             our classifiers, detectors or segmentors (``prefix`` optional, ``strict`` default
-            True; see :func:`mmsgformer.models.checkpoint.load_pretrained`). Other init configs
-            are passed to MMEngine; ``None`` gives the official initialisation.
+            True, ``map_location`` default ``'cpu'``; an ``http(s)://`` URL is downloaded once
+            into torch's hub cache; see :func:`mmsgformer.models.checkpoint.load_pretrained`).
+            Other init configs are passed to MMEngine; ``None`` gives the official
+            initialisation.
     """
 
     arch_zoo: Dict[str, Dict[str, List[int]]] = {
@@ -533,13 +535,16 @@ class SGFormer(BaseModule):
         """Loads ``init_cfg``'s checkpoint, or applies the official initialisation."""
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            unknown = set(cfg) - {'type', 'checkpoint', 'prefix', 'strict', 'map_location'}
+            known = ['type', 'checkpoint', 'prefix', 'strict', 'map_location']
+            unknown = set(cfg) - set(known)
             if unknown:
-                raise ValueError(f'unknown keys in SGFormer init_cfg: {sorted(unknown)}')
+                raise ValueError(f'unknown keys in SGFormer init_cfg: {sorted(unknown)}; '
+                                 f'Pretrained takes {known}')
             if not cfg.get('checkpoint'):
-                raise ValueError("init_cfg type='Pretrained' needs checkpoint=PATH")
+                raise ValueError("init_cfg type='Pretrained' needs checkpoint=PATH or URL")
             load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
-                            strict=cfg.get('strict', True))
+                            strict=cfg.get('strict', True),
+                            map_location=cfg.get('map_location', 'cpu'))
             self._is_init = True
         elif cfg is None:
             self._init_from_scratch()

@@ -1,38 +1,30 @@
-"""Crash-safe checkpoints and exactly resumable training (issue 7), MMEngine 0.10.x unpatched.
+"""Functions behind crash-safe, divergence-safe training (issues 7 and 14), MMEngine 0.10.x.
 
-:class:`AtomicCheckpointHook` replaces MMEngine's ``CheckpointHook`` (``tools/train.py`` swaps
-the type in ``default_hooks.checkpoint``; every other setting is kept):
+The hooks that use them are in :mod:`mmsgformer.engine.hooks`
+(:class:`~mmsgformer.engine.hooks.AtomicCheckpointHook`,
+:class:`~mmsgformer.engine.hooks.DivergenceGuardHook`). Here:
 
-* **Atomic files.** A checkpoint is written to ``.<name>.tmp`` in the same folder, flushed to
-  disk (``fsync``) and renamed into place with ``os.replace``; ``last_checkpoint`` is written the
-  same way and only *after* its checkpoint is complete. A run killed at any moment therefore
-  leaves either the old or the new checkpoint, never a half-written one under a real name, and
-  ``last_checkpoint`` always names a complete file. Stale ``*.tmp`` files of a killed run are
-  removed when training starts.
-* **Keep before delete.** MMEngine deletes the oldest checkpoint (``max_keep_ckpts``) *before*
-  writing the new one; a kill in between can leave nothing to resume. Here old checkpoints are
-  deleted only after the new one and ``last_checkpoint`` are in place.
-* **Random state.** MMEngine saves the seed but not the state of the random generators, and on
-  resume re-seeds from scratch. The hook stores the states of python ``random``, numpy, torch
-  (and CUDA) under ``checkpoint['rng_state']`` and restores them on ``--resume`` just before
-  training continues (``before_train``, after MMEngine's own re-seeding), so dropout, random
-  flips, and the dataloader's worker seeds continue as if the run had never stopped.
-* **Validation leaves the random state alone.** Creating the validation dataloader iterator
-  draws from torch's generator; the hook saves the states before validation and restores them
-  after, so a run that validates between epochs and a resumed one (which does not re-run that
-  validation) stay identical.
+* random states of python, numpy, torch and CUDA (:func:`get_rng_state`, :func:`set_rng_state`),
+  which a checkpoint carries so that a resumed run continues exactly;
+* atomic files (:func:`atomic_write_text`, :func:`fsync_file`, :func:`remove_stale_tmp`) and the
+  checkpoint ``--resume`` takes (:func:`find_resume_checkpoint`);
+* finite weights: :func:`nonfinite_keys` finds the tensors holding NaN/Inf,
+  :func:`check_finite_checkpoint` refuses a checkpoint whose weights hold them (``tools/test.py``
+  and the inference tools call it), and :func:`divergence_message` is the one message a diverged
+  run stops with (:class:`DivergenceError`);
+* :func:`use_reliability_hooks`, which puts both hooks into a config (``tools/train.py``).
 """
 import glob
 import os
 import os.path as osp
 import random
 
+from typing import List, Mapping, Optional, Union
+
 import numpy as np
 import torch
-from mmengine.dist import is_main_process
-from mmengine.hooks import CheckpointHook
 
-from ..registry import HOOKS, register_in_root
+from ..utils.checkpoint import extract_state_dict, load_checkpoint_file
 
 RNG_KEY = 'rng_state'
 
@@ -60,7 +52,8 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state['cuda'])
 
 
-def _fsync(path: str) -> None:
+def fsync_file(path: str) -> None:
+    """Flush ``path`` (a file or a folder) to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -68,9 +61,10 @@ def _fsync(path: str) -> None:
         os.close(fd)
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
+    """Flush a folder's entries (renames) to disk where the file system supports it."""
     try:
-        _fsync(path)
+        fsync_file(path)
     except OSError:  # not supported on every file system / OS
         pass
 
@@ -83,7 +77,7 @@ def atomic_write_text(path: str, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(osp.dirname(path) or '.')
+    fsync_dir(osp.dirname(path) or '.')
 
 
 def remove_stale_tmp(folder: str) -> list:
@@ -96,107 +90,129 @@ def remove_stale_tmp(folder: str) -> list:
     return removed
 
 
-@register_in_root(HOOKS)
-class AtomicCheckpointHook(CheckpointHook):
-    """``CheckpointHook`` with atomic writes, keep-before-delete and saved random state.
-
-    Accepts every argument of ``mmengine.hooks.CheckpointHook``. Atomic renames are done for
-    local output folders; for other back ends (e.g. ``out_dir='s3://...'``) MMEngine's
-    behaviour is kept and a warning is logged.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._pending_rng = None
-        self._val_rng = None
-
-    # -- random state ----------------------------------------------------------------------
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint[RNG_KEY] = get_rng_state()
-
-    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        # Only a resumed run continues the random sequence; ``load_from`` (fine-tuning) does
-        # not. Applied in before_train: Runner.resume may re-seed after this hook.
-        if getattr(runner, '_resume', False) and RNG_KEY in checkpoint:
-            self._pending_rng = checkpoint[RNG_KEY]
-
-    def before_train(self, runner) -> None:
-        super().before_train(runner)
-        if is_main_process() and self._is_local():
-            for folder in {self.out_dir, runner.work_dir}:
-                for path in remove_stale_tmp(folder):
-                    runner.logger.warning(
-                        f'Removed an incomplete checkpoint file of an interrupted run: {path}')
-        if self._pending_rng is not None:
-            set_rng_state(self._pending_rng)
-            self._pending_rng = None
-            runner.logger.info('Resumed the random state (python, numpy, torch) from the '
-                               'checkpoint.')
-
-    def before_val(self, runner) -> None:
-        self._val_rng = get_rng_state()
-
-    def after_val(self, runner) -> None:
-        if self._val_rng is not None:
-            set_rng_state(self._val_rng)
-            self._val_rng = None
-
-    # -- atomic save -----------------------------------------------------------------------
-    def _is_local(self) -> bool:
-        return '://' not in str(self.out_dir)
-
-    def _save_checkpoint_with_step(self, runner, step, meta):
-        if not self._is_local():
-            runner.logger.warning('AtomicCheckpointHook: non-local out_dir, using MMEngine\'s '
-                                  'non-atomic saving.')
-            return super()._save_checkpoint_with_step(runner, step, meta)
-
-        to_remove = []
-        if self.max_keep_ckpts > 0:
-            if not (len(self.keep_ckpt_ids) > 0 and self.keep_ckpt_ids[-1] == step):
-                if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
-                    to_remove.append(self.keep_ckpt_ids.popleft())
-                self.keep_ckpt_ids.append(step)
-                runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
-
-        ckpt_filename = self.filename_tmpl.format(step)
-        self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
-        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-
-        tmp_filename = f'.{ckpt_filename}.tmp'
-        runner.save_checkpoint(  # master_only: other ranks return at once
-            self.out_dir, tmp_filename, self.file_client_args,
-            save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler,
-            meta=meta, by_epoch=self.by_epoch, backend_args=self.backend_args,
-            **self.args)
-        if not is_main_process():
-            return
-
-        tmp_path = osp.join(self.out_dir, tmp_filename)
-        _fsync(tmp_path)
-        os.replace(tmp_path, self.last_ckpt)
-        _fsync_dir(self.out_dir)
-        atomic_write_text(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
-
-        for old in to_remove:  # only now that the new checkpoint is complete
-            path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old))
-            if self.file_backend.isfile(path):
-                self.file_backend.remove(path)
-            elif self.file_backend.isdir(path):
-                self.file_backend.rmtree(path)
+def _hook_name(hook) -> str:
+    """Class name of a hook config, a hook class or a hook, without a scope (``'mmsgformer.X'``
+    gives ``'X'``); ``''`` for a config without a type."""
+    hook_type = hook.get('type', '') if isinstance(hook, Mapping) else hook
+    if not isinstance(hook_type, (str, type)):
+        hook_type = type(hook_type)
+    name = hook_type.__name__ if isinstance(hook_type, type) else hook_type
+    return name.split('.')[-1]
 
 
 def use_atomic_checkpoints(cfg) -> None:
-    """Switch ``cfg.default_hooks.checkpoint`` to :class:`AtomicCheckpointHook` (in place)."""
+    """Switch ``cfg.default_hooks.checkpoint`` to ``AtomicCheckpointHook`` (in place).
+
+    A checkpoint hook of another class than MMEngine's ``CheckpointHook`` is kept.
+    """
     hooks = cfg.get('default_hooks')
     if hooks is None:
         return
     ckpt = hooks.get('checkpoint')
     if ckpt is None:
         return
-    if str(ckpt.get('type', 'CheckpointHook')).split('.')[-1] in ('CheckpointHook',):
+    if _hook_name(ckpt) in ('', 'CheckpointHook'):
         ckpt['type'] = 'AtomicCheckpointHook'
+
+
+def use_reliability_hooks(cfg) -> None:
+    """Atomic, finite-only checkpoints and a divergence guard for any training config (in place).
+
+    Switches the checkpoint hook to ``AtomicCheckpointHook`` (:func:`use_atomic_checkpoints`)
+    and appends ``DivergenceGuardHook`` to ``cfg.custom_hooks`` unless one is there: a config
+    that replaces our base's ``custom_hooks`` list (``custom_hooks = [dict(type='EMAHook')]``)
+    drops the guard that the base put there.
+    """
+    use_atomic_checkpoints(cfg)
+    custom = list(cfg.get('custom_hooks') or [])
+    if not any(_hook_name(h) == 'DivergenceGuardHook' for h in custom):
+        custom.append(dict(type='mmsgformer.DivergenceGuardHook'))
+        cfg['custom_hooks'] = custom
+
+
+# -- finite weights -----------------------------------------------------------------------------
+
+class NonFiniteCheckpointError(ValueError):
+    """A checkpoint's weights contain NaN or Inf (it was saved from a diverged run)."""
+
+
+class DivergenceError(RuntimeError):
+    """Training diverged: the loss or the weights became NaN/Inf and stayed so."""
+
+
+# How many keys a message names before it says "and N more".
+_KEYS_SHOWN = 5
+
+
+def nonfinite_keys(tensors: Mapping[str, torch.Tensor]) -> List[str]:
+    """Names of the floating-point tensors in ``tensors`` that hold a NaN or an Inf.
+
+    One host read for all tensors (a stacked flag per tensor), wherever they live.
+
+    Args:
+        tensors: A state dict (name to tensor); entries that are not floating-point tensors
+            (step counters, ``num_batches_tracked``) are ignored.
+    """
+    names = [k for k, v in tensors.items()
+             if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex())]
+    if not names:
+        return []
+    flags = [torch.isfinite(tensors[k]).all().to('cpu') for k in names]
+    finite = torch.stack(flags).tolist()
+    return [k for k, ok in zip(names, finite) if not ok]
+
+
+def describe_nonfinite(bad: List[str], total: int) -> str:
+    """``'233 of 235 tensors, keys a, b, c, d, e and 228 more'``."""
+    shown = ', '.join(bad[:_KEYS_SHOWN])
+    more = f' and {len(bad) - _KEYS_SHOWN} more' if len(bad) > _KEYS_SHOWN else ''
+    return f'{len(bad)} of {total} tensors, keys {shown}{more}'
+
+
+def check_finite_checkpoint(checkpoint: Union[str, Mapping]) -> None:
+    """Raises :class:`NonFiniteCheckpointError` if a checkpoint's weights contain NaN/Inf.
+
+    ``tools/test.py`` and the inference tools call it before evaluating, so that a checkpoint
+    of a diverged run is named as such instead of producing empty results.
+
+    Args:
+        checkpoint: A file (read safely, :func:`mmsgformer.utils.load_checkpoint_file`), a
+            loaded checkpoint (MMEngine, timm, ...: its weights are found by
+            :func:`mmsgformer.utils.extract_state_dict`) or a state dict.
+    """
+    name = checkpoint if isinstance(checkpoint, str) else '<checkpoint>'
+    loaded = load_checkpoint_file(checkpoint) if isinstance(checkpoint, str) else checkpoint
+    state_dict = extract_state_dict(loaded, name)
+    bad = nonfinite_keys(state_dict)
+    if bad:
+        raise NonFiniteCheckpointError(
+            f"the checkpoint's weights contain NaN/Inf ({describe_nonfinite(bad, len(state_dict))})"
+            f': {name} was saved from a diverged run. Use an earlier checkpoint of that run, or '
+            f'train again with the settings that the run\'s divergence message suggests.')
+
+
+def divergence_message(problem: str, work_dir: str) -> str:
+    """The message a diverged run stops with: what happened, where to restart, what to try.
+
+    Args:
+        problem: What was found and when, e.g. ``'the loss has been NaN/Inf for 5 consecutive
+            iterations (...)'``.
+        work_dir: The run's work directory (its ``last_checkpoint`` names the checkpoint
+            ``--resume`` takes).
+    """
+    last = find_resume_checkpoint(work_dir)
+    if last is None:
+        restart = ('No checkpoint of this run was written before; start again after changing '
+                   'the settings below.')
+    else:
+        restart = (f'No checkpoint with non-finite weights was written: the last checkpoint, '
+                   f'{last}, has finite weights. `--resume` continues from it with the saved '
+                   f'optimizer and learning-rate schedule; to change them, start a new run from '
+                   f'its weights: --cfg-options load_from={last} (and the new settings).')
+    return (f'Training diverged: {problem}.\n{restart}\nWhat to try: a lower learning rate '
+            f'(optim_wrapper.optimizer.lr), gradient clipping (optim_wrapper.clip_grad='
+            f'dict(max_norm=10.0)), and with --amp (float16) training without it or in bfloat16 '
+            f'(optim_wrapper.type=AmpOptimWrapper optim_wrapper.dtype=bfloat16).')
 
 
 def _is_complete_checkpoint(path: str) -> bool:
@@ -211,7 +227,7 @@ def _is_complete_checkpoint(path: str) -> bool:
         return False
 
 
-def find_resume_checkpoint(work_dir: str):
+def find_resume_checkpoint(work_dir: str) -> Optional[str]:
     """The checkpoint ``--resume`` (auto) continues from, or None.
 
     ``last_checkpoint`` if it names a complete file; otherwise (runs written without the atomic

@@ -162,6 +162,56 @@ def test_key_significance_accumulates_over_query_chunks(monkeypatch, masked):
     torch.testing.assert_close(out, softmax_attention(q, k, v, 0.25, mask)[0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize('masked', [False, True])
+def test_one_pass_equals_fused_output_and_separate_significance(monkeypatch, masked):
+    """Inference on the CPU forms the softmax once for output and significance; it must give
+    what the fused kernel plus key_significance (the plain fallback) give, chunked or not."""
+    gen = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(2, 3, n, 16, generator=gen) for n in (100, 37, 37))
+    mask = torch.rand(2, 1, 1, 37, generator=gen) > 0.3 if masked else None
+    query_weights = torch.rand(2, 100, generator=gen) if masked else None
+    sdpa_calls = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, 'scaled_dot_product_attention',
+                        lambda *a, **kw: sdpa_calls.append(1) or sdpa(*a, **kw))
+    results = {}
+    for one_pass in (True, False):
+        monkeypatch.setattr(attention_module, 'ONE_PASS_DEVICE_TYPES', ('cpu',) if one_pass else ())
+        for chunk_elements in (1 << 22, 3 * 37 * 7):  # one chunk; chunks of 7 queries
+            monkeypatch.setattr(attention_module, 'SIGNIFICANCE_CHUNK_ELEMENTS', chunk_elements)
+            sdpa_calls.clear()
+            results[one_pass, chunk_elements] = attention(q, k, v, 0.25, mask, query_weights,
+                                                          need_key_significance=True)
+            assert len(sdpa_calls) == (0 if one_pass else 1)
+    reference = results[False, 1 << 22]
+    for out, significance in results.values():
+        torch.testing.assert_close(out, reference[0], atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(significance, reference[1], atol=1e-7, rtol=1e-6)
+
+
+def test_one_pass_only_without_autograd_and_autocast(monkeypatch):
+    """Training keeps the fused kernel (no attention matrix stored for backward), autocast keeps
+    its precision, the MAC counter's interceptor sees the statistic separately."""
+    sdpa_calls = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, 'scaled_dot_product_attention',
+                        lambda *a, **kw: sdpa_calls.append(1) or sdpa(*a, **kw))
+    q, k, v = (torch.randn(1, 2, n, 8) for n in (20, 9, 9))
+
+    def calls(*tensors, context=None):
+        sdpa_calls.clear()
+        with context or torch.no_grad():
+            attention(*tensors, 0.3, need_key_significance=True)
+        return len(sdpa_calls)
+    assert calls(q, k, v) == 0
+    assert calls(q.double(), k.double(), v.double()) == 0
+    assert calls(q.requires_grad_(), k, v, context=torch.enable_grad()) == 1
+    assert calls(q.detach(), k, v, context=torch.autocast('cpu', dtype=torch.bfloat16)) == 1
+    assert calls(q.half(), k.half(), v.half()) == 1
+    with attention_module.intercept_key_significance(lambda fn, *args: fn(*args)):
+        assert calls(q.detach(), k, v) == 1
+
+
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
 def test_autocast_close_to_float32_and_significance_in_float32(dtype):
     module = HybridScaleAttention(64, 4, 2).eval()

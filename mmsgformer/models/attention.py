@@ -29,6 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..utils.compat import is_autocast_enabled
+
 LOCAL_WINDOW = 7
 """Side of the windows of the local half of hybrid-scale attention."""
 
@@ -87,6 +89,59 @@ def pad_map(x: torch.Tensor, multiple: int) -> torch.Tensor:
 SIGNIFICANCE_CHUNK_ELEMENTS = 1 << 22
 """Attention weights formed at once (per query chunk) when computing key significance."""
 
+ONE_PASS_DEVICE_TYPES = ('cpu',)
+"""Devices where :func:`attention` forms the softmax once for the output and the significance.
+
+Measured on the CPU (SG-Former-S's hybrid-scale shapes at 224x224, batch 8, float32, no grad):
+one pass (two matrix products, one softmax) took 0.53-0.68x the time of the fused SDPA kernel
+followed by :func:`key_significance` (which forms the logits and the softmax a second time),
+with the same significance bit for bit. On CUDA the fused kernels stay (not measured here)."""
+
+
+def _query_chunk(q: torch.Tensor, num_keys: int) -> int:
+    """Queries per chunk so that a chunk's attention weights hold about
+    ``SIGNIFICANCE_CHUNK_ELEMENTS`` elements."""
+    rows_per_query = max(1, q.numel() // q.shape[-1] // q.shape[-2] * num_keys)
+    return max(1, SIGNIFICANCE_CHUNK_ELEMENTS // rows_per_query)
+
+
+def _chunked_softmax_attention(q: torch.Tensor, k: torch.Tensor, v: Optional[torch.Tensor],
+                               scale: float, key_mask: Optional[torch.Tensor],
+                               query_weights: Optional[torch.Tensor]
+                               ) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
+    """Softmax attention formed once per query chunk: ``P @ v`` (if ``v`` is given) and the
+    significance (column sums of ``P`` averaged over heads and weighted queries), in ``q``'s
+    dtype. Arguments as in :func:`attention`."""
+    keys_t = k.transpose(-2, -1)
+    num_queries = q.shape[-2]
+    chunk = _query_chunk(q, k.shape[-2])
+    outs, total = [], None
+    for start in range(0, num_queries, chunk):
+        logits = torch.matmul(q[..., start:start + chunk, :], keys_t) * scale
+        if key_mask is not None:
+            logits = logits.masked_fill(~key_mask, float('-inf'))
+        weights = logits.softmax(dim=-1)  # (..., heads, chunk, Lk)
+        if v is not None:
+            outs.append(torch.matmul(weights, v))
+        if query_weights is None:
+            part = weights.sum(dim=(-3, -2))
+        else:
+            per_query = weights.sum(dim=-3)
+            chunk_weights = query_weights[..., start:start + chunk].to(q.dtype).unsqueeze(-2)
+            part = torch.matmul(chunk_weights, per_query).squeeze(-2)
+        total = part if total is None else total + part
+    num_heads = q.shape[-3]
+    significance = total / (num_heads * num_queries if query_weights is None else num_heads)
+    out = None if v is None else outs[0] if len(outs) == 1 else torch.cat(outs, dim=-2)
+    return out, significance
+
+
+def significance_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Precision of the significance statistic for attention inputs of ``dtype``: float32 and
+    float64 as given, float32 for fp16/bf16 (too coarse to rank tokens whose significance is
+    nearly equal)."""
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
 
 @torch.no_grad()
 def key_significance(q: torch.Tensor, k: torch.Tensor, scale: float,
@@ -95,9 +150,10 @@ def key_significance(q: torch.Tensor, k: torch.Tensor, scale: float,
     """The attention each key receives, averaged over heads and (weighted) queries.
 
     This is the significance statistic of hybrid-scale attention. It is accumulated over chunks
-    of queries, so the full ``Lq x Lk`` attention matrix never exists, and it is computed in
-    float32 with autocast disabled (safe under fp16/bf16 training). No gradient flows through it
-    (the official model detaches it as well).
+    of queries, so the full ``Lq x Lk`` attention matrix never exists, and it is computed with
+    autocast disabled in the precision of :func:`significance_dtype` (float32 under fp16/bf16
+    training; float64 models get a float64 statistic, whose near-ties then sort as in the official
+    model in float64). No gradient flows through it (the official model detaches it as well).
 
     Args:
         q: Queries ``(..., heads, Lq, d)``.
@@ -110,25 +166,19 @@ def key_significance(q: torch.Tensor, k: torch.Tensor, scale: float,
         ``(..., Lk)`` significance.
     """
     with torch.autocast(q.device.type, enabled=False):
-        q, keys_t = q.float(), k.float().transpose(-2, -1)
-        num_queries = q.shape[-2]
-        chunk = max(1, SIGNIFICANCE_CHUNK_ELEMENTS // max(1, q.numel() // q.shape[-1] // num_queries
-                                                          * k.shape[-2]))
-        total = None
-        for start in range(0, num_queries, chunk):
-            logits = torch.matmul(q[..., start:start + chunk, :], keys_t) * scale
-            if key_mask is not None:
-                logits = logits.masked_fill(~key_mask, float('-inf'))
-            weights = logits.softmax(dim=-1)  # (..., heads, chunk, Lk)
-            if query_weights is None:
-                part = weights.sum(dim=(-3, -2))
-            else:
-                per_query = weights.sum(dim=-3)
-                chunk_weights = query_weights[..., start:start + chunk].float().unsqueeze(-2)
-                part = torch.matmul(chunk_weights, per_query).squeeze(-2)
-            total = part if total is None else total + part
-        num_heads = q.shape[-3]
-        return total / (num_heads * num_queries if query_weights is None else num_heads)
+        dtype = significance_dtype(q.dtype)
+        return _chunked_softmax_attention(q.to(dtype), k.to(dtype), None, scale, key_mask,
+                                          query_weights)[1]
+
+
+def _one_pass_applies(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    """Whether :func:`attention` may form the softmax once for output and significance: on a
+    device of ``ONE_PASS_DEVICE_TYPES``, in float32 or float64 without autocast (the statistic's
+    precision; lower precisions keep the fused output kernel), without autograd (the explicit
+    attention matrix would be kept for backward, which the fused kernels avoid)."""
+    return (q.device.type in ONE_PASS_DEVICE_TYPES and q.dtype in (torch.float32, torch.float64)
+            and not is_autocast_enabled(q.device.type)
+            and not (torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))))
 
 
 _significance_interceptors: List[Callable[..., torch.Tensor]] = []
@@ -162,6 +212,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
 
     The output comes from :func:`F.scaled_dot_product_attention` (fused kernels, no stored
     attention matrix in training); the significance, if asked for, from :func:`key_significance`.
+    Where that is faster (see ``ONE_PASS_DEVICE_TYPES`` and :func:`_one_pass_applies`) both come
+    from one softmax per query chunk instead.
 
     Args:
         q: Queries ``(..., heads, Lq, d)``.
@@ -177,6 +229,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
     Returns:
         The attention output ``(..., heads, Lq, d)`` and the ``(..., Lk)`` significance or None.
     """
+    if need_key_significance and not _significance_interceptors and _one_pass_applies(q, k, v):
+        return _chunked_softmax_attention(q, k, v, scale, key_mask, query_weights)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, scale=scale)
     if not need_key_significance:
         return out, None
@@ -317,7 +371,8 @@ class HybridScaleAttention(_AttentionBase):
         windows = padded.reshape(batch, rows, w, cols, w, 3, heads, self.head_dims)
         windows = windows.permute(5, 0, 1, 3, 6, 2, 4, 7).reshape(
             3, batch * rows * cols, heads, w * w, self.head_dims)
-        key_mask, query_weights = self._window_validity(batch, rows, cols, hw_shape, qkv.device)
+        key_mask, query_weights = self._window_validity(batch, rows, cols, hw_shape, qkv.device,
+                                                        significance_dtype(qkv.dtype))
         out, significance = attention(windows[0], windows[1], windows[2], self.scale,
                                       key_mask=key_mask, query_weights=query_weights,
                                       need_key_significance=True)
@@ -331,14 +386,15 @@ class HybridScaleAttention(_AttentionBase):
 
     @staticmethod
     def _window_validity(batch: int, rows: int, cols: int, hw_shape: Tuple[int, int],
-                         device: torch.device
+                         device: torch.device, dtype: torch.dtype
                          ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         """Key mask and query weights of padded windows; ``(None, None)`` without padding.
 
         Returns a boolean key mask ``(B * rows * cols, 1, 1, w * w)`` and query weights
-        ``(B * rows * cols, w * w)`` of ``1 / (w * w)`` for real tokens and 0 for padding: a
-        window's local significance then sums to (its real tokens) / 49, so every real token's
-        expected share is 1/49 as in full windows, and border tokens are not favoured.
+        ``(B * rows * cols, w * w)`` in ``dtype``, ``1 / (w * w)`` for real tokens and 0 for
+        padding: a window's local significance then sums to (its real tokens) / 49, so every
+        real token's expected share is 1/49 as in full windows, and border tokens are not
+        favoured.
         """
         w = LOCAL_WINDOW
         if rows * w == hw_shape[0] and cols * w == hw_shape[1]:
@@ -348,7 +404,7 @@ class HybridScaleAttention(_AttentionBase):
         valid = valid_rows[:, None] & valid_cols[None, :]
         valid = valid.reshape(rows, w, cols, w).transpose(1, 2).reshape(1, rows * cols, w * w)
         valid = valid.expand(batch, -1, -1).reshape(batch * rows * cols, w * w)
-        return valid[:, None, None, :], valid.float() / (w * w)
+        return valid[:, None, None, :], valid.to(dtype) / (w * w)
 
 
 class TokenReallocation(nn.Module):

@@ -11,8 +11,8 @@ from typing import Any, List, Optional
 
 import torch
 
-__all__ = ['TORCH_VERSION', 'is_compiling', 'has_safe_globals', 'add_safe_globals',
-           'unsafe_globals_in_checkpoint']
+__all__ = ['TORCH_VERSION', 'is_compiling', 'is_autocast_enabled', 'has_safe_globals',
+           'add_safe_globals', 'unsafe_globals_in_checkpoint']
 
 
 def _version_tuple(version: str) -> tuple:
@@ -36,6 +36,20 @@ def is_compiling() -> bool:
         return compiler.is_compiling()
     import torch._dynamo
     return torch._dynamo.is_compiling()
+
+
+def is_autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (``'cpu'``, ``'cuda'``, ...).
+
+    ``torch.is_autocast_enabled(device_type)`` exists since torch 2.4; older torch has
+    ``torch.is_autocast_cpu_enabled()`` and the CUDA-only ``torch.is_autocast_enabled()``.
+    """
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:
+        if device_type == 'cpu':
+            return torch.is_autocast_cpu_enabled()
+        return device_type == 'cuda' and torch.is_autocast_enabled()
 
 
 def has_safe_globals() -> bool:

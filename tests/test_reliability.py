@@ -227,7 +227,7 @@ def test_missing_annotation_file_message(tiny):
 def test_missing_dataset_paths_all_tasks(config, key, tmp_path):
     from mmengine.config import Config
 
-    from mmsgformer.engine.preflight import ConfigPathError, check_dataset_paths
+    from mmsgformer.apis.preflight import ConfigPathError, check_dataset_paths
     cfg = Config.fromfile(osp.join(REPO, 'configs', config))
     cfg.merge_from_dict({key: str(tmp_path / 'absent')})
     with pytest.raises(ConfigPathError, match=f'{key}: the data root .*absent.* does not '

@@ -49,7 +49,7 @@ echo "==> [4/5] evaluating $CKPT on the held-out split"
 "$PY" tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK_DIR"
 
 echo "==> [5/5] drawing predictions"
-"$PY" tools/demo/image_demo.py "$DATA/val/000000.png" "$CONFIG" "$CKPT" \
+"$PY" tools/demo/image_demo.py "$DATA/val" "$CONFIG" "$CKPT" --num-images 6 \
     --out-file "$WORK_DIR/demo_prediction.png" --device cpu
 
 echo "==> done: training took ${train_s}s; checkpoint $CKPT;" \

@@ -11,7 +11,8 @@ Backbones (no pretrained weights, official initialisation):
 * any extra SG-Former given as ``NAME=JSON_ARCH`` (see :func:`parse_custom`).
 
 Whole models come from an OpenMMLab config (mmpretrain classifier, mmdet detector, mmseg
-segmentor) with every ``init_cfg`` dropped, so nothing is downloaded or loaded.
+segmentor; read with :func:`mmsgformer.apis.load_config`) with every pretrained ``init_cfg``
+dropped, so nothing is downloaded or loaded.
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+
+from mmsgformer.apis import build_model, load_config, task_of  # noqa: F401 (load_config: API)
 
 SWIN = dict(
     swin_t=dict(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24]),
@@ -132,82 +135,13 @@ def build_backbone(name: str, custom: Optional[Dict[str, dict]] = None,
 
 
 # ---------------------------------------------------------------------------------- configs
-def _drop_init_cfgs(cfg) -> None:
-    """Removes every ``init_cfg`` that would load weights (recursively)."""
-    if isinstance(cfg, dict):
-        init = cfg.get('init_cfg')
-        if isinstance(init, dict) and init.get('type') == 'Pretrained' or \
-                isinstance(init, dict) and 'checkpoint' in init:
-            cfg['init_cfg'] = None
-        if 'pretrained' in cfg and isinstance(cfg.get('pretrained'), str):
-            cfg['pretrained'] = None
-        for value in cfg.values():
-            _drop_init_cfgs(value)
-    elif isinstance(cfg, (list, tuple)):
-        for value in cfg:
-            _drop_init_cfgs(value)
-
-
-def load_config(path: str, cfg_options: Optional[dict] = None):
-    from mmengine.config import Config, ConfigDict
-    cfg = Config.fromfile(path)
-    for key, value in (cfg_options or {}).items():
-        # MMEngine cannot merge a dict over a non-dict (``arch='s'`` -> a custom arch); here a
-        # dotted key below a non-dict value (``model.backbone.arch.depths=[...]``) or a dict
-        # value for it replaces that value.
-        parts = key.split('.')
-        node = cfg._cfg_dict
-        for i, part in enumerate(parts):
-            if not isinstance(node, dict):
-                break
-            last = i == len(parts) - 1
-            if part in node and not isinstance(node[part], dict) and (
-                    not last or isinstance(value, dict)):
-                node[part] = ConfigDict()
-            node = node.get(part)
-        cfg.merge_from_dict({key: value})
-    return cfg
-
-
-def task_of(cfg) -> str:
-    """``'cls'``, ``'det'`` or ``'seg'`` from the config's default scope or model type."""
-    scope = cfg.get('default_scope', None)
-    task = {'mmpretrain': 'cls', 'mmdet': 'det', 'mmseg': 'seg'}.get(scope)
-    if task:
-        return task
-    model_type = str(cfg.model.get('type', ''))
-    if 'Classifier' in model_type:
-        return 'cls'
-    if 'EncoderDecoder' in model_type:
-        return 'seg'
-    return 'det'
-
-
 def build_from_config(cfg) -> Tuple[nn.Module, str]:
-    """Builds ``cfg.model`` in its default scope with pretrained loading disabled.
+    """Builds ``cfg.model`` in its scope with pretrained loading disabled.
 
-    Returns the model (in eval mode, weights from the modules' own initialisation; no
-    ``init_weights`` call) and its task.
+    Returns the model (in eval mode, weights from the modules' own initialisation; see
+    :func:`mmsgformer.apis.build_model`) and its task (:func:`mmsgformer.apis.task_of`).
     """
-    from mmengine.registry import init_default_scope
-    from mmengine.utils import import_modules_from_strings
-    if cfg.get('custom_imports'):
-        import_modules_from_strings(**cfg['custom_imports'])
-    task = task_of(cfg)
-    scope = cfg.get('default_scope') or {'cls': 'mmpretrain', 'det': 'mmdet',
-                                           'seg': 'mmseg'}[task]
-    init_default_scope(scope)
-    model_cfg = deepcopy(cfg.model)
-    _drop_init_cfgs(model_cfg)
-    if task == 'seg':
-        from mmseg.registry import MODELS
-    elif task == 'det':
-        from mmdet.registry import MODELS
-    else:
-        from mmpretrain.registry import MODELS
-    model = MODELS.build(model_cfg)
-    model.eval()  # (some train() overrides return None: no chaining)
-    return model, task
+    return build_model(cfg), task_of(cfg)
 
 
 def synthetic_samples(task: str, batch: int, hw: Tuple[int, int],

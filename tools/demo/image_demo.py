@@ -1,24 +1,26 @@
 #!/usr/bin/env python
-"""Run a trained detector on one image and save a picture with its boxes and masks.
+"""Run a trained detector on images and save one picture: ground truth beside prediction.
 
-    python tools/demo/image_demo.py IMAGE CONFIG CHECKPOINT \
+    python tools/demo/image_demo.py IMAGES CONFIG CHECKPOINT [--num-images 6] \
         [--out-file OUT.png] [--score-thr 0.3] [--device cpu] [--cfg-options k=v ...]
+
+IMAGES is an image file, a folder or a quoted glob; the first ``--num-images`` (sorted) are
+drawn. Ground truth is shown for images of the config's test dataset. The drawing is
+:func:`mmsgformer.visualization.predictions.draw_prediction_grid`.
 """
 import argparse
-import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from mmengine.config import DictAction  # noqa: E402
+from mmengine.config import DictAction
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Detector image demo')
-    parser.add_argument('image', help='image file')
+    parser = argparse.ArgumentParser(description='Detector demo: ground truth beside prediction')
+    parser.add_argument('images', help='image file, folder of images, or glob (quote it)')
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--num-images', type=int, default=6,
+                        help='draw at most this many images (default 6)')
     parser.add_argument('--out-file', default='demo_prediction.png',
                         help='where to save the picture')
     parser.add_argument('--score-thr', type=float, default=0.3,
@@ -27,52 +29,37 @@ def parse_args(argv=None):
                         help='e.g. cpu or cuda:0 (default: cuda:0 if available)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value pairs')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.num_images < 1:
+        parser.error('--num-images must be at least 1')
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
+    from mmsgformer.apis import init_model, load_config
+    from mmsgformer.visualization import expand_images
+    from mmsgformer.visualization.predictions import (class_names, draw_prediction_grid,
+                                                      predict_images,
+                                                      test_dataset_ground_truth)
 
-    import mmcv
-    import torch
-    from mmengine.config import Config
-
-    from mmdet.apis import inference_detector, init_detector
-    from mmdet.registry import VISUALIZERS
-    from mmsgformer.utils import register_safe_globals
-
-    register_safe_globals()
     if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
-    device = args.device or ('cuda:0' if torch.cuda.is_available() else 'cpu')
-
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    # the checkpoint holds all weights: do not load the ImageNet backbone weights again
-    cfg.model.backbone.init_cfg = None
-
-    model = init_detector(cfg, args.checkpoint, device=device)
-    result = inference_detector(model, args.image)
-
-    visualizer = VISUALIZERS.build(model.cfg.visualizer)
-    visualizer.dataset_meta = model.dataset_meta
-    image = mmcv.imread(args.image, channel_order='rgb')
-    out_dir = osp.dirname(osp.abspath(args.out_file))
-    os.makedirs(out_dir, exist_ok=True)
-    visualizer.add_datasample(
-        'prediction', image, data_sample=result, draw_gt=False, show=False,
-        pred_score_thr=args.score_thr, out_file=args.out_file)
-
-    pred = result.pred_instances
-    keep = pred.scores >= args.score_thr
-    classes = model.dataset_meta['classes']
-    print(f'{int(keep.sum())} objects with score >= {args.score_thr}:')
-    for label, score, box in zip(pred.labels[keep], pred.scores[keep],
-                                 pred.bboxes[keep]):
-        x0, y0, x1, y1 = (round(float(v), 1) for v in box)
-        print(f'  {classes[int(label)]:<10s} {float(score):.2f}  '
-              f'box=({x0}, {y0}, {x1}, {y1})')
+        raise SystemExit(f'error: checkpoint not found: {args.checkpoint}')
+    cfg = load_config(args.config, args.cfg_options)
+    model, _ = init_model(cfg, args.checkpoint, args.device)
+    images = expand_images(args.images)[:args.num_images]
+    results = predict_images(model, images, args.score_thr)
+    test_dataset_ground_truth(cfg, results)
+    classes = class_names(model, cfg)
+    draw_prediction_grid(results, classes, args.out_file, args.score_thr,
+                         title=f'{osp.basename(args.config)}: ground truth | prediction')
+    for result in results:
+        pred = result.predictions
+        print(f'{osp.basename(result.path)}: {len(pred)} objects with score >= '
+              f'{args.score_thr}:')
+        for label, score, box in zip(pred.labels, pred.scores, pred.boxes):
+            x0, y0, x1, y1 = (round(float(v), 1) for v in box)
+            print(f'  {classes[int(label)]:<10s} {float(score):.2f}  box=({x0}, {y0}, {x1}, {y1})')
     print(f'saved {args.out_file}')
 
 

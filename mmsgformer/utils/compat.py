@@ -34,8 +34,8 @@ def is_compiling() -> bool:
     compiler = getattr(torch, 'compiler', None)
     if compiler is not None and hasattr(compiler, 'is_compiling'):
         return compiler.is_compiling()
-    import torch._dynamo
-    return torch._dynamo.is_compiling()
+    import torch._dynamo as dynamo  # (a plain `import torch._dynamo` would make torch local)
+    return dynamo.is_compiling()
 
 
 def is_autocast_enabled(device_type: str) -> bool:

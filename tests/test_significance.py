@@ -1,12 +1,14 @@
-"""Significance maps and token allocation of SG-Former, and tools/visualize_significance.py.
+"""Significance maps and token allocation of SG-Former, mmsgformer.visualization and
+tools/visualize_significance.py.
 
 Tiny architecture with random weights: the maps have the documented shapes at any input size,
 are normalised as documented (the local part sums to 1 over the real tokens of every 7x7 window;
 the global part sums to 1 over the reduced keys), the allocation follows the grouping of the
-reallocation spec, returning the maps changes no output, and the tool writes readable PNGs of the
-expected sizes for odd-sized images, one set per image of a folder.
+reallocation spec, returning the maps changes no output; the pictures follow the pipeline's
+geometry (resize, crop, pad, flip), --block picks the block, a checkpoint's weights are the ones
+drawn, and the tool writes readable PNGs of the expected sizes for odd-sized images, one set per
+image of a folder.
 """
-import importlib.util
 import math
 import os
 import os.path as osp
@@ -20,6 +22,8 @@ import torch
 from mmsgformer.models import SGFormer
 from mmsgformer.models.attention import (LOCAL_WINDOW, REALLOCATION_SPECS,
                                          HybridScaleAttention)
+from mmsgformer.visualization import pipeline as geometry_lib
+from mmsgformer.visualization import significance as tool
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOL = osp.join(REPO, 'tools', 'visualize_significance.py')
@@ -32,13 +36,6 @@ SR_RATIOS = [8, 4, 2, 1]
 def backbone():
     torch.manual_seed(0)
     return SGFormer(arch=TINY_ARCH, drop_path_rate=0.).eval()
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location('visualize_significance', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def stage_hw(hw, stage):
@@ -154,8 +151,7 @@ def test_maps_do_not_change_outputs(backbone, hw):
 
 # ------------------------------------------------------------------------------ tool helpers
 def test_geometry_resize_crop_pad():
-    tool = load_tool()
-    geometry = tool.Geometry((10, 20))  # original 10 x 20
+    geometry = geometry_lib.Geometry((10, 20))  # original 10 x 20
     geometry.resize((20, 40))  # x2
     geometry.crop(4, 8, (12, 24))  # centre-ish crop
     geometry.pad((16, 32))  # padding does not move anything
@@ -173,8 +169,55 @@ def test_geometry_resize_crop_pad():
             assert image[y, x] == stage_map[int(ys[y] // 4), int(xs[x] // 4)]
 
 
+def test_geometry_flip_follows_the_pipeline(tmp_path):
+    """A resize (nearest) then a horizontal flip: every original pixel lands where the geometry
+    says, in the network input the pipeline produced."""
+    pytest.importorskip('mmpretrain')
+    from mmengine.config import Config
+
+    from mmsgformer.apis import task_registries
+    _, transforms = task_registries(Config(dict(default_scope='mmpretrain')))
+    pipeline = geometry_lib.build_transforms([
+        dict(type='LoadImageFromFile'),
+        dict(type='Resize', scale=(40, 26), interpolation='nearest'),  # (w, h): x2
+        dict(type='RandomFlip', prob=1., direction='horizontal'),
+        dict(type='PackInputs')], transforms)
+    path = tmp_path / 'image.png'
+    write_image(path, (13, 20), 0)
+    packed, geometry, original = geometry_lib.run_pipeline(pipeline, str(path), 0)
+    ys, xs = geometry.input_coords()
+    np.testing.assert_allclose(ys, (np.arange(13) + .5) * 2)
+    np.testing.assert_allclose(xs, 40 - (np.arange(20) + .5) * 2)  # mirrored
+    assert geometry.seen().all()
+    net = packed['inputs'].numpy()[::-1].transpose(1, 2, 0)  # BGR CHW -> RGB HWC
+    assert net.shape == (26, 40, 3)
+    rows, cols = ys.astype(int), xs.astype(int)
+    np.testing.assert_array_equal(net[rows[:, None], cols[None, :]], original)
+    # the same geometry by hand
+    manual = geometry_lib.Geometry((13, 20))
+    manual.resize((26, 40))
+    manual.flip('horizontal')
+    np.testing.assert_allclose(manual.input_coords()[1], xs)
+
+
+def test_block_picks_the_hybrid_block(tmp_path, tiny_config):
+    """Stage 1 with two hybrid-scale blocks (depth 4): --block 0 and the default (-1, the last)
+    draw different maps there and the same ones in the stages with a single block."""
+    model, transforms = library_model(tiny_config, {'model.backbone.arch.depths': [4, 2, 2, 1]})
+    image = tmp_path / 'image.png'
+    write_image(image, (64, 80), 3)
+    for block in (0, -1):
+        tool.visualize_image(model, transforms, str(image), 0, str(tmp_path / str(block)),
+                             'random', block=block)
+    first, last = (read_rgb(tmp_path / b / 'raw' / 'stage1_significance.png') for b in ('0', '-1'))
+    assert np.abs(first - last).mean() > 5
+    for stage in (2, 3):
+        name = f'raw/stage{stage}_significance.png'
+        np.testing.assert_array_equal(read_rgb(tmp_path / '0' / name),
+                                      read_rgb(tmp_path / '-1' / name))
+
+
 def test_uniform_significance():
-    tool = load_tool()
     uniform = tool.uniform_significance((9, 16), 4, 7)
     assert uniform.shape == (9, 16)
     reduced = math.ceil(9 / 4) * math.ceil(16 / 4)
@@ -183,13 +226,15 @@ def test_uniform_significance():
 
 
 # ------------------------------------------------------------------------------ the tool
-TINY_CLS_CONFIG = f"""
-_base_ = {osp.join(REPO, 'configs', 'sgformer_s_in1k.py')!r}
-model = dict(
-    backbone=dict(arch=dict(_delete_=True, embed_dims=[32, 64, 128, 256],
-                            num_heads=[2, 2, 4, 8], depths=[2, 2, 2, 1],
-                            mlp_ratios=[4, 4, 4, 4])),
-    head=dict(in_channels=256))
+TINY_CLS_CONFIG = """
+from mmengine.config import read_base
+
+with read_base():  # ./configs is a link to the repository's configs (see tiny_config)
+    from .configs.sgformer_s_in1k import *
+
+model.backbone.arch = dict(embed_dims=[32, 64, 128, 256], num_heads=[2, 2, 4, 8],
+                           depths=[2, 2, 2, 1], mlp_ratios=[4, 4, 4, 4])
+model.head.in_channels = 256
 """
 
 
@@ -210,7 +255,22 @@ def run_tool(*args):
     return proc
 
 
-def check_outputs(tool, folder, hw):
+def read_rgb(path):
+    from PIL import Image
+    with Image.open(path) as image:
+        return np.asarray(image.convert('RGB')).astype(int)
+
+
+def library_model(config, cfg_options=None):
+    """The classifier of ``config`` (random weights, seeded) and its test transforms, built by
+    the library functions the tool uses."""
+    from mmsgformer.apis import build_model, load_config
+    cfg = load_config(str(config), cfg_options)
+    torch.manual_seed(0)
+    return build_model(cfg), geometry_lib.build_test_transforms(cfg)
+
+
+def check_outputs(folder, hw):
     from PIL import Image
     for stage in (1, 2, 3):
         for kind in ('significance', 'allocation'):
@@ -230,18 +290,19 @@ def check_outputs(tool, folder, hw):
 @pytest.fixture(scope='module')
 def tiny_config(tmp_path_factory):
     pytest.importorskip('mmpretrain')
-    path = tmp_path_factory.mktemp('cfg') / 'tiny_sgformer_cls.py'
+    folder = tmp_path_factory.mktemp('cfg')
+    (folder / 'configs').symlink_to(osp.join(REPO, 'configs'))
+    path = folder / 'tiny_sgformer_cls.py'
     path.write_text(TINY_CLS_CONFIG)
     return path
 
 
 def test_tool_odd_sized_image(tmp_path, tiny_config):
-    tool = load_tool()
     image = tmp_path / 'odd.png'
     write_image(image, (97, 150), 0)
     proc = run_tool(image, tiny_config, '--out', tmp_path / 'out')
     assert 'RANDOM' in proc.stderr  # no checkpoint: a clear warning
-    check_outputs(tool, tmp_path / 'out' / 'odd', (97, 150))
+    check_outputs(tmp_path / 'out' / 'odd', (97, 150))
     printed = [line for line in proc.stdout.splitlines() if line.endswith('.png')]
     assert len(printed) == 13 and all(osp.isfile(p) for p in printed)
     # the classifier centre-crops: the parts outside the crop are dimmed, not coloured
@@ -253,7 +314,6 @@ def test_tool_odd_sized_image(tmp_path, tiny_config):
 
 
 def test_tool_folder_with_checkpoint(tmp_path, tiny_config):
-    tool = load_tool()
     images = tmp_path / 'images'
     images.mkdir()
     write_image(images / 'a.png', (97, 150), 1)
@@ -265,5 +325,17 @@ def test_tool_folder_with_checkpoint(tmp_path, tiny_config):
                checkpoint)
     proc = run_tool(images, tiny_config, checkpoint, '--out', tmp_path / 'out')
     assert 'RANDOM' not in proc.stderr + proc.stdout
-    check_outputs(tool, tmp_path / 'out' / 'a', (97, 150))
-    check_outputs(tool, tmp_path / 'out' / 'b', (120, 71))
+    check_outputs(tmp_path / 'out' / 'a', (97, 150))
+    check_outputs(tmp_path / 'out' / 'b', (120, 71))
+    # the checkpoint's weights were drawn: the same pictures as the library's from a model that
+    # got them by load_state_dict (random weights would give other maps)
+    model, transforms = library_model(tiny_config)
+    model.backbone.load_state_dict(state)
+    tool.visualize_image(model, transforms, str(images / 'a.png'), 0, str(tmp_path / 'direct'),
+                         'direct')
+    for stage in (1, 2, 3):
+        for kind in ('significance', 'allocation'):
+            name = f'raw/stage{stage}_{kind}.png'
+            drawn = read_rgb(tmp_path / 'out' / 'a' / name)
+            direct = read_rgb(tmp_path / 'direct' / name)
+            assert np.abs(drawn - direct).mean() < 1, name  # equal up to float rounding

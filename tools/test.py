@@ -42,19 +42,24 @@ def main(argv=None):
     from mmengine.dist import get_rank
 
     from mmsgformer.apis import task_of
-    from mmsgformer.engine.reliability import check_finite_checkpoint
+    from mmsgformer.engine.reliability import NonFiniteCheckpointError, check_finite_checkpoint
 
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'error: checkpoint not found: {args.checkpoint}')
-    # NaN/Inf weights: one clear error instead of empty results
-    check_finite_checkpoint(args.checkpoint)
+    try:  # NaN/Inf weights: one clear error instead of empty results
+        check_finite_checkpoint(args.checkpoint)
+    except NonFiniteCheckpointError as err:
+        raise SystemExit(f'error: {err}')
     cfg = api.prepare_config(args, ['test_dataloader'])
     task = task_of(cfg)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         api.enable_visualization(cfg, args.show, args.show_dir, args.wait_time)
     if args.tta:
-        api.apply_tta(cfg, task)
+        try:
+            api.apply_tta(cfg, task)
+        except RuntimeError as err:  # a model or config TTA cannot serve
+            raise SystemExit(f'error: {err}')
     if args.out is not None:
         api.set_prediction_output(cfg, task, args.out)
 

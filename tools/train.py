@@ -37,18 +37,22 @@ def main(argv=None):
     args = parse_args(argv)
     import torch
 
-    from mmsgformer.engine.reliability import use_atomic_checkpoints
+    from mmsgformer.engine.reliability import DivergenceError, use_reliability_hooks
 
     cfg = api.prepare_config(args, ['train_dataloader', 'val_dataloader'])
     if args.amp:
         api.use_amp(cfg, torch.cuda.is_available())
     if args.auto_scale_lr:
         api.enable_auto_scale_lr(cfg)
-    # crash-safe checkpoints for configs that name MMEngine's CheckpointHook
-    use_atomic_checkpoints(cfg)
+    # atomic, finite-only checkpoints and the divergence guard, also for configs without them
+    use_reliability_hooks(cfg)
     if args.resume is not None:
         api.set_resume(cfg, args.resume)
-    api.build_runner(cfg, args.config).train()
+    runner = api.build_runner(cfg, args.config)
+    try:
+        runner.train()
+    except DivergenceError:  # its message is already logged, as the last lines: no traceback
+        raise SystemExit(1)
 
 
 if __name__ == '__main__':

@@ -51,6 +51,7 @@ def main(argv=None):
     matplotlib.use('Agg')
 
     from mmsgformer.apis import init_model, load_config
+    from mmsgformer.engine.reliability import NonFiniteCheckpointError
     from mmsgformer.visualization import (build_test_transforms, expand_images,
                                           visualize_significance)
 
@@ -58,7 +59,10 @@ def main(argv=None):
     cfg = load_config(args.config, args.cfg_options)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
-        model, weights = init_model(cfg, args.checkpoint, args.device)
+        try:
+            model, weights = init_model(cfg, args.checkpoint, args.device)
+        except NonFiniteCheckpointError as err:
+            raise SystemExit(f'error: {err}')
     for warning in caught:
         print(f'WARNING: {warning.message}', file=sys.stderr)
     transforms = build_test_transforms(cfg)

@@ -24,17 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
-import torch
-
-from mmsgformer.analysis.baselines import (build_backbone, build_from_config, load_config,
-                                           parse_custom, whole_model_fns)
-from mmsgformer.analysis.complexity import count_macs
-
-PAPER_GMACS = dict(sgformer_s=4.8, sgformer_m=7.5, sgformer_b=15.6, swin_t=4.5, swin_s=8.7,
-                   swin_b=15.4, pvtv2_b2=4.0, pvtv2_b3=6.9, pvtv2_b5=11.8)
+from mmsgformer.analysis.baselines import load_config, parse_custom
+from mmsgformer.analysis.flops import (PARTS, backbone_macs, config_macs, config_name,
+                                       format_table)
 
 
 def parse_args(argv=None):
@@ -49,7 +43,7 @@ def parse_args(argv=None):
                         help='extra SG-Former archs, e.g. tiny=\'{"embed_dims": [...], ...}\'')
     parser.add_argument('--shape', type=int, nargs='+', default=[224, 224],
                         help='input H W (one value: square)')
-    parser.add_argument('--part', choices=['whole', 'features', 'backbone'], default='whole',
+    parser.add_argument('--part', choices=PARTS, default='whole',
                         help='what of a config model to count (see the module docstring)')
     parser.add_argument('--backbone-only', action='store_true', help='same as --part backbone')
     parser.add_argument('--count-recompute', action='store_true',
@@ -70,79 +64,17 @@ def parse_args(argv=None):
     return args
 
 
-def _fmt(n: float, unit: str = 'G') -> str:
-    return f'{n / {"G": 1e9, "M": 1e6}[unit]:.3f}{unit}'
-
-
-def analyse_config(args):
-    cfg = load_config(args.config, args.cfg_options)
-    model, task = build_from_config(cfg)
-    h, w = args.shape
-    x = torch.randn(1, 3, h, w)
-    if args.part == 'backbone':
-        target, fn = model.backbone, model.backbone
-    elif args.part == 'features':
-        target, fn = model, model.extract_feat
-    else:
-        infer, _ = whole_model_fns(model, task, 1, (h, w))
-        target, fn = model, infer
-    result = count_macs(target, (x,), fn=fn, count_recompute=args.count_recompute)
-    name = os.path.splitext(os.path.basename(args.config))[0]
-    result.update(name=name, task=task, part=args.part, shape=[h, w],
-                  backbone_params=sum(p.numel() for p in model.backbone.parameters()),
-                  backbone_type=type(model.backbone).__name__)
-    return [result]
-
-
-def analyse_backbones(args):
-    custom = parse_custom(args.custom)
-    h, w = args.shape
-    results = []
-    for name in args.backbone:
-        model = build_backbone(name, custom)
-        model.eval()  # mmdet Swin's train() returns None: no chaining
-        result = count_macs(model, (torch.randn(1, 3, h, w),),
-                            count_recompute=args.count_recompute)
-        result.update(name=name, task='backbone', part='backbone', shape=[h, w])
-        results.append(result)
-    return results
-
-
-def print_table(results, args) -> None:
-    header = ['model', 'part', 'input', 'params', 'GMACs', 'paper', 'not counted',
-              'sig. recompute']
-    rows = []
-    for r in results:
-        paper = PAPER_GMACS.get(r['name']) if tuple(r['shape']) == (224, 224) else None
-        recompute = ('in total' if args.count_recompute else
-                     f'{r["recompute_macs"] / 1e9:.3f}G' if r['recompute_macs'] else '-')
-        rows.append([r['name'], r['part'], f'{r["shape"][0]}x{r["shape"][1]}',
-                     _fmt(r['params'], 'M'), f'{r["macs"] / 1e9:.3f}',
-                     f'{paper:.1f}' if paper else '-',
-                     ', '.join(f'{k}x{v}' for k, v in sorted(r['not_counted'].items())) or '-',
-                     recompute])
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    line = '  '.join('{:<%d}' % wd for wd in widths)
-    print(line.format(*header))
-    print('  '.join('-' * wd for wd in widths))
-    for row in rows:
-        print(line.format(*row))
-    print('GMACs: multiply-accumulates (what the papers call FLOPs), batch 1. "paper": the '
-          'published 224x224 figure. "not counted": ops with no FLOP handler (not costless by '
-          "convention). \"sig. recompute\": SG-Former's q@k^T recomputed for the significance "
-          'statistic, excluded from GMACs (the network needs no extra MACs for it).')
-    if args.by_operator:
-        for r in results:
-            print(f'\n{r["name"]} by operator (GMACs):')
-            for op, n in sorted(r['by_operator'].items(), key=lambda kv: -kv[1]):
-                print(f'  {op:<32} {n / 1e9:10.4f}')
-
-
 def main(argv=None):
     args = parse_args(argv)
     start = time.time()
-    results = analyse_config(args) if args.config else analyse_backbones(args)
-    print_table(results, args)
+    if args.config:
+        cfg = load_config(args.config, args.cfg_options)
+        results = [config_macs(cfg, config_name(args.config), args.shape, args.part,
+                               args.count_recompute)]
+    else:
+        results = backbone_macs(args.backbone, args.shape, parse_custom(args.custom),
+                                args.count_recompute)
+    print(format_table(results, args.count_recompute, args.by_operator))
     print(f'(counted in {time.time() - start:.1f} s)')
     if args.out:
         for r in results:

@@ -1,7 +1,10 @@
 # Mask R-CNN 3x + multi-scale training, SG-Former-M: the 1x size config with the shared
-# 3x piece (_base_/maskrcnn_coco_ms_3x.py) plugged in.
-_base_ = ['./maskrcnn_sgformer_m_coco.py', './_base_/maskrcnn_coco_ms_3x.py']
+# 3x piece (_base_/maskrcnn_coco_ms_3x.py: pipeline, epochs, lr steps) imported over it.
+from mmengine.config import read_base
 
-train_dataloader = dict(dataset=dict(pipeline={{_base_.ms3x_train_pipeline}}))
-train_cfg = dict(max_epochs={{_base_.ms3x_max_epochs}})
-param_scheduler = {{_base_.ms3x_param_scheduler}}
+with read_base():
+    from .maskrcnn_sgformer_m_coco import *  # noqa: F401,F403
+    from ._base_.maskrcnn_coco_ms_3x import *  # noqa: F401,F403
+
+train_dataloader.dataset.pipeline = train_pipeline
+train_cfg.max_epochs = max_epochs

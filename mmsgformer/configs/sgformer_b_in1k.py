@@ -1,8 +1,10 @@
 # SG-Former-B on ImageNet-1k (paper: top-1 84.7).
 # Evaluate converted official weights:
 #   python tools/test.py configs/sgformer_b_in1k.py checkpoints/sgformer_b_in1k_converted.pth
-_base_ = './_base_/sgformer_in1k.py'
+from mmengine.config import read_base
 
-model = dict(
-    backbone=dict(arch='b', drop_path_rate=0.4),
-    head=dict(in_channels=768))
+with read_base():
+    from ._base_.sgformer_in1k import *  # noqa: F401,F403
+
+model.backbone.update(arch='b', drop_path_rate=0.4)
+model.head.in_channels = 768

@@ -1,14 +1,17 @@
 # ImageNet-1k classification with SG-Former (mmpretrain ImageClassifier).
 # Evaluation follows the official code: resize the short side to 256 (bicubic, PIL), centre crop
 # 224, ImageNet mean/std. Training follows the official recipe (DeiT/Swin style AdamW, 300 epochs,
-# batch 1024) through mmpretrain's Swin bases.
-_base_ = [
-    'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
-    'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
-    'mmpretrain::_base_/default_runtime.py',
-]
+# batch 1024 = 16 GPUs x 64, Mixup/CutMix, RandAugment, random erasing, label smoothing).
+#
+# A pure-Python config (MMEngine's `read_base` style), so that downstream projects can inherit
+# it from the installed package (`from mmsgformer.configs.sgformer_s_in1k import *`). Pure-Python
+# configs cannot inherit mmpretrain's text configs (`mmpretrain::...`), so the whole recipe is
+# spelled out here; its values are those of mmpretrain 1.2.0's `imagenet_bs64_swin_224.py`,
+# `imagenet_bs1024_adamw_swin.py` and `default_runtime.py` with our changes.
+default_scope = 'mmpretrain'
 custom_imports = dict(imports=['mmsgformer'], allow_failed_imports=False)
 
+# ---------------------------------------------------------------- model
 model = dict(
     type='ImageClassifier',
     backbone=dict(type='mmsgformer.SGFormer', arch='s', out_indices=(3, ), drop_path_rate=0.1),
@@ -27,7 +30,104 @@ model = dict(
     train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]),
 )
 
-# No weight decay on norms and the position embedding.
+# ---------------------------------------------------------------- data (ImageNet-1k)
+dataset_type = 'ImageNet'
+data_preprocessor = dict(
+    num_classes=1000,
+    mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375],
+    to_rgb=True)
+bgr_mean = data_preprocessor['mean'][::-1]
+bgr_std = data_preprocessor['std'][::-1]
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RandomResizedCrop', scale=224, backend='pillow', interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(
+        type='RandAugment',
+        policies='timm_increasing',
+        num_policies=2,
+        total_level=10,
+        magnitude_level=9,
+        magnitude_std=0.5,
+        hparams=dict(pad_val=[round(x) for x in bgr_mean], interpolation='bicubic')),
+    dict(
+        type='RandomErasing',
+        erase_prob=0.25,
+        mode='rand',
+        min_area_ratio=0.02,
+        max_area_ratio=1 / 3,
+        fill_color=bgr_mean,
+        fill_std=bgr_std),
+    dict(type='PackInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow', interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=224),
+    dict(type='PackInputs'),
+]
+
+train_dataloader = dict(
+    batch_size=64,
+    num_workers=5,
+    dataset=dict(type=dataset_type, data_root='data/imagenet', split='train',
+                 pipeline=train_pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=True))
+val_dataloader = dict(
+    batch_size=64,
+    num_workers=5,
+    dataset=dict(type=dataset_type, data_root='data/imagenet', split='val',
+                 pipeline=test_pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=False))
+val_evaluator = dict(type='Accuracy', topk=(1, 5))
+test_dataloader = val_dataloader
+test_evaluator = val_evaluator
+
+# ---------------------------------------------------------------- schedule (300 epochs)
+# AdamW, lr 1e-3 for batch 1024; no weight decay on norms, biases, 1-d parameters nor the
+# position embedding.
 optim_wrapper = dict(
-    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0,
-                       custom_keys={'.pos_embed': dict(decay_mult=0.0)}))
+    optimizer=dict(type='AdamW', lr=5e-4 * 1024 / 512, weight_decay=0.05, eps=1e-8,
+                   betas=(0.9, 0.999)),
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0,
+        bias_decay_mult=0.0,
+        flat_decay_mult=0.0,
+        custom_keys={
+            '.absolute_pos_embed': dict(decay_mult=0.0),
+            '.relative_position_bias_table': dict(decay_mult=0.0),
+            '.pos_embed': dict(decay_mult=0.0),
+        }))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, end=20, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=20),
+]
+train_cfg = dict(by_epoch=True, max_epochs=300, val_interval=1)
+val_cfg = dict()
+test_cfg = dict()
+auto_scale_lr = dict(base_batch_size=1024)
+
+# ---------------------------------------------------------------- runtime
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=100),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    # MMEngine's CheckpointHook, written atomically (mmsgformer/engine/reliability.py).
+    checkpoint=dict(type='mmsgformer.AtomicCheckpointHook', interval=1),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='VisualizationHook', enable=False))
+# Stops a run whose loss or weights become NaN/Inf (see README "Reliability").
+custom_hooks = [dict(type='mmsgformer.DivergenceGuardHook')]
+
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'))
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
+log_level = 'INFO'
+load_from = None
+resume = False
+randomness = dict(seed=None, deterministic=False)

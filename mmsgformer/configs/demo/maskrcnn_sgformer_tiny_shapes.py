@@ -1,12 +1,15 @@
 # CPU demo: Mask R-CNN with a tiny SG-Former, trained from scratch on the generated
-# "coloured shapes" COCO dataset (mmsgformer.datasets.generate_coco_shapes).
+# "coloured shapes" COCO dataset (tools/dataset_generators/generate_coco_shapes.py).
 # Sized to train on 2 CPU cores in about 10 minutes; `bash tools/run_demo.sh` runs it all.
 #
 # Same recipe family as the COCO configs (it inherits _base_/maskrcnn_sgformer_coco.py:
 # AdamW, no decay on norms / pos_embed), scaled down: small images (160x128, no resizing),
 # a small backbone without pretraining, 64-channel FPN and heads, fewer RPN/RoI samples and
 # proposals, a higher learning rate, and evaluation only at the end.
-_base_ = '../_base_/maskrcnn_sgformer_coco.py'
+from mmengine.config import read_base
+
+with read_base():
+    from .._base_.maskrcnn_sgformer_coco import *  # noqa: F401,F403
 
 data_root = 'data/coco_shapes/'
 metainfo = dict(
@@ -16,42 +19,36 @@ num_classes = 3
 img_scale = (160, 128)  # (w, h) of the generated images
 channels = 64  # FPN / head width
 
-model = dict(
-    backbone=dict(
-        arch=dict(
-            _delete_=True,  # the base sets arch='s'
-            embed_dims=[32, 64, 128, 256],
-            num_heads=[2, 2, 4, 8],
-            depths=[2, 2, 2, 1],
-            mlp_ratios=[4, 4, 4, 4]),
-        drop_path_rate=0.0,
-        init_cfg=None),  # trained from scratch: no ImageNet checkpoint needed
-    neck=dict(
-        in_channels=[32, 64, 128, 256], out_channels=channels, num_outs=5),
-    rpn_head=dict(
-        in_channels=channels,
-        feat_channels=channels,
-        # anchors 24/48/96/192/384 px for objects of 20..56 px
-        anchor_generator=dict(scales=[6])),
-    roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=channels),
-        bbox_head=dict(
-            in_channels=channels, fc_out_channels=128,
-            num_classes=num_classes),
-        mask_roi_extractor=dict(out_channels=channels),
-        mask_head=dict(
-            num_convs=1,
-            in_channels=channels,
-            conv_out_channels=32,
-            num_classes=num_classes)),
-    train_cfg=dict(
-        rpn=dict(sampler=dict(num=64)),
-        rpn_proposal=dict(nms_pre=500, max_per_img=100),
-        rcnn=dict(sampler=dict(num=64, pos_fraction=0.5))),
-    test_cfg=dict(
-        rpn=dict(nms_pre=300, max_per_img=100),
-        rcnn=dict(max_per_img=20)))
+# ---------------------------------------------------------------- model
+model.backbone.update(
+    arch=dict(  # replaces arch='s'
+        embed_dims=[32, 64, 128, 256],
+        num_heads=[2, 2, 4, 8],
+        depths=[2, 2, 2, 1],
+        mlp_ratios=[4, 4, 4, 4]),
+    drop_path_rate=0.0,
+    init_cfg=None)  # trained from scratch: no ImageNet checkpoint needed
+model.neck.update(in_channels=[32, 64, 128, 256], out_channels=channels, num_outs=5)
+model.rpn_head.update(
+    in_channels=channels,
+    feat_channels=channels,
+    # anchors 24/48/96/192/384 px for objects of 20..56 px
+    anchor_generator=dict(scales=[6]))
+model.roi_head.update(
+    bbox_roi_extractor=dict(out_channels=channels),
+    bbox_head=dict(in_channels=channels, fc_out_channels=128, num_classes=num_classes),
+    mask_roi_extractor=dict(out_channels=channels),
+    mask_head=dict(
+        num_convs=1, in_channels=channels, conv_out_channels=32, num_classes=num_classes))
+model.train_cfg.update(
+    rpn=dict(sampler=dict(num=64)),
+    rpn_proposal=dict(nms_pre=500, max_per_img=100),
+    rcnn=dict(sampler=dict(num=64, pos_fraction=0.5)))
+model.test_cfg.update(
+    rpn=dict(nms_pre=300, max_per_img=100),
+    rcnn=dict(max_per_img=20))
 
+# ---------------------------------------------------------------- data
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
@@ -65,25 +62,21 @@ test_pipeline = [
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(
         type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor')),
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
-
-train_dataloader = dict(
+train_dataloader.update(
     batch_size=4,
     num_workers=1,
-    persistent_workers=True,
     dataset=dict(
         data_root=data_root,
         metainfo=metainfo,
         ann_file='annotations/instances_train.json',
         data_prefix=dict(img='train/'),
-        filter_cfg=dict(filter_empty_gt=True, min_size=8),
+        filter_cfg=dict(min_size=8),
         pipeline=train_pipeline))
-val_dataloader = dict(
+val_dataloader.update(
     batch_size=4,
     num_workers=1,
-    persistent_workers=True,
     dataset=dict(
         data_root=data_root,
         metainfo=metainfo,
@@ -91,13 +84,14 @@ val_dataloader = dict(
         data_prefix=dict(img='val/'),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+val_evaluator.ann_file = data_root + 'annotations/instances_val.json'
 test_evaluator = val_evaluator
 
-# schedule: evaluate once, at the end
+# ---------------------------------------------------------------- schedule: evaluate once, at the end
 max_epochs = 5
-train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-optim_wrapper = dict(optimizer=dict(lr=1.5e-3), clip_grad=dict(max_norm=10.0))
+train_cfg.update(max_epochs=max_epochs, val_interval=max_epochs)
+optim_wrapper.optimizer.lr = 1.5e-3
+optim_wrapper.clip_grad = dict(max_norm=10.0)
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0, end=200),
     dict(
@@ -109,10 +103,9 @@ param_scheduler = [
         end=max_epochs,
         convert_to_iter_based=True)
 ]
-auto_scale_lr = dict(base_batch_size=4)
+auto_scale_lr.base_batch_size = 4
 
-default_hooks = dict(
-    logger=dict(interval=25),
-    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
-log_processor = dict(window_size=25)
+default_hooks.logger.interval = 25
+default_hooks.checkpoint.update(interval=max_epochs, max_keep_ckpts=1)
+log_processor.window_size = 25
 randomness = dict(seed=0)

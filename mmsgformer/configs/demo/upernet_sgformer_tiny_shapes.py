@@ -1,5 +1,5 @@
 # CPU demo: UperNet with a tiny SG-Former on `ade_shapes`, a generated dataset in ADE20K's
-# folder layout (mmsgformer.datasets.generate_ade_shapes). Trains from scratch in about
+# folder layout (tools/dataset_generators/generate_ade_shapes.py). Trains from scratch in about
 # 10 minutes on 2 CPU cores; see tools/run_seg_demo.sh and docs/segmentation.md.
 #
 # It keeps the ADE20K recipe of ../_base_/upernet_sgformer_ade20k.py (UPerHead + auxiliary
@@ -7,7 +7,10 @@
 # reduce_zero_label=True) and scales it down: 64x64 images, narrow heads, plain BN (there
 # is one process, so SyncBN has nothing to sync with), a short schedule and a larger lr
 # because nothing is pretrained.
-_base_ = ['../_base_/upernet_sgformer_ade20k.py']
+from mmengine.config import read_base
+
+with read_base():
+    from .._base_.upernet_sgformer_ade20k import *  # noqa: F401,F403
 
 # ---------------------------------------------------------------- data
 dataset_type = 'BaseSegDataset'
@@ -47,74 +50,55 @@ tta_pipeline = [
             [dict(type='PackSegInputs')],
         ]),
 ]
-train_dataloader = dict(
+train_dataloader.update(
     batch_size=8,
     num_workers=1,
-    persistent_workers=True,
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
         metainfo=metainfo,
         reduce_zero_label=True,
-        data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
         pipeline=train_pipeline))
-val_dataloader = dict(
+val_dataloader.update(
     batch_size=1,
     num_workers=1,
-    persistent_workers=True,
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
         metainfo=metainfo,
         reduce_zero_label=True,
-        data_prefix=dict(img_path='images/validation',
-                         seg_map_path='annotations/validation'),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator
 
 # ---------------------------------------------------------------- model
 norm_cfg = dict(type='BN', requires_grad=True)
-model = dict(
-    data_preprocessor=dict(size=crop_size),
-    backbone=dict(
-        arch=dict(
-            _delete_=True,  # the base names arch='s'
-            embed_dims=[32, 64, 128, 256],
-            num_heads=[2, 2, 4, 8],
-            depths=[2, 2, 2, 1],
-            mlp_ratios=[4, 4, 4, 4]),
-        drop_path_rate=0.1,
-        init_cfg=None),  # trained from scratch
-    decode_head=dict(
-        in_channels=[32, 64, 128, 256],
-        channels=64,
-        num_classes=5,
-        norm_cfg=norm_cfg),
-    auxiliary_head=dict(
-        in_channels=128,
-        channels=32,
-        num_classes=5,
-        norm_cfg=norm_cfg),
-    test_cfg=dict(mode='whole'))
+data_preprocessor.size = crop_size
+model.data_preprocessor = data_preprocessor
+model.backbone.update(
+    arch=dict(  # replaces arch='s'
+        embed_dims=[32, 64, 128, 256],
+        num_heads=[2, 2, 4, 8],
+        depths=[2, 2, 2, 1],
+        mlp_ratios=[4, 4, 4, 4]),
+    drop_path_rate=0.1,
+    init_cfg=None)  # trained from scratch
+model.decode_head.update(
+    in_channels=[32, 64, 128, 256], channels=64, num_classes=5, norm_cfg=norm_cfg)
+model.auxiliary_head.update(in_channels=128, channels=32, num_classes=5, norm_cfg=norm_cfg)
 
 # ---------------------------------------------------------------- schedule
 max_iters = 4500
 warmup_iters = 50
-optim_wrapper = dict(optimizer=dict(lr=2e-3))
+optim_wrapper.optimizer.lr = 2e-3
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=warmup_iters),
     dict(type='PolyLR', eta_min=0.0, power=1.0, begin=warmup_iters, end=max_iters,
          by_epoch=False),
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters,
-                    max_keep_ckpts=1, save_last=True),
-    # with `tools/test.py --show-dir`, save every 5th validation image (mmseg's default: 50th)
-    visualization=dict(type='SegVisualizationHook', interval=5))
-env_cfg = dict(cudnn_benchmark=False)
+train_cfg.update(max_iters=max_iters, val_interval=max_iters)
+default_hooks.checkpoint.update(interval=max_iters, max_keep_ckpts=1, save_last=True)
+# with `tools/test.py --show-dir`, save every 5th validation image (mmseg's default: 50th)
+default_hooks.visualization.interval = 5
+env_cfg.cudnn_benchmark = False
 randomness = dict(seed=0)
-auto_scale_lr = dict(enable=False, base_batch_size=8)
+auto_scale_lr.base_batch_size = 8

@@ -176,7 +176,8 @@ def test_one_pass_equals_fused_output_and_separate_significance(monkeypatch, mas
                         lambda *a, **kw: sdpa_calls.append(1) or sdpa(*a, **kw))
     results = {}
     for one_pass in (True, False):
-        monkeypatch.setattr(attention_module, 'ONE_PASS_DEVICE_TYPES', ('cpu',) if one_pass else ())
+        monkeypatch.setattr(attention_module, 'ONE_PASS_DEVICE_TYPES',
+                            ('cpu',) if one_pass else ())
         for chunk_elements in (1 << 22, 3 * 37 * 7):  # one chunk; chunks of 7 queries
             monkeypatch.setattr(attention_module, 'SIGNIFICANCE_CHUNK_ELEMENTS', chunk_elements)
             sdpa_calls.clear()

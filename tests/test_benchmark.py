@@ -1,0 +1,88 @@
+"""The benchmark library's issue table (tiny models and sizes; the numbers are not checked,
+only that every row compares what it says, from the same run)."""
+import argparse
+import json
+
+import pytest
+
+from conftest import TINY_ARCH
+
+FAKE_OFFICIAL = '''
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 4, stride=4)
+
+    def forward_features(self, x):
+        return self.conv(x).mean((2, 3))
+
+
+def sgformer_s(num_classes=1000, **kwargs):
+    return Net()
+'''
+
+
+@pytest.fixture
+def options(tmp_path):
+    from mmsgformer.analysis.benchmark import resolve_options
+    (tmp_path / 'sgformer.py').write_text(FAKE_OFFICIAL)
+    (tmp_path / 'pos_embed.py').write_text('')
+    other = dict(TINY_ARCH, depths=[1, 1, 1, 1])
+    args = argparse.Namespace(
+        models=None, custom=[f'tiny={json.dumps(TINY_ARCH)}', f'other={json.dumps(other)}'],
+        whole_model=None, cfg_options=None, sizes=[], batch_sizes=[1], modes=['infer'],
+        growth=False, device='cpu', threads=1, dtype='float32', compile=False,
+        compile_vs_eager=False, compile_mode=None, compile_backend='inductor', with_cp='none',
+        warmup=0, reps=2, iters=1, no_memory=False, memory_modes=None, no_macs=False,
+        macs_cache='', matmul_size=128, seed=0, out=str(tmp_path / 'issue.json'),
+        official=str(tmp_path), issue_table=True, issue_model='tiny', issue_baseline='other')
+    return resolve_options(args)
+
+
+def test_issue_table_rows_compare_one_run(options, monkeypatch, capsys):
+    import mmsgformer.analysis.benchmark as benchmark
+    monkeypatch.setattr(benchmark, 'ISSUE_SIZES', dict(small=(64, 64, 2), large=(96, 64, 1),
+                                                       memory=(64, 96, 1)))
+    rows = benchmark.issue_table(options)
+    printed = capsys.readouterr().out
+    data = json.loads(open(options.out).read())
+    small, large, step = data['small'], data['large'], data['step_mib']
+    assert set(small) == {'tiny', 'other', 'official_sgformer_s'}
+    assert set(large) == {'tiny', 'other'}
+    expected = [small['tiny']['img_s'] / small['official_sgformer_s']['img_s'],
+                small['tiny']['img_s'] / small['other']['img_s'],
+                large['tiny']['img_s'] / large['other']['img_s'],
+                small['tiny']['pct_mm'] / 100,
+                step['tiny'] / step['other']]
+    assert [r['value'] for r in rows] == pytest.approx(expected)
+    assert small['tiny']['size'] == '64x64' and small['tiny']['batch'] == 2
+    assert large['tiny']['size'] == '96x64' and step['tiny'] > 0 and step['other'] > 0
+    for r, (target, direction) in zip(rows, [(1.3, '>='), (1.0, '>='), (0.5, '>='), (0.8, '>='),
+                                              (1.0, '<=')]):
+        assert r['target'] == f'{direction} {target:g}'
+        assert r['met'] == (r['value'] >= target if direction == '>=' else r['value'] <= target)
+    assert 'ours / official implementation, tiny, 64x64@2, inference' in printed
+    assert 'extra peak memory of a training step at 64x96@1, tiny / other' in printed
+
+
+def test_issue_table_without_official_skips_that_row(options, monkeypatch):
+    import mmsgformer.analysis.benchmark as benchmark
+    monkeypatch.setattr(benchmark, 'ISSUE_SIZES', dict(small=(64, 64, 1), large=(64, 64, 1),
+                                                       memory=(64, 64, 1)))
+    monkeypatch.setattr(benchmark, 'measure_memory_cpu', lambda *a: None)  # a failed child
+    options.official, options.out = None, None
+    rows = benchmark.issue_table(options)
+    assert rows[0]['value'] is None and rows[0]['met'] is None
+    assert 'needs --official' in rows[0]['detail']
+    assert rows[4]['value'] is None and rows[4]['detail'] == 'not measured'
+    assert rows[1]['value'] > 0
+
+
+def test_official_needs_a_folder():
+    from mmsgformer.analysis.benchmark import build_official
+    with pytest.raises(ValueError, match='--official PATH'):
+        build_official('official_sgformer_s', None)

@@ -2,11 +2,21 @@
 #   make demo   - installs what is missing, then runs the main job (the detection demo)
 #   make test   - installs what is missing, then runs the test suite
 # The virtual environment lives in $(VENV) (default .venv; override with MMSGFORMER_VENV).
+#
+#   make test-torch21 - the backbone, checkpoint, classification and segmentation model tests
+#                       under torch 2.1.2, the oldest supported torch, in a second environment
+#                       $(VENV21) (default: in the cache beside the compiled mmcv wheels, so that
+#                       fresh clones reuse it; override with MMSGFORMER_VENV_TORCH21)
 VENV ?= $(or $(MMSGFORMER_VENV),.venv)
 PYTHON := $(VENV)/bin/python
 export MMSGFORMER_VENV := $(abspath $(VENV))
 
-.PHONY: setup demo seg-demo test
+CACHE := $(or $(MMSGFORMER_CACHE),$(XDG_CACHE_HOME),$(HOME)/.cache)/mmsgformer
+VENV21 ?= $(or $(MMSGFORMER_VENV_TORCH21),$(CACHE)/venv-torch2.1.2)
+TORCH21_TESTS := tests/test_compat.py tests/test_backbone.py tests/test_checkpoint.py \
+	tests/test_classification.py tests/test_segmentation_configs.py
+
+.PHONY: setup demo seg-demo test setup-torch21 test-torch21
 
 setup:
 	bash tools/setup_env.sh
@@ -19,3 +29,9 @@ seg-demo: setup
 
 test: setup
 	$(PYTHON) -m pytest -q tests
+
+setup-torch21:
+	MMSGFORMER_VENV=$(abspath $(VENV21)) MMSGFORMER_TORCH=2.1.2 bash tools/setup_env.sh
+
+test-torch21: setup-torch21
+	$(VENV21)/bin/python -m pytest -q $(TORCH21_TESTS)

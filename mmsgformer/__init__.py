@@ -2,10 +2,15 @@
 
 Importing the package registers every class that a config of ours names (the policy is in
 :mod:`mmsgformer.registry`): the backbone (:mod:`mmsgformer.models`) and the hooks and model
-wrapper (:mod:`mmsgformer.engine`). It imports neither mmdet, mmseg nor mmpretrain.
+wrapper (:mod:`mmsgformer.engine`). It imports neither mmdet, mmseg nor mmpretrain. It also
+adds the checkpoint allow-list to torch's (:func:`mmsgformer.utils.register_safe_globals`), so that
+MMEngine checkpoints load through MMEngine's and the stock tools' ``torch.load``.
 """
 from . import engine  # noqa: F401  (registers the hooks and the CPU model wrapper)
 from .models import SGFormer  # noqa: F401  (registers the backbone)
+from .utils import register_safe_globals
+from .version import __version__
 
-__version__ = '0.1.0'
+register_safe_globals()
+
 __all__ = ['SGFormer', '__version__']

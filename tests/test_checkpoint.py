@@ -1,8 +1,13 @@
 """Every way of loading weights into SGFormer, and the errors for files that do not fit."""
 import argparse
+import functools
+import http.server
+import os
 import os.path as osp
+import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 import torch
@@ -10,8 +15,21 @@ import torch
 from conftest import REPO, TINY_ARCH
 from mmsgformer.models import SGFormer
 from mmsgformer.models.checkpoint import convert_official_state_dict
-from mmsgformer.utils import (CorruptCheckpointError, UnsafeCheckpointError,
-                              load_checkpoint_file)
+from mmsgformer.utils import (CheckpointDownloadError, CorruptCheckpointError,
+                              UnsafeCheckpointError, load_checkpoint_file)
+from mmsgformer.utils import checkpoint as checkpoint_module
+from mmsgformer.utils.compat import TORCH_VERSION, has_safe_globals
+
+
+@pytest.fixture(params=['torch', 'restricted'])
+def loader(request, monkeypatch):
+    """Both ways of safe loading: torch's weights_only list (torch >= 2.4) and our restricted
+    unpickler (what torch 2.1-2.3 get), forced here on any torch."""
+    if request.param == 'restricted':
+        monkeypatch.setattr(checkpoint_module, 'has_safe_globals', lambda: False)
+    elif not has_safe_globals():
+        pytest.skip(f'torch {torch.__version__} has no weights_only allow-list')
+    return request.param
 
 
 def build(arch, checkpoint=None, **init):
@@ -46,7 +64,7 @@ def official_wrappers(state_dict):
 
 @pytest.mark.parametrize('form', ['plain', 'timm', 'model_key', 'module_prefix',
                                   'timm_module_prefix'])
-def test_official_files_load(tmp_path, reference_arch, official, form):
+def test_official_files_load(tmp_path, reference_arch, official, form, loader):
     raw, converted = official
     path = tmp_path / f'{form}.pth'
     torch.save(official_wrappers(raw)[form], path)
@@ -65,25 +83,47 @@ def test_official_file_reproduces_reference(tmp_path, reference, reference_arch)
     assert (out - reference['stage_outputs'][-1]).abs().max() < 1e-3
 
 
-def test_our_training_checkpoint_loads(tmp_path, reference_arch, official):
-    """An MMEngine checkpoint of a detector: backbone.* keys among others, with logs and meta."""
+def mmengine_checkpoint(state_dict):
+    """What an MMEngine run saves besides the weights: meta, message hub logs, numpy state."""
     from mmengine.logging import HistoryBuffer
     import numpy as np
+    return dict(meta=dict(epoch=3, iter=300, seed=0, dataset_meta=dict(classes=('a', 'b'))),
+                state_dict=state_dict,
+                message_hub=dict(log_scalars={'train/loss': HistoryBuffer([1.0, 0.5], [1, 1])},
+                                 runtime_info={'iter': 300, 'best_score': np.float64(0.5)}),
+                optimizer={'state': {}, 'param_groups': []},
+                rng=np.random.get_state())
+
+
+def test_our_training_checkpoint_loads(tmp_path, reference_arch, official, loader):
+    """An MMEngine checkpoint of a detector: backbone.* keys among others, with logs and meta."""
     _, converted = official
     state = {f'backbone.{k}': v for k, v in converted.items()}
     state.update({'neck.lateral_convs.0.conv.weight': torch.zeros(4, 4, 1, 1),
                   'roi_head.bbox_head.fc_cls.weight': torch.zeros(3, 4)})
-    checkpoint = dict(meta=dict(epoch=3, iter=300, seed=0, dataset_meta=dict(classes=('a', 'b'))),
-                      state_dict=state,
-                      message_hub=dict(log_scalars={'train/loss': HistoryBuffer([1.0, 0.5], [1, 1])},
-                                       runtime_info={'iter': 300}),
-                      optimizer={'state': {}, 'param_groups': []},
-                      rng=np.random.get_state())
     path = tmp_path / 'epoch_3.pth'
-    torch.save(checkpoint, path)
+    torch.save(mmengine_checkpoint(state), path)
     model = build(reference_arch, path)
     model.init_weights()
     assert_loaded(model, converted)
+    loaded = load_checkpoint_file(path)
+    assert loaded['message_hub']['log_scalars']['train/loss'].mean() == 0.75
+
+
+def test_whole_model_in_official_layout_through_mmengine(tmp_path, reference_arch, official):
+    """A whole-model checkpoint whose backbone keys are in the official layout (e.g. a detector
+    trained with the official code) loads through MMEngine's own load_checkpoint."""
+    from mmengine.runner import load_checkpoint
+    raw, converted = official
+    model = torch.nn.Module()
+    model.backbone = SGFormer(arch=reference_arch)
+    model.head = torch.nn.Linear(2, 3)
+    head = {'head.weight': torch.randn(3, 2), 'head.bias': torch.randn(3)}
+    path = tmp_path / 'official_detector.pth'
+    torch.save(mmengine_checkpoint({**{f'backbone.{k}': v for k, v in raw.items()}, **head}), path)
+    load_checkpoint(model, str(path), map_location='cpu', strict=True)
+    assert_loaded(model.backbone, converted)
+    torch.testing.assert_close(model.head.weight, head['head.weight'])
 
 
 def test_explicit_prefix(tmp_path, reference_arch, official):
@@ -98,6 +138,7 @@ def test_explicit_prefix(tmp_path, reference_arch, official):
 def test_pos_embed_resized_on_load(tmp_path, reference_arch, official):
     _, converted = official
     finetuned = dict(converted)
+    width = reference_arch['embed_dims'][0]
     grid = converted['pos_embed'].reshape(1, 56, 56, -1).permute(0, 3, 1, 2)
     finetuned['pos_embed'] = torch.nn.functional.interpolate(
         grid, size=(96, 96), mode='bicubic', align_corners=False).permute(0, 2, 3, 1).reshape(1, 96 * 96, -1)
@@ -105,7 +146,7 @@ def test_pos_embed_resized_on_load(tmp_path, reference_arch, official):
     torch.save(dict(state_dict=finetuned), path)
     model = build(reference_arch, path)
     model.init_weights()
-    assert model.pos_embed.shape == (1, 56 * 56, 32)
+    assert model.pos_embed.shape == (1, 56 * 56, width)
     # Down-sampling the up-sampled embedding again lands close to the original.
     assert (model.pos_embed - converted['pos_embed']).abs().mean() < 0.05
     # The same through load_state_dict (MMEngine's load_checkpoint of a whole model).
@@ -193,36 +234,188 @@ def test_truncated_file(tmp_path, reference):
         build(TINY_ARCH, path).init_weights()
 
 
-class _CreatesFile:
-    """Unpickling this runs ``open(target, 'w')``: what a malicious checkpoint could do."""
 
-    def __init__(self, target):
-        self.target = target
+
+def test_init_cfg_unknown_key_names_the_accepted_ones(tmp_path):
+    model = build(TINY_ARCH, tmp_path / 'x.pth', map_locaton='cpu')
+    with pytest.raises(ValueError, match=r"unknown keys in SGFormer init_cfg: \['map_locaton'\].*"
+                                         r"'map_location'"):
+        model.init_weights()
+
+
+def test_init_cfg_map_location_is_used(tmp_path, monkeypatch):
+    path = tmp_path / 'tiny.pth'
+    torch.save(SGFormer(arch=TINY_ARCH).state_dict(), path)
+    seen = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get('map_location'))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, 'load', spy)
+    moved = []
+    build(TINY_ARCH, path, map_location=lambda storage, loc: moved.append(loc) or storage).init_weights()
+    assert len(seen) == 1 and callable(seen[0]) and moved and set(moved) == {'cpu'}
+
+
+# ----------------------------------------------------------------------------- refusals
+class _Payload:
+    """Unpickling this calls ``func(*args)``: what a malicious checkpoint could do."""
+
+    def __init__(self, func, *args, state=None):
+        self.reduce = (func, args) if state is None else (func, args, state)
 
     def __reduce__(self):
-        return (open, (self.target, 'w'))
+        return self.reduce
 
 
-def test_malicious_pickle_is_not_executed(tmp_path, monkeypatch):
+def _payloads(target):
+    """Malicious objects, and what the refusal names (our unpickler's words or torch's)."""
+    from mmengine.logging import HistoryBuffer
+    return {
+        # a global outside the allow-list
+        'open_file': (_Payload(open, str(target), 'w'), r'GLOBAL (io|builtins)\.open'),
+        'os_system': (_Payload(os.system, f'touch {target}'), r'GLOBAL (posix|os)\.system'),
+        # the allow-list's getattr must not reach other attributes ...
+        'getattr_escape': (_Payload(getattr, HistoryBuffer, '__init__'),
+                           r"refused getattr\(.*HistoryBuffer.*'__init__'"),
+        # ... nor may what it returns be called ...
+        'call_method': (_Payload(HistoryBuffer.mean, HistoryBuffer([1.0], [1])),
+                        r'refused to call <function HistoryBuffer.mean|'
+                        r'call reduce for unrecognized function <function HistoryBuffer.mean'),
+        # ... nor have its state set
+        'build_function': (_Payload(getattr, HistoryBuffer, 'mean', state={'pwned': True}),
+                           r"refused to set the state of a <class 'function'>|"
+                           r"Can only build .* but got <class 'function'>"),
+    }
+
+
+@pytest.mark.parametrize('payload', ['open_file', 'os_system', 'getattr_escape', 'call_method',
+                                     'build_function'])
+def test_malicious_pickle_is_refused(tmp_path, monkeypatch, loader, payload):
     monkeypatch.delenv('MMSGFORMER_ALLOW_UNSAFE_CHECKPOINTS', raising=False)
     target = tmp_path / 'pwned.txt'
     path = tmp_path / 'malicious.pth'
-    torch.save({'state_dict': {'pos_embed': torch.zeros(1)}, 'payload': _CreatesFile(str(target))},
-               path)
-    with pytest.raises(UnsafeCheckpointError, match='allow-list.*allow_unsafe=True'):
+    obj, reason = _payloads(target)[payload]
+    torch.save({'state_dict': {'pos_embed': torch.zeros(1)}, 'payload': obj}, path)
+    with pytest.raises(UnsafeCheckpointError, match='(?s)allow-list.*allow_unsafe=True.*' + reason):
         build(TINY_ARCH, path).init_weights()
     assert not target.exists()
     with pytest.raises(UnsafeCheckpointError):
         load_checkpoint_file(path)
     assert not target.exists()
+    from mmengine.logging import HistoryBuffer
+    assert not hasattr(HistoryBuffer.mean, 'pwned')
 
 
-def test_loading_keeps_global_registration(tmp_path):
-    """load_checkpoint_file must not undo register_safe_globals (MMEngine's loading relies on it)."""
-    from mmsgformer.utils import register_safe_globals, safe_globals
-    register_safe_globals()
-    path = tmp_path / 'plain.pth'
-    torch.save({'pos_embed': torch.zeros(1)}, path)
-    load_checkpoint_file(path)
-    registered = torch.serialization.get_safe_globals()
-    assert all(t in registered for t in safe_globals())
+def test_malicious_pickle_refused_by_mmengine_load_checkpoint(tmp_path, monkeypatch):
+    """MMEngine's own loading (what the stock tools run) with the allow-list registered by
+    ``import mmsgformer``: a pickle that would run code is refused, with torch's message."""
+    if TORCH_VERSION < (2, 6):
+        pytest.skip('MMEngine loads with full unpickling where torch defaults to it (< 2.6)')
+    from mmengine.runner import load_checkpoint
+    target = tmp_path / 'pwned.txt'
+    path = tmp_path / 'malicious.pth'
+    torch.save({'state_dict': {}, 'payload': _Payload(os.system, f'touch {target}')}, path)
+    with pytest.raises(Exception, match=r'(?s)Weights only load failed.*(posix|os)\.system'):
+        load_checkpoint(torch.nn.Linear(1, 1), str(path), map_location='cpu')
+    assert not target.exists()
+
+
+def test_import_registers_allow_list_with_torch(tmp_path):
+    """`import mmsgformer` (what every config's custom_imports does) lets torch's weights_only
+    loading read MMEngine checkpoints; without it, torch refuses them."""
+    if not has_safe_globals():
+        pytest.skip(f'torch {torch.__version__} has no weights_only allow-list')
+    path = tmp_path / 'epoch_1.pth'
+    torch.save(mmengine_checkpoint({'w': torch.ones(2)}), path)
+    script = ('import sys, torch\n'
+              'if sys.argv[2] == "1": import mmsgformer\n'
+              'print(torch.load(sys.argv[1], weights_only=True)["message_hub"]["log_scalars"]'
+              '["train/loss"].current())\n')
+    run = functools.partial(subprocess.run, capture_output=True, text=True, cwd=REPO)
+    plain = run([sys.executable, '-c', script, str(path), '0'])
+    assert plain.returncode != 0 and 'HistoryBuffer' in plain.stderr
+    registered = run([sys.executable, '-c', script, str(path), '1'])
+    assert registered.returncode == 0, registered.stderr[-2000:]
+    assert registered.stdout.strip() == '0.5'
+
+
+# ----------------------------------------------------------------------------- URLs
+class _Server:
+    """A local HTTP server on 127.0.0.1 serving one folder; counts the requests per path."""
+
+    def __init__(self, root):
+        self.requests = []
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=str(root), **kwargs)
+
+            def do_GET(self):
+                server.requests.append(self.path)
+                super().do_GET()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.httpd.timeout = 10
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f'http://127.0.0.1:{self.httpd.server_address[1]}'
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    (tmp_path / 'www').mkdir()
+    serving = _Server(tmp_path / 'www')
+    yield serving
+    serving.close()
+
+
+def test_url_checkpoint_downloaded_once_into_hub_cache(tmp_path, server):
+    weights = SGFormer(arch=TINY_ARCH).state_dict()
+    torch.save(dict(state_dict=weights), tmp_path / 'www' / 'sgformer_tiny.pth')
+    url = f'{server.url}/sgformer_tiny.pth'
+    for _ in range(2):
+        model = build(TINY_ARCH, url)
+        model.init_weights()
+        assert_loaded(model, weights)
+    assert server.requests == ['/sgformer_tiny.pth']  # the second load read the cache
+    cached = tmp_path / 'torch_home' / 'hub' / 'checkpoints' / 'sgformer_tiny.pth'
+    assert cached.is_file() and cached.parent == tmp_path / 'torch_home' / 'hub' / 'checkpoints'
+    assert os.listdir(cached.parent) == ['sgformer_tiny.pth']
+
+
+def test_url_checkpoint_goes_through_the_safe_loader(tmp_path, server):
+    torch.save({'payload': _Payload(open, str(tmp_path / 'pwned.txt'), 'w')},
+               tmp_path / 'www' / 'bad.pth')
+    with pytest.raises(UnsafeCheckpointError, match='allow-list'):
+        build(TINY_ARCH, f'{server.url}/bad.pth').init_weights()
+    assert not (tmp_path / 'pwned.txt').exists()
+
+
+def test_url_not_found_is_a_clear_error(tmp_path, server):
+    with pytest.raises(CheckpointDownloadError, match=r'sgformer_x\.pth.*HTTP 404.*Check the URL'):
+        build(TINY_ARCH, f'{server.url}/sgformer_x.pth').init_weights()
+    assert not (tmp_path / 'torch_home' / 'hub' / 'checkpoints' / 'sgformer_x.pth').exists()
+    assert os.listdir(tmp_path / 'torch_home' / 'hub' / 'checkpoints') == []  # no partial file
+
+
+def test_url_unreachable_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(CheckpointDownloadError, match=r'could not download .*127\.0\.0\.1.*'
+                                                      r'server reachable'):
+        build(TINY_ARCH, f'http://127.0.0.1:{port}/sgformer_s.pth').init_weights()

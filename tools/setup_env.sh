@@ -9,6 +9,8 @@
 # Environment variables:
 #   MMSGFORMER_VENV   where the virtual environment lives (default: <repo>/.venv)
 #   MMSGFORMER_CACHE  where the compiled mmcv wheel is cached (default: ~/.cache/mmsgformer)
+#   MMSGFORMER_TORCH  torch version: 2.14.1 (default, the pinned one) or 2.1.2 (the oldest
+#                     supported; `make test-torch21` builds such an environment beside .venv)
 #   PYTHON            interpreter used to create the venv (default: python3.11 or python3)
 set -euo pipefail
 
@@ -17,14 +19,23 @@ VENV=${MMSGFORMER_VENV:-$REPO/.venv}
 CACHE=${MMSGFORMER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmsgformer}
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 
-TORCH_VERSION=2.14.1
-TORCHVISION_VERSION=0.29.1
+TORCH_VERSION=${MMSGFORMER_TORCH:-2.14.1}
 MMCV_VERSION=2.1.0
 
-stamp_key=$(cat "$0" "$REPO/requirements.txt" "$REPO/pyproject.toml" | sha256sum | cut -c1-16)
-STAMP=$VENV/.mmsgformer-setup-$stamp_key
-
 log() { echo "[setup_env] $*" >&2; }
+
+# torch 2.1 was built against numpy 1; torch 2.14's headers need C++20, while mmcv 2.1.0's
+# setup.py forces -std=c++17 (torch 2.1's headers build with it as is).
+case "$TORCH_VERSION" in
+    2.14.1) TORCHVISION_VERSION=0.29.1; EXTRA_PINS=(); CXX_STD=c++20 ;;
+    2.1.2)  TORCHVISION_VERSION=0.16.2; EXTRA_PINS=("numpy<2"); CXX_STD=c++17 ;;
+    *) log "ERROR: MMSGFORMER_TORCH=$TORCH_VERSION is not one of the tested versions 2.14.1, 2.1.2"
+       exit 1 ;;
+esac
+
+stamp_key=$( (cat "$0" "$REPO/requirements.txt" "$REPO/pyproject.toml"; echo "$TORCH_VERSION") \
+    | sha256sum | cut -c1-16)
+STAMP=$VENV/.mmsgformer-setup-$stamp_key
 
 if [ -f "$STAMP" ] && "$VENV/bin/python" -c "import mmsgformer, mmdet, mmseg, mmpretrain" 2>/dev/null; then
     exit 0
@@ -40,7 +51,8 @@ log "installing build tools and torch $TORCH_VERSION / torchvision $TORCHVISION_
 "${PIP[@]}" install -q --upgrade "pip<26.2"
 # setuptools<81: mmcv's build and mmengine at run time import pkg_resources. It is repeated in
 # every install below because torch's own requirements would otherwise upgrade it.
-"${PIP[@]}" install -q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" "setuptools<81" wheel ninja
+"${PIP[@]}" install -q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" "setuptools<81" wheel ninja \
+    ${EXTRA_PINS[@]+"${EXTRA_PINS[@]}"}
 
 has_mmcv_ops() {
     "$VENV/bin/python" -c "from mmcv.ops import nms, RoIAlign" 2>/dev/null
@@ -53,12 +65,11 @@ if ! has_mmcv_ops; then
         log "building mmcv $MMCV_VERSION with ops against torch $TORCH_VERSION (about 10 minutes on 2 cores)"
         build_dir=$(mktemp -d)
         trap 'rm -rf "$build_dir"' EXIT
-        # torch>=2.14 headers need C++20 while mmcv 2.1.0's setup.py forces -std=c++17.
-        cat > "$build_dir/cxx" <<'WRAP'
+        cat > "$build_dir/cxx" <<WRAP
 #!/usr/bin/env bash
 args=()
-for a in "$@"; do [ "$a" = "-std=c++17" ] && a="-std=c++20"; args+=("$a"); done
-exec g++ "${args[@]}"
+for a in "\$@"; do [ "\$a" = "-std=c++17" ] && a="-std=$CXX_STD"; args+=("\$a"); done
+exec g++ "\${args[@]}"
 WRAP
         chmod +x "$build_dir/cxx"
         PATH="$VENV/bin:$PATH" CXX="$build_dir/cxx" MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} \
@@ -71,7 +82,8 @@ WRAP
 fi
 
 log "installing requirements.txt and mmsgformer (editable)"
-"${PIP[@]}" install -q "mmcv==$MMCV_VERSION" "setuptools<81" -r "$REPO/requirements.txt"
+"${PIP[@]}" install -q "mmcv==$MMCV_VERSION" "setuptools<81" -r "$REPO/requirements.txt" \
+    "torch==$TORCH_VERSION" ${EXTRA_PINS[@]+"${EXTRA_PINS[@]}"}
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$REPO"
 # Checked only now: importing mmcv needs mmengine from requirements.txt.
 if ! has_mmcv_ops; then

@@ -1,16 +1,28 @@
-"""Safe reading of checkpoint files.
+"""Safe reading of checkpoint files, local or at an ``http(s)://`` URL.
 
 ``torch.load`` unpickles: an untrusted file could run arbitrary code. Every checkpoint is
-therefore read with ``weights_only=True`` plus an explicit allow-list of the few plain types that
-the files we support contain:
+therefore read with an explicit allow-list of the few plain types that the files we support
+contain, on top of what torch's ``weights_only`` loading allows (tensors, storages, dtypes,
+containers):
 
 * ``argparse.Namespace`` - timm training checkpoints (the official SG-Former releases) store
   their command-line arguments under ``args``;
 * numpy arrays, dtypes and scalars, and MMEngine's ``HistoryBuffer`` - MMEngine checkpoints
-  (our training runs) keep the message hub's logs with them; a ``HistoryBuffer`` pickles its
-  statistics methods as bound methods, which needs ``builtins.getattr``. The unpickler only calls
-  allow-listed functions, so what ``getattr`` returns (attributes of allow-listed objects) cannot
-  be called.
+  (ours and those of mmdet, mmseg, mmpretrain runs) keep the message hub's logs with them. A
+  ``HistoryBuffer`` pickles its statistics methods as ``getattr(HistoryBuffer, 'mean')``; the
+  allow-list's ``getattr`` is :func:`history_buffer_method`, which returns exactly those four
+  methods and refuses everything else.
+
+Nothing on the list runs code of the file's choosing: the unpickler only calls allow-listed
+functions, and builds (sets the state of) only instances of allow-listed types.
+
+``import mmsgformer`` adds the list to torch's global ``weights_only`` allow-list
+(:func:`register_safe_globals`), so MMEngine's own loading - ``load_checkpoint``, ``--resume``,
+``init_detector``, the Inferencers, the stock ``tools/test.py`` of mmdet, mmseg and mmpretrain -
+reads MMEngine checkpoints on torch >= 2.6 (where ``weights_only=True`` is the default) and still
+refuses anything else. Torch 2.1-2.3 have no such list; there :func:`load_checkpoint_file` uses
+its own restricted unpickler with the same list, while MMEngine's loading keeps torch's default
+of those versions (full unpickling: load only files you trust).
 
 A file that needs anything else is refused with :class:`UnsafeCheckpointError`, which names the
 types; a user who trusts the file can pass ``allow_unsafe=True`` (or set the environment variable
@@ -18,14 +30,24 @@ types; a user who trusts the file can pass ``allow_unsafe=True`` (or set the env
 """
 from __future__ import annotations
 
+import _compat_pickle
 import argparse
+import codecs
+import collections
+import functools
 import os
 import pickle
+import shutil
+import urllib.error
+import urllib.parse
+import urllib.request
 import zipfile
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 import torch
+
+from .compat import add_safe_globals, has_safe_globals, unsafe_globals_in_checkpoint
 
 ALLOW_UNSAFE_ENV = 'MMSGFORMER_ALLOW_UNSAFE_CHECKPOINTS'
 
@@ -38,44 +60,259 @@ class CorruptCheckpointError(RuntimeError):
     """A checkpoint file is truncated or not a PyTorch checkpoint."""
 
 
+class CheckpointDownloadError(RuntimeError):
+    """A checkpoint URL could not be downloaded."""
+
+
+class RefusedGlobalError(pickle.UnpicklingError):
+    """The restricted unpickler met something outside the allow-list."""
+
+
+# ----------------------------------------------------------------------------- the allow-list
 def _numpy_globals() -> List[Any]:
     types: List[Any] = [np.ndarray, np.dtype]
-    for name in ('_core', 'core'):  # numpy >= 2 moved numpy.core to numpy._core
-        try:
-            multiarray = __import__(f'numpy.{name}.multiarray', fromlist=['_reconstruct'])
-        except ImportError:
-            continue
+    for multiarray in _numpy_multiarray_modules().values():
         types += [multiarray._reconstruct, multiarray.scalar]
     # Scalar types (np.float64, ...) and their dtype classes (numpy.dtypes.Float64DType, ...).
-    scalar_types = {np.dtype(code).type for code in '?bhilqBHILQefdgFDG'}
-    types += sorted(scalar_types, key=lambda t: t.__name__)
-    types += [type(np.dtype(t)) for t in sorted(scalar_types, key=lambda t: t.__name__)]
-    return types
+    scalar_types = sorted({np.dtype(code).type for code in '?bhilqBHILQefdgFDG'},
+                          key=lambda t: t.__name__)
+    types += scalar_types
+    types += [type(np.dtype(t)) for t in scalar_types]
+    return list({id(t): t for t in types}.values())
+
+
+@functools.lru_cache(maxsize=1)
+def _numpy_multiarray_modules() -> Dict[str, Any]:
+    """``numpy.core.multiarray`` (numpy 1) and/or ``numpy._core.multiarray`` (numpy 2), by name:
+    pickles name the one of the numpy that wrote them."""
+    modules = {}
+    for name in ('numpy._core.multiarray', 'numpy.core.multiarray'):
+        try:
+            modules[name] = __import__(name, fromlist=['_reconstruct'])
+        except ImportError:
+            continue
+    return modules
+
+
+def _history_buffer():
+    from mmengine.logging.history_buffer import HistoryBuffer
+    return HistoryBuffer
+
+
+HISTORY_BUFFER_METHODS = ('min', 'max', 'current', 'mean')
+"""The statistics methods that MMEngine's ``HistoryBuffer`` pickles by reference."""
+
+
+def history_buffer_method(obj: Any, name: str) -> Any:
+    """The allow-list's ``builtins.getattr``: only ``HistoryBuffer``'s statistics methods.
+
+    MMEngine checkpoints pickle them as ``getattr(HistoryBuffer, 'mean')``; a general ``getattr``
+    would let a file reach any attribute of an allow-listed object.
+
+    Raises:
+        RefusedGlobalError: Any other attribute is asked for.
+    """
+    if obj is _history_buffer() and name in HISTORY_BUFFER_METHODS:
+        return getattr(obj, name)
+    raise RefusedGlobalError(
+        f'refused getattr({obj!r}, {name!r}): the checkpoint allow-list permits getattr only '
+        f'for HistoryBuffer.{"/".join(HISTORY_BUFFER_METHODS)}')
+
+
+# torch keys its allow-list by f'{__module__}.{__qualname__}': this one replaces `builtins.getattr`.
+history_buffer_method.__module__ = 'builtins'
+history_buffer_method.__qualname__ = 'getattr'
 
 
 def safe_globals() -> List[Any]:
-    """The allow-list of types that :func:`load_checkpoint_file` may unpickle."""
-    types = [argparse.Namespace, getattr] + _numpy_globals()
-    try:
-        from mmengine.logging.history_buffer import HistoryBuffer
-        types.append(HistoryBuffer)
-    except ImportError:  # pragma: no cover - mmengine is a requirement
-        pass
-    return types
+    """The allow-list of types (and the restricted ``getattr``) that checkpoints may unpickle."""
+    return [argparse.Namespace, history_buffer_method, _history_buffer()] + _numpy_globals()
 
 
-def register_safe_globals() -> None:
-    """Adds :func:`safe_globals` to torch's global allow-list.
+def register_safe_globals() -> bool:
+    """Adds :func:`safe_globals` to torch's global ``weights_only`` allow-list.
 
-    MMEngine's own checkpoint loading (``load_checkpoint``, ``Runner.resume``) calls
-    ``torch.load`` with torch's default ``weights_only=True`` since torch 2.6; our tools call this
-    so that those calls accept MMEngine checkpoints while still refusing arbitrary code.
+    ``import mmsgformer`` calls it. MMEngine's loading (``load_checkpoint``, ``Runner.resume``,
+    the Inferencers, the stock tools) calls ``torch.load`` with torch's default, which is
+    ``weights_only=True`` since torch 2.6: with the list registered, MMEngine checkpoints load and
+    anything else is still refused.
+
+    Returns:
+        ``False`` on torch < 2.4, which has no such list (see the module's docstring).
     """
-    torch.serialization.add_safe_globals(safe_globals())
+    return add_safe_globals(safe_globals())
 
 
+# ------------------------------------------------- restricted unpickling for torch 2.1 - 2.3
+@functools.lru_cache(maxsize=1)
+def _allowed_by_name() -> Dict[str, Any]:
+    """Pickle global name -> object: torch's weights-only list, all dtypes, ours."""
+    from torch import _weights_only_unpickler
+    allowed: Dict[str, Any] = dict(_weights_only_unpickler._get_allowed_globals())
+    # What torch >= 2.4 adds to that list: every dtype, devices, and the builtins behind bytes
+    # (protocol-2 pickles encode them with _codecs.encode), bytearray, set, complex, Counter.
+    allowed.update({str(t): t for t in vars(torch).values() if isinstance(t, torch.dtype)})
+    allowed.update({'torch.device': torch.device, '_codecs.encode': codecs.encode,
+                    'builtins.bytearray': bytearray, 'builtins.set': set,
+                    'builtins.complex': complex, 'collections.Counter': collections.Counter})
+    for obj in safe_globals():
+        allowed[f'{obj.__module__}.{obj.__qualname__}'] = obj
+    for module_name, module in _numpy_multiarray_modules().items():
+        for name in ('_reconstruct', 'scalar'):
+            allowed[f'{module_name}.{name}'] = getattr(module, name)
+    return allowed
+
+
+@functools.lru_cache(maxsize=1)
+def _allowed_ids() -> frozenset:
+    return frozenset(id(obj) for obj in _allowed_by_name().values())
+
+
+class RestrictedUnpickler(pickle._Unpickler):  # the Python unpickler lets us check each call
+    """An unpickler that resolves only allow-listed globals, calls only those, and builds only
+    instances of allow-listed types: what torch >= 2.4's ``weights_only`` loading does with
+    :func:`safe_globals` registered, for torch versions without that list.
+
+    Used by :func:`load_checkpoint_file` through ``torch.load(pickle_module=...)``.
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def find_class(self, module: str, name: str) -> Any:
+        if self.proto < 3 and self.fix_imports:  # Python 2 names, as pickle.Unpickler maps them
+            module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+            module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        key = f'{module}.{name}'
+        allowed = _allowed_by_name()
+        if key not in allowed:
+            raise RefusedGlobalError(f'Unsupported global: GLOBAL {key}')
+        return allowed[key]
+
+    @staticmethod
+    def _check_callable(func: Any) -> None:
+        if id(func) not in _allowed_ids():
+            raise RefusedGlobalError(f'refused to call {func!r}: not on the allow-list')
+
+    def _instantiate(self, klass: Any, args: tuple) -> None:  # INST, OBJ
+        self._check_callable(klass)
+        super()._instantiate(klass, args)
+
+    def _load_reduce(self) -> None:
+        self._check_callable(self.stack[-2])
+        super().load_reduce()
+
+    def _load_newobj(self) -> None:
+        self._check_callable(self.stack[-2])
+        super().load_newobj()
+
+    def _load_newobj_ex(self) -> None:
+        self._check_callable(self.stack[-3])
+        super().load_newobj_ex()
+
+    def _load_build(self) -> None:
+        target = type(self.stack[-2])
+        if id(target) not in _allowed_ids():
+            raise RefusedGlobalError(f'refused to set the state of a {target!r}: not an '
+                                         f'allow-listed type')
+        super().load_build()
+
+    dispatch[pickle.REDUCE[0]] = _load_reduce
+    dispatch[pickle.NEWOBJ[0]] = _load_newobj
+    dispatch[pickle.NEWOBJ_EX[0]] = _load_newobj_ex
+    dispatch[pickle.BUILD[0]] = _load_build
+
+
+class _RestrictedPickleModule:
+    """What ``torch.load(pickle_module=...)`` needs of a pickle module."""
+
+    __name__ = 'mmsgformer_restricted_pickle'
+    Unpickler = RestrictedUnpickler
+    UnpicklingError = pickle.UnpicklingError
+
+    @staticmethod
+    def load(file: Any, **kwargs: Any) -> Any:
+        return RestrictedUnpickler(file, **kwargs).load()
+
+
+def _torch_load_restricted(filename: str, map_location: Any) -> Any:
+    """``torch.load`` allowing only the allow-list (torch's own list where it has one)."""
+    if has_safe_globals():
+        register_safe_globals()
+        return torch.load(filename, map_location=map_location, weights_only=True)
+    return torch.load(filename, map_location=map_location, pickle_module=_RestrictedPickleModule,
+                      weights_only=False)  # the restriction is the pickle module's
+
+
+# ----------------------------------------------------------------------------- URLs
+def is_url(filename: Any) -> bool:
+    """Whether ``filename`` is an ``http://`` or ``https://`` URL."""
+    return isinstance(filename, str) and filename.startswith(('http://', 'https://'))
+
+
+def checkpoint_cache_dir() -> str:
+    """Where downloaded checkpoints are kept: torch's hub cache, ``torch.hub.get_dir()/checkpoints``
+    (``$TORCH_HOME/hub/checkpoints``), shared with ``torch.hub`` and MMEngine's URL loading."""
+    return os.path.join(torch.hub.get_dir(), 'checkpoints')
+
+
+def download_checkpoint(url: str, timeout: float = 60.0) -> str:
+    """The local copy of a checkpoint URL, downloaded on first use.
+
+    The file is kept under :func:`checkpoint_cache_dir` by the last part of the URL's path (as
+    ``torch.hub`` names it); later calls find it there and do not download again. A download is
+    written to a temporary file first, so an interrupted one leaves nothing behind.
+
+    Args:
+        url: ``http(s)://.../name.pth``.
+        timeout: Seconds without an answer before giving up.
+
+    Raises:
+        CheckpointDownloadError: The server answered with an error (e.g. 404) or could not be
+            reached; the message names the URL and what to do.
+    """
+    name = os.path.basename(urllib.parse.urlparse(url).path)
+    if not name:
+        raise CheckpointDownloadError(f'checkpoint URL {url!r} names no file (its path must end '
+                                      f'with the file name, e.g. .../sgformer_s.pth)')
+    target = os.path.join(checkpoint_cache_dir(), name)
+    if os.path.isfile(target):
+        return target
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    partial = f'{target}.{os.getpid()}.part'
+    advice = (f'Check the URL, or download the file yourself and set the checkpoint to its '
+              f'path (or put it at {target}).')
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, 'wb') as out:
+            shutil.copyfileobj(response, out, length=1 << 20)
+        os.replace(partial, target)
+    except urllib.error.HTTPError as err:
+        raise CheckpointDownloadError(
+            f'could not download checkpoint {url!r}: the server answered HTTP {err.code} '
+            f'{err.reason}. {advice}') from err
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, 'reason', err)
+        raise CheckpointDownloadError(
+            f'could not download checkpoint {url!r}: {reason}. Is the machine online and the '
+            f'server reachable? {advice}') from err
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    return target
+
+
+# ----------------------------------------------------------------------------- loading
 def _allow_unsafe_from_env() -> bool:
     return os.environ.get(ALLOW_UNSAFE_ENV, '').lower() in ('1', 'true', 'yes')
+
+
+def _unsafe_error(filename: str, err: Exception) -> UnsafeCheckpointError:
+    names = unsafe_globals_in_checkpoint(filename)
+    listed = ', '.join(names) if names else 'named in the error below'
+    return UnsafeCheckpointError(
+        f'checkpoint {filename!r} contains pickled objects of types outside the allow-list '
+        f'({listed}); loading it could run arbitrary code. If you trust the file, load it with '
+        f'allow_unsafe=True or set {ALLOW_UNSAFE_ENV}=1; better, re-save its tensors as a plain '
+        f'state dict.\nOriginal error: {err}')
 
 
 def load_checkpoint_file(filename: str, map_location: Any = 'cpu',
@@ -83,46 +320,35 @@ def load_checkpoint_file(filename: str, map_location: Any = 'cpu',
     """Loads a checkpoint without executing pickled code.
 
     Args:
-        filename: Path of the file.
+        filename: Path of the file, or an ``http(s)://`` URL (downloaded once, see
+            :func:`download_checkpoint`).
         map_location: Passed to ``torch.load``.
         allow_unsafe: Load with full unpickling (only for files you trust). Also enabled by the
             environment variable ``MMSGFORMER_ALLOW_UNSAFE_CHECKPOINTS=1``.
 
     Raises:
         FileNotFoundError: The file does not exist.
+        CheckpointDownloadError: The URL could not be downloaded.
         UnsafeCheckpointError: The file needs types outside :func:`safe_globals`.
         CorruptCheckpointError: The file is truncated or not a checkpoint.
     """
-    filename = os.fspath(filename)
+    filename = download_checkpoint(filename) if is_url(filename) else os.fspath(filename)
     if not os.path.isfile(filename):
         raise FileNotFoundError(
             f'checkpoint {filename!r} does not exist. Download or convert it first (see README, '
             f'"Checkpoints"), or set the path in the config (e.g. --cfg-options '
-            f'model.backbone.init_cfg.checkpoint=PATH); nothing is downloaded automatically.')
+            f'model.backbone.init_cfg.checkpoint=PATH); nothing is downloaded automatically '
+            f'unless the checkpoint is an http(s) URL.')
     if allow_unsafe or _allow_unsafe_from_env():
         return torch.load(filename, map_location=map_location, weights_only=False)
-    # The context manager removes its types on exit: give it only those that are not registered
-    # globally already (register_safe_globals), or it would unregister them.
-    registered = torch.serialization.get_safe_globals()
-    missing = [t for t in safe_globals() if t not in registered]
     try:
-        with torch.serialization.safe_globals(missing):
-            return torch.load(filename, map_location=map_location, weights_only=True)
+        return _torch_load_restricted(filename, map_location)
     except pickle.UnpicklingError as err:
-        if 'Weights only load failed' not in str(err):
-            raise CorruptCheckpointError(
-                f'checkpoint {filename!r} could not be read ({err}); it may be truncated or not '
-                f'a PyTorch checkpoint') from err
-        try:
-            names = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
-        except Exception:  # noqa: BLE001 - only used to improve the message
-            names = []
-        listed = ', '.join(names) if names else 'see the error below'
-        raise UnsafeCheckpointError(
-            f'checkpoint {filename!r} contains pickled objects of types outside the allow-list '
-            f'({listed}); loading it could run arbitrary code. If you trust the file, load it '
-            f'with allow_unsafe=True or set {ALLOW_UNSAFE_ENV}=1; better, re-save its tensors '
-            f'as a plain state dict.\nOriginal error: {err}') from err
+        if 'Weights only load failed' in str(err) or isinstance(err, RefusedGlobalError):
+            raise _unsafe_error(filename, err) from err
+        raise CorruptCheckpointError(
+            f'checkpoint {filename!r} could not be read ({err}); it may be truncated or not '
+            f'a PyTorch checkpoint') from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
         raise CorruptCheckpointError(
             f'checkpoint {filename!r} could not be read ({type(err).__name__}: {err}); it is '

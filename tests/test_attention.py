@@ -333,6 +333,78 @@ def test_conv_gelu_linear_equals_plain_mlp_and_keeps_less():
     assert torch.autograd.gradcheck(ConvGeluLinear.apply, [a.requires_grad_() for a in args])
 
 
+def test_hybrid_scale_training_keeps_no_local_projection():
+    """In training the fused input projection runs as three products, so the local queries,
+    keys and values (copied into windows) are not kept; values and gradients as with one
+    product (up to float32 rounding)."""
+    gen = torch.Generator().manual_seed(0)
+    module = HybridScaleAttention(32, 4, 2).train()
+    hw = (14, 14)
+    x = torch.randn(2, 196, 32, generator=gen, requires_grad=True)
+    results = {}
+    for split in (True, False):
+        module.zero_grad()
+        x.grad = None
+        with pytest.MonkeyPatch.context() as patch:
+            if not split:
+                patch.setattr(HybridScaleAttention, '_in_proj_parts',
+                              lambda self, x: self.in_proj(x).split([16, 48, 32], -1))
+            out, significance = module(x, hw)
+            nbytes = saved_bytes(lambda: module(x, hw))
+        (out.square().sum() + (out * significance.flatten(1)[..., None]).sum()).backward()
+        results[split] = (out, significance, x.grad.clone(),
+                          [p.grad.clone() for p in module.parameters()], nbytes)
+    split, plain = results[True], results[False]
+    for a, b in zip(split[:3] + tuple(split[3]), plain[:3] + tuple(plain[3])):
+        torch.testing.assert_close(a, b)  # float32 rounding: other matrix-product blockings
+    assert plain[4] - split[4] == 2 * 196 * 48 * 4  # the local q, k, v: 48 channels
+
+
+@pytest.mark.parametrize('where', ['stem', 'merge'])
+def test_norm_gelu_conv_equals_plain_graph_and_keeps_less(where):
+    """The stem and downsampling layers recompute GroupNorm + GELU in backward: same values and
+    gradients as the plain graph, two maps fewer kept per fused step (gradcheck in float64)."""
+    from mmsgformer.models.sgformer import ConvStem, NormGeluConv, PatchMerging
+    from mmsgformer.models import sgformer as sgformer_module
+    gen = torch.Generator().manual_seed(0)
+    module = ConvStem(3, 8) if where == 'stem' else PatchMerging(8, 16)
+    for p in module.parameters():  # non-trivial norm parameters
+        p.data.add_(torch.randn(p.shape, generator=gen) * 0.1)
+    shape = (2, 3, 20, 28) if where == 'stem' else (2, 8, 10, 14)
+    x = torch.randn(*shape, generator=gen).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    results = {}
+    for fused in (True, False):
+        module.zero_grad()
+        x.grad = None
+        with pytest.MonkeyPatch.context() as patch:
+            if not fused:
+                patch.setattr(sgformer_module, 'is_compiling', lambda: True)  # plain modules
+            out, _ = module(x)
+            nbytes = saved_bytes(lambda: module(x))
+        out.square().sum().backward()
+        results[fused] = (out, x.grad.clone(), [p.grad.clone() for p in module.parameters()],
+                          nbytes)
+    (out_f, gx_f, gp_f, bytes_f), (out_p, gx_p, gp_p, bytes_p) = results[True], results[False]
+    torch.testing.assert_close(out_f, out_p, atol=0, rtol=0)
+    torch.testing.assert_close(gx_f, gx_p)
+    for a, b in zip(gp_f, gp_p):
+        torch.testing.assert_close(a, b)
+    # per fused step the GELU's input and output (the convolution's input) are not kept
+    if where == 'stem':
+        kept_less = 2 * 2 * 8 * 10 * 14 * 2 * 4  # two steps at half resolution, 8 channels
+    else:
+        kept_less = 2 * 2 * 16 * 10 * 14 * 4  # one step at the input resolution, 16 channels
+    # (less the norm's per-sample statistics and parameters, which the function keeps)
+    assert 0 <= kept_less - (bytes_p - bytes_f) <= 128
+    args = [torch.randn(2, 4, 5, 6, dtype=torch.double, generator=gen)] + [
+        torch.randn(4, dtype=torch.double, generator=gen) for _ in range(2)]
+    weight = torch.randn(4, 1, 3, 3, dtype=torch.double, generator=gen)
+    assert torch.autograd.gradcheck(
+        lambda x, w, b, k: NormGeluConv.apply(x, w, b, 1e-5, k, (2, 2), (1, 1), 4),
+        [a.requires_grad_() for a in args + [weight]])
+
+
 def test_conv_gelu_linear_under_autocast_close_to_float32():
     from mmsgformer.models.sgformer import ConvMlp
     torch.manual_seed(0)

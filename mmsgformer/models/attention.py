@@ -337,12 +337,26 @@ class HybridScaleAttention(_AttentionBase):
 
         An incoming ``significance`` (of an earlier block) is not used.
         """
-        half = self.dims // 2
-        q_global, qkv_local, lepe_input = self.in_proj(x).split([half, 3 * half, self.dims], -1)
+        q_global, qkv_local, lepe_input = self._in_proj_parts(x)
         out_global, sig_global = self._global(x, q_global, hw_shape)
         out_local, sig_local = self._local(qkv_local, hw_shape)
         out = self.output(torch.cat([out_global, out_local], dim=-1), lepe_input, hw_shape)
         return out, sig_global + sig_local
+
+    def _in_proj_parts(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """The global queries, the local queries, keys and values, and LePE's input.
+
+        When autograd records, as three products with slices of ``in_proj``'s weight (the same
+        math; the matrix-product kernels may round differently): slices of one output would
+        each keep the whole output alive for backward, while the local part, copied into
+        windows, is not needed after the copy. That frees 1.5 channels per token of every
+        hybrid-scale block in training.
+        """
+        sizes = [self.dims // 2, 3 * self.dims // 2, self.dims]
+        if not (torch.is_grad_enabled() and (x.requires_grad or self.in_proj.weight.requires_grad)):
+            return self.in_proj(x).split(sizes, -1)
+        return tuple(F.linear(x, weight, bias) for weight, bias in
+                     zip(self.in_proj.weight.split(sizes), self.in_proj.bias.split(sizes)))
 
     def _global(self, x: torch.Tensor, q: torch.Tensor, hw_shape: Tuple[int, int]
                 ) -> Tuple[torch.Tensor, torch.Tensor]:

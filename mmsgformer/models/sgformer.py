@@ -28,7 +28,7 @@ from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..registry import MODELS, register_in_root
-from ..utils.compat import is_compiling
+from ..utils.compat import is_autocast_enabled, is_compiling
 from .checkpoint import load_pretrained, load_state_dict_pre_hook
 from .attention import (REALLOCATION_SPECS, GlobalAttention, HybridScaleAttention,
                         SignificanceGuidedAttention, dropout, map_to_tokens, tokens_to_map)
@@ -91,8 +91,12 @@ class SingleGroupNorm(nn.GroupNorm):
     def __init__(self, num_channels: int) -> None:
         super().__init__(1, num_channels)
 
+    def uses_native_kernel(self, x: torch.Tensor) -> bool:
+        """Whether ``x`` goes through PyTorch's kernel (else :func:`group_norm_by_reduction`)."""
+        return x.device.type != 'cuda' or x.shape[0] > self.REDUCTION_MAX_BATCH
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != 'cuda' or x.shape[0] > self.REDUCTION_MAX_BATCH:
+        if self.uses_native_kernel(x):
             return super().forward(x)
         return group_norm_by_reduction(x, self.weight, self.bias, self.eps)
 
@@ -169,13 +173,91 @@ class ConvNorm(nn.Module):
         self.norm = SingleGroupNorm(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.conv.kernel_size == (1, 1) and self.conv.groups == 1:
+        return self.norm(self.project(x))
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution alone."""
+        if self.is_pointwise():
             # A 1x1 convolution is one matrix product over channels; on our channels-last maps
             # it runs without the layout conversion a convolution kernel would make.
-            x = F.linear(x.permute(0, 2, 3, 1), self.conv.weight.flatten(1)).permute(0, 3, 1, 2)
-        else:
-            x = self.conv(x)
-        return self.norm(x)
+            return F.linear(x.permute(0, 2, 3, 1), self.conv.weight.flatten(1)).permute(0, 3, 1, 2)
+        return self.conv(x)
+
+    def is_pointwise(self) -> bool:
+        return self.conv.kernel_size == (1, 1) and self.conv.groups == 1
+
+
+def norm_gelu_conv(x: torch.Tensor, norm: SingleGroupNorm, act: nn.Module,
+                   conv: ConvNorm) -> torch.Tensor:
+    """``conv.project(act(norm(x)))``: through :class:`NormGeluConv` in training where it
+    applies (it keeps only ``x`` for backward), else as plain modules."""
+    if (torch.is_grad_enabled() and x.requires_grad and x.dtype in (torch.float32, torch.float64)
+            and not is_autocast_enabled(x.device.type) and not is_compiling()
+            and norm.uses_native_kernel(x) and type(act) is nn.GELU
+            and act.approximate == 'none' and not conv.is_pointwise()
+            and conv.conv.bias is None and conv.conv.padding_mode == 'zeros'):
+        c = conv.conv
+        return NormGeluConv.apply(x, norm.weight, norm.bias, norm.eps, c.weight, c.stride,
+                                  c.padding, c.groups)
+    return conv.project(act(norm(x)))
+
+
+def _norm_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float
+               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``GroupNorm(1)`` by PyTorch's kernel and GELU: normed, activated, mean, rstd."""
+    batch, channels = x.shape[:2]
+    normed, mean, rstd = torch.ops.aten.native_group_norm(
+        x, weight, bias, batch, channels, x[0, 0].numel(), 1, eps)
+    return normed, F.gelu(normed), mean, rstd
+
+
+class NormGeluConv(torch.autograd.Function):
+    """``conv2d(gelu(group_norm(x, 1)))`` (bias-free convolution) keeping only ``x`` and the
+    norm's per-sample statistics for the backward pass.
+
+    A plain autograd graph keeps three maps here: the norm's input, the GELU's input and the
+    convolution's input. The stem (at half the input resolution) and the downsampling layers
+    would keep two of them for nothing but a normalisation and an activation, which are
+    recomputed in backward instead (no convolution is recomputed); gradients come from the
+    same backward kernels as in the plain graph. Used by :func:`norm_gelu_conv` for float32 /
+    float64 training without autocast, with PyTorch's group-norm kernel.
+
+    Args (of :meth:`apply`):
+        x: The norm's input (NCHW, any memory format).
+        norm_weight, norm_bias: The norm's affine parameters.
+        eps: The norm's epsilon.
+        conv_weight: Kernel of the convolution.
+        stride, padding: Its stride and padding (pairs).
+        groups: Its groups.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, norm_weight: torch.Tensor, norm_bias: torch.Tensor,
+                eps: float, conv_weight: torch.Tensor, stride: Tuple[int, int],
+                padding: Tuple[int, int], groups: int) -> torch.Tensor:
+        _, activated, mean, rstd = _norm_gelu(x, norm_weight, norm_bias, eps)
+        ctx.save_for_backward(x, norm_weight, norm_bias, mean, rstd, conv_weight)
+        ctx.conv_args = (list(stride), list(padding), groups)
+        ctx.eps = eps
+        return F.conv2d(activated, conv_weight, None, stride, padding, 1, groups)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
+        x, norm_weight, norm_bias, mean, rstd, conv_weight = ctx.saved_tensors
+        stride, padding, groups = ctx.conv_args
+        normed, activated, _, _ = _norm_gelu(x, norm_weight, norm_bias, ctx.eps)
+        need = ctx.needs_input_grad
+        grad_activated, grad_conv_weight, _ = torch.ops.aten.convolution_backward(
+            grad_out, activated, conv_weight, None, stride, padding, [1, 1], False, [0, 0],
+            groups, [need[0] or need[1] or need[2], need[4], False])
+        grad_x = grad_norm_weight = grad_norm_bias = None
+        if need[0] or need[1] or need[2]:
+            grad_normed = torch.ops.aten.gelu_backward(grad_activated, normed)
+            grad_x, grad_norm_weight, grad_norm_bias = torch.ops.aten.native_group_norm_backward(
+                grad_normed, x, mean, rstd, norm_weight, x.shape[0], x.shape[1],
+                x[0, 0].numel(), 1, [need[0], need[1], need[2]])
+        return (grad_x, grad_norm_weight, grad_norm_bias, None, grad_conv_weight, None, None,
+                None)
 
 
 class ConvStem(nn.Module):
@@ -197,7 +279,8 @@ class ConvStem(nn.Module):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         # Channels-last convolutions are faster here and give tokens without a copy.
         x = x.contiguous(memory_format=torch.channels_last)
-        x = self.conv3(self.act(self.conv2(self.act(self.conv1(x)))))
+        x = norm_gelu_conv(self.conv1.project(x), self.conv1.norm, self.act, self.conv2)
+        x = self.conv3.norm(norm_gelu_conv(x, self.conv2.norm, self.act, self.conv3))
         return self.norm(map_to_tokens(x)), tuple(x.shape[-2:])
 
 
@@ -217,7 +300,8 @@ class PatchMerging(nn.Module):
         self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
-        x = self.conv3(self.act(self.conv2(self.act(self.conv1(x)))))
+        x = norm_gelu_conv(self.conv1.project(x), self.conv1.norm, self.act, self.conv2)
+        x = self.conv3(self.act(self.conv2.norm(x)))
         return map_to_tokens(x), tuple(x.shape[-2:])
 
 

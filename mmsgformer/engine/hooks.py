@@ -38,7 +38,7 @@ uses them::
 import math
 import os
 import os.path as osp
-from typing import Dict, Optional
+from typing import Dict, NoReturn, Optional
 
 import torch
 from mmengine.dist import is_main_process
@@ -52,20 +52,34 @@ from .reliability import (RNG_KEY, DivergenceError, atomic_write_text, describe_
                           nonfinite_keys, remove_stale_tmp, set_rng_state)
 
 
-def stop_if_weights_nonfinite(runner, state_dict: Dict[str, torch.Tensor], when: str) -> None:
-    """Raises :class:`DivergenceError` (with :func:`divergence_message`) if the weights hold
-    NaN/Inf.
+def stop_training(runner, problem: str) -> NoReturn:
+    """Logs :func:`~mmsgformer.engine.reliability.divergence_message` as an error (console and
+    log file) and raises :class:`DivergenceError` with it.
+
+    Every tool then exits non-zero; ``tools/train.py`` exits with status 1 without a traceback,
+    so the message is the last thing printed.
 
     Args:
         runner: The MMEngine runner (its ``work_dir`` holds ``last_checkpoint``).
+        problem: What was found and when.
+    """
+    message = divergence_message(problem, runner.work_dir)
+    runner.logger.error(message)
+    raise DivergenceError(message)
+
+
+def stop_if_weights_nonfinite(runner, state_dict: Dict[str, torch.Tensor], when: str) -> None:
+    """:func:`stop_training` if the weights hold NaN/Inf.
+
+    Args:
+        runner: The MMEngine runner.
         state_dict: The weights to check (the model's, or a checkpoint's ``state_dict``).
-        when: What was about to happen, e.g. ``'before writing epoch_2.pth (not written)'``.
+        when: What was about to happen, e.g. ``'when epoch_2.pth was due (not written)'``.
     """
     bad = nonfinite_keys(state_dict)
     if bad:
-        raise DivergenceError(divergence_message(
-            f"the model's weights contain NaN/Inf ({describe_nonfinite(bad, len(state_dict))}) "
-            f'{when}', runner.work_dir))
+        stop_training(runner, f"the model's weights contain NaN/Inf "
+                              f'({describe_nonfinite(bad, len(state_dict))}) {when}')
 
 
 def _epoch_of(runner) -> str:
@@ -255,10 +269,9 @@ class DivergenceGuardHook(Hook):
             return
         since = (f'iterations {self._first_bad}-{iteration}' if self.patience > 1
                  else f'iteration {iteration}')
-        raise DivergenceError(divergence_message(
-            f'at iteration {iteration}{_epoch_of(runner)}, the loss has been NaN/Inf for '
-            f'{self._streak} consecutive iterations ({since}); non-finite: {terms}',
-            runner.work_dir))
+        stop_training(runner, f'at iteration {iteration}{_epoch_of(runner)}, the loss has been '
+                              f'NaN/Inf for {self._streak} consecutive iterations ({since}); '
+                              f'non-finite: {terms}')
 
     def after_train_epoch(self, runner) -> None:
         # before validation and before the checkpoint hook (lower priority)

@@ -163,15 +163,16 @@ def load_pretrained(model: nn.Module, filename: str, prefix: Optional[str] = Non
 
     Args:
         model: The SGFormer backbone.
-        filename: Checkpoint path.
+        filename: Checkpoint path, or an ``http(s)://`` URL (downloaded once into torch's hub
+            cache, see :func:`mmsgformer.utils.checkpoint.download_checkpoint`).
         prefix: Take only keys under this prefix (stripped). Default: ``backbone.`` when present.
         strict: Refuse missing or unexpected backbone keys (default). With ``False`` they are
             listed as warnings and the rest is loaded. Shape mismatches are always refused.
         map_location: Passed to ``torch.load``.
 
     Raises:
-        FileNotFoundError, UnsafeCheckpointError, CorruptCheckpointError: see
-            :func:`mmsgformer.utils.checkpoint.load_checkpoint_file`.
+        FileNotFoundError, CheckpointDownloadError, UnsafeCheckpointError,
+            CorruptCheckpointError: see :func:`mmsgformer.utils.checkpoint.load_checkpoint_file`.
         RuntimeError: The weights do not fit the model; the message names keys and shapes.
     """
     logger = MMLogger.get_current_instance()

@@ -405,6 +405,40 @@ def test_norm_gelu_conv_equals_plain_graph_and_keeps_less(where):
         [a.requires_grad_() for a in args + [weight]])
 
 
+def test_layer_norm_linear_equals_plain_graph_and_keeps_less():
+    """The block's second LayerNorm and fc1 recompute the normed tokens in backward: same
+    values and gradients as the plain modules, one token-sized tensor fewer kept."""
+    from mmsgformer.models.sgformer import LayerNormLinear, norm_linear
+    gen = torch.Generator().manual_seed(0)
+    norm, linear = torch.nn.LayerNorm(8, eps=1e-6), torch.nn.Linear(8, 24)
+    for p in norm.parameters():
+        p.data.add_(torch.randn(p.shape, generator=gen))
+    x = torch.randn(2, 35, 8, generator=gen, requires_grad=True)
+    results = {}
+    for fused in (True, False):
+        for module in (norm, linear):
+            module.zero_grad()
+        x.grad = None
+        fn = (lambda: norm_linear(x, norm, linear)) if fused else (lambda: linear(norm(x)))
+        out = fn()
+        assert (type(out.grad_fn).__name__ == 'LayerNormLinearBackward') == fused
+        out.square().sum().backward()
+        results[fused] = (out, x.grad.clone(),
+                          [p.grad.clone() for m in (norm, linear) for p in m.parameters()],
+                          saved_bytes(fn))
+    (out_f, gx_f, gp_f, bytes_f), (out_p, gx_p, gp_p, bytes_p) = results[True], results[False]
+    torch.testing.assert_close(out_f, out_p, atol=0, rtol=0)
+    torch.testing.assert_close(gx_f, gx_p)
+    for a, b in zip(gp_f, gp_p):
+        torch.testing.assert_close(a, b)
+    assert bytes_p - bytes_f == 2 * 35 * 8 * 4  # the normed tokens
+    args = [torch.randn(*shape, dtype=torch.double, generator=gen)
+            for shape in ((2, 5, 4), (4,), (4,), (3, 4), (3,))]
+    assert torch.autograd.gradcheck(
+        lambda x, nw, nb, w, b: LayerNormLinear.apply(x, nw, nb, 1e-6, w, b),
+        [a.requires_grad_() for a in args])
+
+
 def test_conv_gelu_linear_under_autocast_close_to_float32():
     from mmsgformer.models.sgformer import ConvMlp
     torch.manual_seed(0)

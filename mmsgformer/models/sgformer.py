@@ -363,6 +363,62 @@ class ConvGeluLinear(torch.autograd.Function):
         return grad_h, grad_conv_weight, grad_conv_bias, grad_weight, grad_bias
 
 
+class LayerNormLinear(torch.autograd.Function):
+    """``linear(layer_norm(x))`` keeping only ``x`` and the norm's statistics for backward.
+
+    The plain graph keeps ``x`` (for the norm) and the normed tensor (for the linear layer's
+    weight gradient); here the normed tensor is recomputed in backward by the same kernel (a
+    normalisation, no matrix product), which saves one tensor of ``x``'s size per use. Used by
+    :func:`norm_linear` for float32 / float64 training without autocast.
+
+    Args (of :meth:`apply`):
+        x: Tokens ``(..., C)``.
+        norm_weight, norm_bias: The LayerNorm's affine parameters ``(C,)``.
+        eps: Its epsilon.
+        weight, bias: The linear layer's parameters.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, norm_weight: torch.Tensor, norm_bias: torch.Tensor,
+                eps: float, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        normed, mean, rstd = torch.ops.aten.native_layer_norm(x, [x.shape[-1]], norm_weight,
+                                                              norm_bias, eps)
+        ctx.save_for_backward(x, norm_weight, norm_bias, mean, rstd, weight)
+        ctx.eps = eps
+        return F.linear(normed, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
+        x, norm_weight, norm_bias, mean, rstd, weight = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        flat_grad = grad_out.flatten(0, -2)
+        grad_weight = grad_bias = grad_x = grad_norm_weight = grad_norm_bias = None
+        if need[4]:
+            normed = torch.ops.aten.native_layer_norm(x, [x.shape[-1]], norm_weight, norm_bias,
+                                                      ctx.eps)[0]
+            grad_weight = flat_grad.t() @ normed.flatten(0, -2)
+        if need[5]:
+            grad_bias = flat_grad.sum(0)
+        if need[0] or need[1] or need[2]:
+            grad_x, grad_norm_weight, grad_norm_bias = torch.ops.aten.native_layer_norm_backward(
+                grad_out @ weight, x, [x.shape[-1]], mean, rstd, norm_weight, norm_bias,
+                [need[0], need[1], need[2]])
+        return grad_x, grad_norm_weight, grad_norm_bias, None, grad_weight, grad_bias
+
+
+def norm_linear(x: torch.Tensor, norm: nn.LayerNorm, linear: nn.Linear) -> torch.Tensor:
+    """``linear(norm(x))``: through :class:`LayerNormLinear` in training where it applies,
+    else as plain modules."""
+    if (torch.is_grad_enabled() and x.dtype in (torch.float32, torch.float64)
+            and (x.requires_grad or linear.weight.requires_grad)
+            and type(norm) is nn.LayerNorm and norm.elementwise_affine
+            and norm.bias is not None and linear.bias is not None
+            and not is_autocast_enabled(x.device.type) and not is_compiling()):
+        return LayerNormLinear.apply(x, norm.weight, norm.bias, norm.eps, linear.weight,
+                                     linear.bias)
+    return linear(norm(x))
+
+
 class ConvMlp(nn.Module):
     """MLP with a depth-wise 3x3 convolution: ``fc2(gelu(h + dwconv(h)))``, ``h = fc1(x)``.
 
@@ -385,8 +441,12 @@ class ConvMlp(nn.Module):
         identity[:, :, 1, 1] = 1
         self.register_buffer('identity_kernel', identity, persistent=False)
 
-    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
-        h_map = tokens_to_map(self.fc1(x), hw_shape)
+    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int],
+                norm: Optional[nn.LayerNorm] = None) -> torch.Tensor:
+        """The MLP of ``x``, or of ``norm(x)`` (then in training without keeping ``norm(x)``:
+        see :func:`norm_linear`)."""
+        h = self.fc1(x) if norm is None else norm_linear(x, norm, self.fc1)
+        h_map = tokens_to_map(h, hw_shape)
         kernel = self.dwconv.weight + self.identity_kernel
         if self._recompute_hidden(h_map):
             return ConvGeluLinear.apply(h_map, kernel, self.dwconv.bias, self.fc2.weight,
@@ -428,7 +488,7 @@ class SGFormerBlock(nn.Module):
                 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         y, significance = self.attn(self.norm1(x), hw_shape, significance)
         x = x + self.drop_path(y)
-        x = x + self.drop_path(self.mlp(self.norm2(x), hw_shape))
+        x = x + self.drop_path(self.mlp(x, hw_shape, norm=self.norm2))
         return x, significance
 
 

@@ -115,6 +115,44 @@ def test_token_reallocation_equals_loop(sr, n):
         assert keys.shape[1] == 60
 
 
+@pytest.mark.parametrize('sr,n', [(8, 130), (2, 15), (4, 91)])
+def test_gather_merge_equals_plain_graph_and_keeps_less(sr, n):
+    """Training recomputes the gathered tokens in backward: same keys and gradients as the plain
+    graph (gradcheck in float64), the gathered copies not kept."""
+    from mmsgformer.models.attention import GatherMerge, merge_groups
+    gen = torch.Generator().manual_seed(0)
+    module = TokenReallocation(REALLOCATION_SPECS[sr])
+    for p in module.parameters():
+        p.data.copy_(torch.randn(p.shape, generator=gen))
+    x = torch.randn(2, n, 8, generator=gen, requires_grad=True)
+    significance = torch.rand(2, n, generator=gen)
+    params = [p for merge in module.merges for p in (merge.weight, merge.bias)]
+    order = torch.sort(significance, dim=1).indices
+    group_sizes = module.spec.group_sizes(n)
+
+    def plain():
+        ordered = x.gather(1, order.unsqueeze(-1).expand_as(x))
+        return merge_groups(ordered, group_sizes, params[0::2], params[1::2])
+    results = {}
+    for fused, fn in ((True, lambda: module(x, significance)), (False, plain)):
+        x.grad = None
+        module.zero_grad()
+        keys = fn()
+        assert (type(keys.grad_fn).__name__ == 'GatherMergeBackward') == fused
+        keys.square().sum().backward()
+        results[fused] = (keys, x.grad.clone(), [p.grad.clone() for p in params], saved_bytes(fn))
+    (keys_f, gx_f, gp_f, bytes_f), (keys_p, gx_p, gp_p, bytes_p) = results[True], results[False]
+    torch.testing.assert_close(keys_f, keys_p, atol=0, rtol=0)
+    torch.testing.assert_close(gx_f, gx_p)
+    for a, b in zip(gp_f, gp_p):
+        torch.testing.assert_close(a, b)
+    assert bytes_p - bytes_f >= 2 * n * 8 * 4  # at least the gathered copy
+    args = [x.detach().double()] + [p.detach().double() for p in params]
+    assert torch.autograd.gradcheck(
+        lambda x, *params: GatherMerge.apply(x, order, group_sizes, *params),
+        [a.requires_grad_() for a in args])
+
+
 def test_significance_guided_attention_equals_dense_math():
     module = SignificanceGuidedAttention(32, 4, 4).eval()
     hw = (9, 11)

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..utils.compat import is_autocast_enabled
+from ..utils.compat import is_autocast_enabled, is_compiling
 
 LOCAL_WINDOW = 7
 """Side of the windows of the local half of hybrid-scale attention."""
@@ -421,6 +421,77 @@ class HybridScaleAttention(_AttentionBase):
         return valid[:, None, None, :], valid.to(dtype) / (w * w)
 
 
+def _group_tokens(tokens: torch.Tensor, size: int) -> torch.Tensor:
+    """One group's tokens ``(B, n, C)`` as ``(B, M, size, C)``, zero-padded at the front
+    (the least significant end) to a multiple of ``size``."""
+    if tokens.shape[1] % size:
+        tokens = F.pad(tokens, (0, 0, -tokens.shape[1] % size, 0))
+    return tokens.unflatten(1, (-1, size))
+
+
+def merge_groups(ordered: torch.Tensor, group_sizes: Sequence[int],
+                 weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor]
+                 ) -> torch.Tensor:
+    """Keys of tokens sorted by significance: each group's every ``size`` tokens merged by its
+    ``weights[g]`` ``(1, size)`` and ``biases[g]`` ``(1,)`` (see :class:`TokenReallocation`)."""
+    keys = []
+    for tokens, weight, bias in zip(ordered.split(list(group_sizes), dim=1), weights, biases):
+        if tokens.shape[1] == 0:
+            continue
+        tokens = _group_tokens(tokens, weight.shape[1])  # (B, M_g, size, C)
+        merged = torch.matmul(weight.to(tokens.dtype), tokens).squeeze(2)
+        keys.append(merged + bias.to(tokens.dtype))
+    return torch.cat(keys, dim=1)
+
+
+class GatherMerge(torch.autograd.Function):
+    """Token reallocation (gather by significance order, then :func:`merge_groups`) keeping
+    only the tokens (kept anyway by the input projection), the order and the merge weights for
+    backward.
+
+    The plain graph keeps the gathered copy of the tokens (and a transposed copy of it for the
+    merge products): 1.5 token-sized tensors per significance-guided block in training. Here
+    the gather is recomputed in backward (a copy, no product). Used in float32 / float64
+    training without autocast.
+
+    Args (of :meth:`apply`):
+        x: Tokens ``(B, N, C)``.
+        order: ``(B, N)`` token indices in ascending significance.
+        group_sizes: Tokens per group (:meth:`ReallocationSpec.group_sizes`).
+        *params: Weight ``(1, size)`` and bias ``(1,)`` of every group, alternating.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, order: torch.Tensor, group_sizes: Sequence[int],
+                *params: torch.Tensor) -> torch.Tensor:
+        weights = params[0::2]
+        ctx.save_for_backward(x, order, *weights)
+        ctx.group_sizes = list(group_sizes)
+        return merge_groups(x.gather(1, order.unsqueeze(-1).expand_as(x)), group_sizes,
+                            weights, params[1::2])
+
+    @staticmethod
+    def backward(ctx, grad_keys: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
+        x, order, *weights = ctx.saved_tensors
+        index = order.unsqueeze(-1).expand_as(x)
+        ordered = x.gather(1, index)
+        grad_groups, grad_params, start = [], [], 0
+        for tokens, weight in zip(ordered.split(ctx.group_sizes, dim=1), weights):
+            num_tokens = tokens.shape[1]
+            if num_tokens == 0:
+                grad_params += [torch.zeros_like(weight), weight.new_zeros(1)]
+                continue
+            tokens = _group_tokens(tokens, weight.shape[1])
+            grad = grad_keys[:, start:start + tokens.shape[1]]  # (B, M_g, C)
+            start += tokens.shape[1]
+            grad_params += [torch.einsum('bmc,bmsc->s', grad, tokens)[None],
+                            grad.sum().reshape(1)]
+            grad_tokens = (weight[0, :, None] * grad[:, :, None, :]).flatten(1, 2)
+            grad_groups.append(grad_tokens[:, grad_tokens.shape[1] - num_tokens:])
+        grad_x = torch.zeros_like(x).scatter_add_(1, index, torch.cat(grad_groups, dim=1))
+        return (grad_x, None, None, *grad_params)
+
+
 class TokenReallocation(nn.Module):
     """Merges tokens into keys by significance (the paper's evolving token reallocation).
 
@@ -443,19 +514,14 @@ class TokenReallocation(nn.Module):
     def forward(self, x: torch.Tensor, significance: torch.Tensor) -> torch.Tensor:
         """Maps tokens ``(B, N, C)`` and significance ``(B, N)`` to keys ``(B, M, C)``."""
         order = torch.sort(significance, dim=1).indices  # the official call, ties included
-        ordered = x.gather(1, order.unsqueeze(-1).expand_as(x))
-        keys = []
-        for tokens, merge in zip(ordered.split(self.spec.group_sizes(x.shape[1]), dim=1),
-                                 self.merges):
-            if tokens.shape[1] == 0:
-                continue
-            size = merge.in_features
-            if tokens.shape[1] % size:
-                tokens = F.pad(tokens, (0, 0, -tokens.shape[1] % size, 0))
-            tokens = tokens.unflatten(1, (-1, size))  # (B, M_g, size, C)
-            merged = torch.matmul(merge.weight.to(tokens.dtype), tokens).squeeze(2)
-            keys.append(merged + merge.bias.to(tokens.dtype))
-        return torch.cat(keys, dim=1)
+        group_sizes = self.spec.group_sizes(x.shape[1])
+        params = [p for merge in self.merges for p in (merge.weight, merge.bias)]
+        if (torch.is_grad_enabled() and (x.requires_grad or params[0].requires_grad)
+                and x.dtype in (torch.float32, torch.float64)
+                and not is_autocast_enabled(x.device.type) and not is_compiling()):
+            return GatherMerge.apply(x, order, group_sizes, *params)
+        return merge_groups(x.gather(1, order.unsqueeze(-1).expand_as(x)), group_sizes,
+                            params[0::2], params[1::2])
 
     def allocation(self, significance: torch.Tensor) -> torch.Tensor:
         """How many tokens share each token's key: ``(B, N)`` merge sizes (for visualisation)."""

@@ -121,17 +121,20 @@ def uninterrupted(tiny):
 
 
 def _assert_same_run(ref, ckpt):
+    """Bit-identical: every weight, optimizer moment and random state equal, not close."""
     assert ckpt['meta']['epoch'] == ref['meta']['epoch'] == 3
     assert ckpt['meta']['iter'] == ref['meta']['iter'] == 6
-    for k, v in ref['state_dict'].items():
-        torch.testing.assert_close(ckpt['state_dict'][k], v, rtol=0, atol=1e-6, msg=k)
+    assert ckpt['state_dict'].keys() == ref['state_dict'].keys()
+    differ = [k for k, v in ref['state_dict'].items() if not torch.equal(ckpt['state_dict'][k], v)]
+    assert not differ, f'{len(differ)} tensors differ, e.g. {differ[:3]}'
+    assert ckpt['optimizer']['state'].keys() == ref['optimizer']['state'].keys()
     for k, st in ref['optimizer']['state'].items():
         for name, t in st.items():
-            torch.testing.assert_close(ckpt['optimizer']['state'][k][name], t, rtol=0,
-                                       atol=1e-6)
+            assert torch.equal(ckpt['optimizer']['state'][k][name], t), (k, name)
     assert ckpt['param_schedulers'] == ref['param_schedulers']
-    for a, b in zip(ckpt['rng_state']['numpy'][1], ref['rng_state']['numpy'][1]):
-        assert a == b
+    assert torch.equal(ckpt['rng_state']['torch'], ref['rng_state']['torch'])
+    assert (ckpt['rng_state']['numpy'][1] == ref['rng_state']['numpy'][1]).all()
+    assert ckpt['rng_state']['python'] == ref['rng_state']['python']
 
 
 @pytest.mark.parametrize('stall_at', ['write', 'iter'])

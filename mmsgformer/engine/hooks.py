@@ -49,7 +49,7 @@ from mmengine.runner import EpochBasedTrainLoop
 from ..registry import HOOKS, register_in_root
 from .reliability import (RNG_KEY, DivergenceError, atomic_write_text, describe_nonfinite,
                           divergence_message, fsync_dir, fsync_file, get_rng_state,
-                          nonfinite_keys, remove_stale_tmp, set_rng_state)
+                          remove_stale_tmp, set_rng_state)
 
 
 def stop_training(runner, problem: str) -> NoReturn:
@@ -76,10 +76,9 @@ def stop_if_weights_nonfinite(runner, state_dict: Dict[str, torch.Tensor], when:
         state_dict: The weights to check (the model's, or a checkpoint's ``state_dict``).
         when: What was about to happen, e.g. ``'when epoch_2.pth was due (not written)'``.
     """
-    bad = nonfinite_keys(state_dict)
-    if bad:
-        stop_training(runner, f"the model's weights contain NaN/Inf "
-                              f'({describe_nonfinite(bad, len(state_dict))}) {when}')
+    problem = describe_nonfinite(state_dict)
+    if problem:
+        stop_training(runner, f"the model's weights contain NaN/Inf ({problem}) {when}")
 
 
 def _epoch_of(runner) -> str:

@@ -144,6 +144,11 @@ class DivergenceError(RuntimeError):
 _KEYS_SHOWN = 5
 
 
+def _floating_keys(tensors: Mapping[str, torch.Tensor]) -> List[str]:
+    return [k for k, v in tensors.items()
+            if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex())]
+
+
 def nonfinite_keys(tensors: Mapping[str, torch.Tensor]) -> List[str]:
     """Names of the floating-point tensors in ``tensors`` that hold a NaN or an Inf.
 
@@ -153,20 +158,26 @@ def nonfinite_keys(tensors: Mapping[str, torch.Tensor]) -> List[str]:
         tensors: A state dict (name to tensor); entries that are not floating-point tensors
             (step counters, ``num_batches_tracked``) are ignored.
     """
-    names = [k for k, v in tensors.items()
-             if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex())]
+    names = _floating_keys(tensors)
     if not names:
         return []
-    flags = [torch.isfinite(tensors[k]).all().to('cpu') for k in names]
-    finite = torch.stack(flags).tolist()
+    finite = torch.stack([torch.isfinite(tensors[k]).all().cpu() for k in names]).tolist()
     return [k for k, ok in zip(names, finite) if not ok]
 
 
-def describe_nonfinite(bad: List[str], total: int) -> str:
-    """``'233 of 235 tensors, keys a, b, c, d, e and 228 more'``."""
+def describe_nonfinite(tensors: Mapping[str, torch.Tensor]) -> Optional[str]:
+    """``'233 of 235 tensors, keys a, b, c, d, e and 228 more'`` for the floating-point tensors
+    of ``tensors`` that hold NaN/Inf, or None when all are finite.
+
+    Args:
+        tensors: A state dict, as for :func:`nonfinite_keys`.
+    """
+    bad = nonfinite_keys(tensors)
+    if not bad:
+        return None
     shown = ', '.join(bad[:_KEYS_SHOWN])
     more = f' and {len(bad) - _KEYS_SHOWN} more' if len(bad) > _KEYS_SHOWN else ''
-    return f'{len(bad)} of {total} tensors, keys {shown}{more}'
+    return f'{len(bad)} of {len(_floating_keys(tensors))} tensors, keys {shown}{more}'
 
 
 def check_finite_checkpoint(checkpoint: Union[str, Mapping]) -> None:
@@ -182,11 +193,10 @@ def check_finite_checkpoint(checkpoint: Union[str, Mapping]) -> None:
     """
     name = checkpoint if isinstance(checkpoint, str) else '<checkpoint>'
     loaded = load_checkpoint_file(checkpoint) if isinstance(checkpoint, str) else checkpoint
-    state_dict = extract_state_dict(loaded, name)
-    bad = nonfinite_keys(state_dict)
-    if bad:
+    problem = describe_nonfinite(extract_state_dict(loaded, name))
+    if problem:
         raise NonFiniteCheckpointError(
-            f"the checkpoint's weights contain NaN/Inf ({describe_nonfinite(bad, len(state_dict))})"
+            f"the checkpoint's weights contain NaN/Inf ({problem})"
             f': {name} was saved from a diverged run. Use an earlier checkpoint of that run, or '
             f'train again with the settings that the run\'s divergence message suggests.')
 

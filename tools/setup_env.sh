@@ -84,7 +84,9 @@ fi
 log "installing requirements.txt and mmsgformer (editable)"
 "${PIP[@]}" install -q "mmcv==$MMCV_VERSION" "setuptools<81" -r "$REPO/requirements.txt" \
     "torch==$TORCH_VERSION" ${EXTRA_PINS[@]+"${EXTRA_PINS[@]}"}
-"${PIP[@]}" install -q --no-deps --no-build-isolation -e "$REPO"
+# With build isolation: openmim's dependency openxlab pins setuptools 60, older than the
+# setuptools>=64 that editable installs of pyproject.toml projects need.
+"${PIP[@]}" install -q --no-deps -e "$REPO"
 # Checked only now: importing mmcv needs mmengine from requirements.txt.
 if ! has_mmcv_ops; then
     log "ERROR: mmcv is installed without its compiled ops (from mmcv.ops import nms, RoIAlign failed):"

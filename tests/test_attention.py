@@ -428,19 +428,27 @@ def test_norm_gelu_conv_equals_plain_graph_and_keeps_less(where):
     torch.testing.assert_close(gx_f, gx_p)
     for a, b in zip(gp_f, gp_p):
         torch.testing.assert_close(a, b)
-    # per fused step the GELU's input and output (the convolution's input) are not kept
-    if where == 'stem':
-        kept_less = 2 * 2 * 8 * 10 * 14 * 2 * 4  # two steps at half resolution, 8 channels
-    else:
-        kept_less = 2 * 2 * 16 * 10 * 14 * 4  # one step at the input resolution, 16 channels
+    # not kept: the first convolution's output, the norm's and the GELU's (the stem: conv1 ->
+    # conv2 and conv2 -> conv3 at half resolution, 8 channels, less conv2's output, which the
+    # second step keeps; downsampling: at the input resolution, 16 channels)
+    map_bytes = 2 * 8 * 10 * 14 * 4 if where == 'stem' else 2 * 16 * 10 * 14 * 4
+    kept_less = (5 if where == 'stem' else 3) * map_bytes
     # (less the norm's per-sample statistics and parameters, which the function keeps)
     assert 0 <= kept_less - (bytes_p - bytes_f) <= 128
-    args = [torch.randn(2, 4, 5, 6, dtype=torch.double, generator=gen)] + [
-        torch.randn(4, dtype=torch.double, generator=gen) for _ in range(2)]
-    weight = torch.randn(4, 1, 3, 3, dtype=torch.double, generator=gen)
-    assert torch.autograd.gradcheck(
-        lambda x, w, b, k: NormGeluConv.apply(x, w, b, 1e-5, k, (2, 2), (1, 1), 4),
-        [a.requires_grad_() for a in args + [weight]])
+    for first_args, channels in ((([2, 2], [1, 1]), 3), (None, 3), (None, 4)):
+        x = torch.randn(2, channels, 5, 6, dtype=torch.double, generator=gen)
+        weight = torch.randn(4, 1, 3, 3, dtype=torch.double, generator=gen)
+        norm = [torch.randn(4, dtype=torch.double, generator=gen) for _ in range(2)]
+        first = (None if channels == 4 else
+                 torch.randn(4, channels, *((3, 3) if first_args else (1, 1)),
+                             dtype=torch.double, generator=gen))
+        tensors = [t.requires_grad_() for t in [x] + norm + [weight]
+                   + ([] if first is None else [first])]
+
+        def fn(x, norm_weight, norm_bias, weight, first=None, first_args=first_args):
+            return NormGeluConv.apply(x, first, first_args, norm_weight, norm_bias, 1e-5,
+                                      weight, [2, 2], [1, 1], 4)
+        assert torch.autograd.gradcheck(fn, tensors)
 
 
 def test_layer_norm_linear_equals_plain_graph_and_keeps_less():

@@ -178,28 +178,55 @@ class ConvNorm(nn.Module):
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """The convolution alone."""
         if self.is_pointwise():
-            # A 1x1 convolution is one matrix product over channels; on our channels-last maps
-            # it runs without the layout conversion a convolution kernel would make.
-            return F.linear(x.permute(0, 2, 3, 1), self.conv.weight.flatten(1)).permute(0, 3, 1, 2)
+            return pointwise_conv(x, self.conv.weight)
         return self.conv(x)
 
     def is_pointwise(self) -> bool:
         return self.conv.kernel_size == (1, 1) and self.conv.groups == 1
 
 
-def norm_gelu_conv(x: torch.Tensor, norm: SingleGroupNorm, act: nn.Module,
-                   conv: ConvNorm) -> torch.Tensor:
-    """``conv.project(act(norm(x)))``: through :class:`NormGeluConv` in training where it
-    applies (it keeps only ``x`` for backward), else as plain modules."""
-    if (torch.is_grad_enabled() and x.requires_grad and x.dtype in (torch.float32, torch.float64)
+def pointwise_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """A bias-free 1x1 convolution of an NCHW map as one matrix product over channels (on our
+    channels-last maps without the layout conversion a convolution kernel would make)."""
+    return F.linear(x.permute(0, 2, 3, 1), weight.flatten(1)).permute(0, 3, 1, 2)
+
+
+def norm_gelu_conv(x: torch.Tensor, first: Optional[ConvNorm], norm: SingleGroupNorm,
+                   act: nn.Module, second: ConvNorm) -> torch.Tensor:
+    """``second.project(act(norm(first.project(x))))`` (without ``first``: of ``x``), through
+    :class:`NormGeluConv` in training where it applies (it keeps only ``x`` for backward), else
+    as plain modules."""
+    convs = (second.conv,) if first is None else (first.conv, second.conv)
+    if (torch.is_grad_enabled()
+            and (x.requires_grad or any(p.requires_grad for c in convs for p in c.parameters())
+                 or norm.weight.requires_grad)
+            and x.dtype in (torch.float32, torch.float64)
             and not is_autocast_enabled(x.device.type) and not is_compiling()
             and norm.uses_native_kernel(x) and type(act) is nn.GELU
-            and act.approximate == 'none' and not conv.is_pointwise()
-            and conv.conv.bias is None and conv.conv.padding_mode == 'zeros'):
-        c = conv.conv
-        return NormGeluConv.apply(x, norm.weight, norm.bias, norm.eps, c.weight, c.stride,
-                                  c.padding, c.groups)
-    return conv.project(act(norm(x)))
+            and act.approximate == 'none' and not second.is_pointwise()
+            and (first is None or first.is_pointwise() or first.conv.groups == 1)
+            and all(c.bias is None and c.padding_mode == 'zeros' and c.dilation == (1, 1)
+                    for c in convs)):
+        first_weight = first_args = None
+        if first is not None:
+            first_weight = first.conv.weight
+            if not first.is_pointwise():
+                first_args = (list(first.conv.stride), list(first.conv.padding))
+        c = second.conv
+        return NormGeluConv.apply(x, first_weight, first_args, norm.weight, norm.bias, norm.eps,
+                                  c.weight, list(c.stride), list(c.padding), c.groups)
+    return second.project(act(norm(x if first is None else first.project(x))))
+
+
+def _first_conv(x: torch.Tensor, weight: Optional[torch.Tensor],
+                args: Optional[Tuple[List[int], List[int]]]) -> torch.Tensor:
+    """:class:`NormGeluConv`'s first convolution: none (``weight`` None), pointwise (``args``
+    None) or with ``(stride, padding)``."""
+    if weight is None:
+        return x
+    if args is None:
+        return pointwise_conv(x, weight)
+    return F.conv2d(x, weight, None, args[0], args[1])
 
 
 def _norm_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float
@@ -212,52 +239,73 @@ def _norm_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: f
 
 
 class NormGeluConv(torch.autograd.Function):
-    """``conv2d(gelu(group_norm(x, 1)))`` (bias-free convolution) keeping only ``x`` and the
-    norm's per-sample statistics for the backward pass.
+    """``conv2(gelu(group_norm(conv1(x), 1)))`` (bias-free convolutions; ``conv1`` optional)
+    keeping only ``x`` and the norm's per-sample statistics for the backward pass.
 
-    A plain autograd graph keeps three maps here: the norm's input, the GELU's input and the
-    convolution's input. The stem (at half the input resolution) and the downsampling layers
-    would keep two of them for nothing but a normalisation and an activation, which are
-    recomputed in backward instead (no convolution is recomputed); gradients come from the
-    same backward kernels as in the plain graph. Used by :func:`norm_gelu_conv` for float32 /
+    A plain autograd graph keeps four maps here: the inputs of both convolutions, the norm's
+    and the GELU's. The stem (at half the input resolution) and the downsampling layers would
+    keep three of them for nothing but the first convolution (3 input channels in the stem, a
+    pointwise one in downsampling), a normalisation and an activation, which are recomputed in
+    backward instead (the second, larger convolution is not); gradients come from the same
+    backward kernels as in the plain graph. Used by :func:`norm_gelu_conv` for float32 /
     float64 training without autocast, with PyTorch's group-norm kernel.
 
     Args (of :meth:`apply`):
-        x: The norm's input (NCHW, any memory format).
+        x: The input (NCHW, any memory format).
+        first_weight: Kernel of the first convolution (ungrouped), or None for none.
+        first_args: Its ``(stride, padding)``, or None for a pointwise one (a matrix product,
+            see :func:`pointwise_conv`).
         norm_weight, norm_bias: The norm's affine parameters.
         eps: The norm's epsilon.
-        conv_weight: Kernel of the convolution.
+        weight: Kernel of the second convolution.
         stride, padding: Its stride and padding (pairs).
         groups: Its groups.
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, norm_weight: torch.Tensor, norm_bias: torch.Tensor,
-                eps: float, conv_weight: torch.Tensor, stride: Tuple[int, int],
-                padding: Tuple[int, int], groups: int) -> torch.Tensor:
-        _, activated, mean, rstd = _norm_gelu(x, norm_weight, norm_bias, eps)
-        ctx.save_for_backward(x, norm_weight, norm_bias, mean, rstd, conv_weight)
-        ctx.conv_args = (list(stride), list(padding), groups)
-        ctx.eps = eps
-        return F.conv2d(activated, conv_weight, None, stride, padding, 1, groups)
+    def forward(ctx, x: torch.Tensor, first_weight: torch.Tensor,
+                first_args: Optional[Tuple[List[int], List[int]]], norm_weight: torch.Tensor,
+                norm_bias: torch.Tensor, eps: float, weight: torch.Tensor, stride: List[int],
+                padding: List[int], groups: int) -> torch.Tensor:
+        h = _first_conv(x, first_weight, first_args)
+        _, activated, mean, rstd = _norm_gelu(h, norm_weight, norm_bias, eps)
+        ctx.save_for_backward(x, first_weight, norm_weight, norm_bias, mean, rstd, weight)
+        ctx.args = (first_args, eps, stride, padding, groups)
+        return F.conv2d(activated, weight, None, stride, padding, 1, groups)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
-        x, norm_weight, norm_bias, mean, rstd, conv_weight = ctx.saved_tensors
-        stride, padding, groups = ctx.conv_args
-        normed, activated, _, _ = _norm_gelu(x, norm_weight, norm_bias, ctx.eps)
+        x, first_weight, norm_weight, norm_bias, mean, rstd, weight = ctx.saved_tensors
+        first_args, eps, stride, padding, groups = ctx.args
+        h = _first_conv(x, first_weight, first_args)
+        normed, activated, _, _ = _norm_gelu(h, norm_weight, norm_bias, eps)
         need = ctx.needs_input_grad
-        grad_activated, grad_conv_weight, _ = torch.ops.aten.convolution_backward(
-            grad_out, activated, conv_weight, None, stride, padding, [1, 1], False, [0, 0],
-            groups, [need[0] or need[1] or need[2], need[4], False])
-        grad_x = grad_norm_weight = grad_norm_bias = None
-        if need[0] or need[1] or need[2]:
-            grad_normed = torch.ops.aten.gelu_backward(grad_activated, normed)
-            grad_x, grad_norm_weight, grad_norm_bias = torch.ops.aten.native_group_norm_backward(
-                grad_normed, x, mean, rstd, norm_weight, x.shape[0], x.shape[1],
-                x[0, 0].numel(), 1, [need[0], need[1], need[2]])
-        return (grad_x, grad_norm_weight, grad_norm_bias, None, grad_conv_weight, None, None,
-                None)
+        need_h = need[0] or need[1] or need[3] or need[4]
+        grad_activated, grad_weight, _ = torch.ops.aten.convolution_backward(
+            grad_out, activated, weight, None, stride, padding, [1, 1], False, [0, 0], groups,
+            [need_h, need[6], False])
+        grad_x = grad_first = grad_norm_weight = grad_norm_bias = None
+        if need_h:
+            grad_h, grad_norm_weight, grad_norm_bias = torch.ops.aten.native_group_norm_backward(
+                torch.ops.aten.gelu_backward(grad_activated, normed), h, mean, rstd,
+                norm_weight, h.shape[0], h.shape[1], h[0, 0].numel(), 1,
+                [need[0] or need[1], need[3], need[4]])
+            if first_weight is None:
+                grad_x = grad_h
+            elif first_args is None and (need[0] or need[1]):
+                tokens_grad = grad_h.permute(0, 2, 3, 1)
+                if need[0]:
+                    grad_x = (tokens_grad @ first_weight.flatten(1)).permute(0, 3, 1, 2)
+                if need[1]:
+                    grad_first = (tokens_grad.reshape(-1, tokens_grad.shape[-1]).t()
+                                  @ x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+                                  ).view_as(first_weight)
+            elif first_args is not None and (need[0] or need[1]):
+                grad_x, grad_first, _ = torch.ops.aten.convolution_backward(
+                    grad_h, x, first_weight, None, first_args[0], first_args[1], [1, 1],
+                    False, [0, 0], 1, [need[0], need[1], False])
+        return (grad_x, grad_first, None, grad_norm_weight, grad_norm_bias, None, grad_weight,
+                None, None, None)
 
 
 class ConvStem(nn.Module):
@@ -279,8 +327,8 @@ class ConvStem(nn.Module):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         # Channels-last convolutions are faster here and give tokens without a copy.
         x = x.contiguous(memory_format=torch.channels_last)
-        x = norm_gelu_conv(self.conv1.project(x), self.conv1.norm, self.act, self.conv2)
-        x = self.conv3.norm(norm_gelu_conv(x, self.conv2.norm, self.act, self.conv3))
+        x = norm_gelu_conv(x, self.conv1, self.conv1.norm, self.act, self.conv2)
+        x = self.conv3.norm(norm_gelu_conv(x, None, self.conv2.norm, self.act, self.conv3))
         return self.norm(map_to_tokens(x)), tuple(x.shape[-2:])
 
 
@@ -300,7 +348,7 @@ class PatchMerging(nn.Module):
         self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
-        x = norm_gelu_conv(self.conv1.project(x), self.conv1.norm, self.act, self.conv2)
+        x = norm_gelu_conv(x, self.conv1, self.conv1.norm, self.act, self.conv2)
         x = self.conv3(self.act(self.conv2.norm(x)))
         return map_to_tokens(x), tuple(x.shape[-2:])
 

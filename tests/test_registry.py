@@ -51,7 +51,8 @@ def test_import_registers_every_configured_class_in_our_scope_and_root():
         'import mmengine.registry as root\n'
         'import mmsgformer\n'
         'from mmsgformer import registry as ours\n'
-        'names = (("HOOKS", "AtomicCheckpointHook"), ("MODELS", "SGFormer"),\n'
+        'names = (("HOOKS", "AtomicCheckpointHook"), ("HOOKS", "DivergenceGuardHook"),\n'
+        '         ("MODELS", "SGFormer"),\n'
         '         ("MODEL_WRAPPERS", "CPUDistributedDataParallel"))\n'
         # plain names first: a scoped lookup would import the registry's locations lazily
         'plain = {name: getattr(root, kind).get(name) for kind, name in names}\n'

@@ -210,12 +210,7 @@ def apply_tta(cfg: Config, task: str) -> None:
                 'tta_model).')
         warnings.warn('Config has no tta_model/tta_pipeline: using flip TTA.')
     test_ds.pipeline = cfg.tta_pipeline
-    model = cfg.model
-    if cfg.get('data_preprocessor') is not None:
-        # mmpretrain keeps it next to the model; the runner would give it to the TTA wrapper,
-        # which never uses it, and the classifier would run without its normalisation
-        model.setdefault('data_preprocessor', cfg.data_preprocessor)
-    cfg.model = ConfigDict(**cfg.tta_model, module=model)
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
 
 
 def set_prediction_output(cfg: Config, task: str, out: str) -> None:

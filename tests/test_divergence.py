@@ -111,8 +111,9 @@ def test_guard_stops_after_patience_nonfinite_iterations(tmp_path):
     msg = str(err.value)
     assert runner.iter == 5  # the 6th iteration (0-based 5) raised
     assert 'at iteration 6 (epoch 1)' in msg
-    assert 'NaN/Inf for 3 consecutive iterations (iterations 4-6)' in msg
-    assert 'loss_main=' in msg and 'acc' not in msg.split('non-finite:')[1].split('.\n')[0]
+    terms = re.search(r'NaN/Inf for 3 consecutive iterations \(iterations 4-6; non-finite: '
+                      r'(.*)\)\.\n', msg).group(1)
+    assert terms == 'loss=nan, loss_main=nan, grad_norm=nan'  # not the NaN acc output
     good = str(tmp_path / 'w' / 'iter_3.pth')
     assert f'the last checkpoint, {good}, has finite weights' in msg
     assert 'lower learning rate' in msg and 'clip_grad' in msg and 'bfloat16' in msg
@@ -233,20 +234,21 @@ def _digest(path):
 
 
 def test_diverging_demo_run_stops_and_keeps_good_checkpoint(tmp_path):
-    """Epoch 1 trains normally (epoch_1.pth). A new run from its weights with lr=50 and no
-    clipping (the issue's command) diverges: it stops with the message and a non-zero exit
-    before any checkpoint is written, so epoch_1.pth (max_keep_ckpts=1) and last_checkpoint are
-    untouched; ``--resume`` then continues from epoch_1.pth and finishes epoch 2."""
+    """Epoch 1 (4 iterations) trains normally: epoch_1.pth. A new run in the same folder from its
+    weights with the issue's lr=50, no clipping and no warm-up (the demo's warm-up keeps the
+    loss finite, if huge, for the few iterations a test can afford) diverges: it stops with the
+    message and exit status 1 before any checkpoint is written, so epoch_1.pth (which
+    max_keep_ckpts=1 would rotate out) and last_checkpoint are untouched; ``--resume`` then
+    continues from epoch_1.pth and finishes epoch 2."""
     from mmsgformer.datasets import generate_coco_shapes
     from mmsgformer.engine.reliability import check_finite_checkpoint
-    generate_coco_shapes(str(tmp_path / 'shapes'), num_train=4, num_val=2, seed=1)
+    generate_coco_shapes(str(tmp_path / 'shapes'), num_train=8, num_val=2, seed=1)
     cfg = tmp_path / 'tiny.py'
     cfg.write_text(tiny_detection_config(
         tmp_path / 'shapes',
         extra='train_cfg = dict(max_epochs=2, val_interval=10)\n'
               'default_hooks = dict(logger=dict(interval=1),\n'
               '                     checkpoint=dict(interval=1, max_keep_ckpts=1))\n'
-              'train_dataloader = dict(batch_size=1)\n'
               'randomness = dict(seed=0)\n'))
     work = tmp_path / 'work'
     rc, out, err = _train(cfg, work, '--cfg-options', 'train_cfg.max_epochs=1')
@@ -255,15 +257,17 @@ def test_diverging_demo_run_stops_and_keeps_good_checkpoint(tmp_path):
     digest = _digest(good)
 
     rc, out, err = _train(cfg, work, '--cfg-options', f'load_from={good}',
-                          'optim_wrapper.optimizer.lr=50.0', 'optim_wrapper.clip_grad=None')
+                          'optim_wrapper.optimizer.lr=50.0', 'optim_wrapper.clip_grad=None',
+                          'param_scheduler=[]')
     assert rc == 1, out[-3000:] + err[-3000:]
     assert 'Traceback' not in err, err[-5000:]
     # the message is the last output: the logger's error, three lines
     first, restart, advice = out.strip().splitlines()[-3:]
-    stopped = re.search(r'ERROR - Training diverged: at iteration (\d+) \(epoch (\d)\), the loss '
-                        r'has been NaN/Inf for 5 consecutive iterations', first)
+    # stopped by the loss count or (here: the epoch ends first) the weights check at epoch end
+    stopped = re.search(r'ERROR - .* - Training diverged: .*?iteration (\d+)', first)
     assert stopped, out[-5000:]
     assert int(stopped.group(1)) <= 8, first  # within 2 epochs of 4 iterations
+    assert 'non-finite: loss=nan' in first
     assert f'the last checkpoint, {good}, has finite weights' in restart
     assert advice.startswith('What to try: a lower learning rate')
     assert _digest(good) == digest

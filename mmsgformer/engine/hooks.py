@@ -243,6 +243,7 @@ class DivergenceGuardHook(Hook):
         self.patience = patience
         self._streak = 0
         self._first_bad: Optional[int] = None
+        self._terms = ''
         self._checks_saves = True
 
     def before_train(self, runner) -> None:
@@ -260,24 +261,29 @@ class DivergenceGuardHook(Hook):
         self._streak += 1
         if self._streak == 1:
             self._first_bad = iteration
-        terms = ', '.join(f'{k}={v}' for k, v in bad.items())
+        self._terms = ', '.join(f'{k}={v}' for k, v in bad.items())
         if self._streak < self.patience:
             runner.logger.warning(
-                f'Iteration {iteration}: non-finite {terms} ({self._streak} of '
+                f'Iteration {iteration}: non-finite {self._terms} ({self._streak} of '
                 f'{self.patience} consecutive iterations stop training)')
             return
-        since = (f'iterations {self._first_bad}-{iteration}' if self.patience > 1
-                 else f'iteration {iteration}')
         stop_training(runner, f'at iteration {iteration}{_epoch_of(runner)}, the loss has been '
-                              f'NaN/Inf for {self._streak} consecutive iterations ({since}); '
-                              f'non-finite: {terms}')
+                              f'NaN/Inf for {self._streak} consecutive iterations '
+                              f'({self._since(iteration)}; non-finite: {self._terms})')
 
     def after_train_epoch(self, runner) -> None:
         # before validation and before the checkpoint hook (lower priority)
         if self._streak:
-            stop_if_weights_nonfinite(runner, _model_weights(runner),
-                                      f'at the end of epoch {runner.epoch + 1}, iteration '
-                                      f'{runner.iter}')
+            stop_if_weights_nonfinite(
+                runner, _model_weights(runner),
+                f'at the end of epoch {runner.epoch + 1} (iteration {runner.iter}), whose last '
+                f'{self._streak} iterations had a NaN/Inf loss ({self._since(runner.iter)}; '
+                f'non-finite: {self._terms})')
+
+    def _since(self, iteration: int) -> str:
+        if self._first_bad == iteration:
+            return f'iteration {iteration}'
+        return f'iterations {self._first_bad}-{iteration}'
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if self._checks_saves:

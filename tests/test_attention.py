@@ -485,6 +485,39 @@ def test_layer_norm_linear_equals_plain_graph_and_keeps_less():
         [a.requires_grad_() for a in args])
 
 
+def test_inference_residual_in_place_same_outputs():
+    """Inference adds the residuals in place into the branch outputs: the same features bit for
+    bit, under autocast too (a float32 residual stream is not added into a bf16 branch)."""
+    from conftest import TINY_ARCH
+    from mmsgformer.models import SGFormer
+    from mmsgformer.models import sgformer as sgformer_module
+    model = SGFormer(arch=TINY_ARCH).eval()
+    x = torch.randn(2, 3, 64, 96)
+    adds = []
+    plain_add = sgformer_module.residual_add
+
+    def spy(a, b):
+        out = plain_add(a, b)
+        adds.append(out.data_ptr() == b.data_ptr())
+        return out
+    with torch.no_grad(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sgformer_module, 'residual_add', spy)
+        fast = model(x)
+        assert adds and all(adds)
+        patch.setattr(sgformer_module, 'residual_add', lambda a, b: a + b)
+        plain = model(x)
+        for a, b in zip(fast, plain):
+            assert torch.equal(a, b)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            plain = model(x)
+            adds.clear()
+            patch.setattr(sgformer_module, 'residual_add', spy)
+            fast = model(x)
+        assert not all(adds)  # float32 stream + bf16 branch: not in place
+        for a, b in zip(fast, plain):
+            assert torch.equal(a, b)
+
+
 def test_conv_gelu_linear_under_autocast_close_to_float32():
     from mmsgformer.models.sgformer import ConvMlp
     torch.manual_seed(0)

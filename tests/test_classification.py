@@ -32,6 +32,37 @@ def test_configs_build_with_official_sizes(size):
     assert next(t for t in test_pipeline if t['type'] == 'CenterCrop')['crop_size'] == 224
 
 
+# Per size: drop path rate and head width (the backbone's last stage).
+IN1K_SIZES = {'s': (0.1, 512), 'm': (0.2, 512), 'b': (0.4, 768)}
+
+
+@pytest.mark.parametrize('size', sorted(IN1K_SIZES))
+def test_in1k_recipe_pinned(size):
+    """The values checked against the former mmpretrain-based text configs
+    (imagenet_bs64_swin_224, imagenet_bs1024_adamw_swin, default_runtime + our recipe) when they
+    became pure-Python."""
+    cfg = Config.fromfile(osp.join(REPO, f'configs/sgformer_{size}_in1k.py'))
+    drop_path, channels = IN1K_SIZES[size]
+    assert (cfg.model.backbone.arch, cfg.model.backbone.drop_path_rate) == (size, drop_path)
+    assert cfg.model.head.in_channels == channels
+    assert cfg.model.train_cfg.augments == [dict(type='Mixup', alpha=0.8),
+                                            dict(type='CutMix', alpha=1.0)]
+    assert cfg.optim_wrapper.optimizer == dict(
+        type='AdamW', lr=1e-3, weight_decay=0.05, eps=1e-8, betas=(0.9, 0.999))
+    assert cfg.optim_wrapper.paramwise_cfg.custom_keys['.pos_embed'] == dict(decay_mult=0.0)
+    assert cfg.param_scheduler == [
+        dict(type='LinearLR', start_factor=1e-3, by_epoch=True, end=20,
+             convert_to_iter_based=True),
+        dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=20)]
+    assert cfg.train_cfg == dict(by_epoch=True, max_epochs=300, val_interval=1)
+    assert cfg.train_dataloader.batch_size == 64 and cfg.auto_scale_lr.base_batch_size == 1024
+    assert [t['type'] for t in cfg.train_dataloader.dataset.pipeline] == [
+        'LoadImageFromFile', 'RandomResizedCrop', 'RandomFlip', 'RandAugment', 'RandomErasing',
+        'PackInputs']
+    assert cfg.default_hooks.checkpoint == dict(type='mmsgformer.AtomicCheckpointHook', interval=1)
+    assert cfg.custom_hooks == [dict(type='mmsgformer.DivergenceGuardHook')]
+
+
 def test_converted_checkpoint_gives_official_logits(tmp_path, reference, reference_arch):
     from mmsgformer.utils import register_safe_globals
     register_safe_globals()
@@ -49,18 +80,20 @@ def test_converted_checkpoint_gives_official_logits(tmp_path, reference, referen
 
 
 TINY_CLASSIFIER = """
-_base_ = {base!r}
-model = dict(
-    backbone=dict(arch=dict(_delete_=True, embed_dims=[32, 64, 128, 256], num_heads=[2, 2, 4, 8],
-                            depths=[2, 2, 2, 1], mlp_ratios=[4, 4, 4, 4], sr_ratios=[8, 4, 2, 1])),
-    head=dict(num_classes=10, in_channels=256))
-data_preprocessor = dict(num_classes=10)
-test_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+from mmengine.config import read_base
+
+with read_base():  # ./configs is a link to the repository's configs
+    from .configs.sgformer_s_in1k import *
+
+model.backbone.arch = {arch!r}
+model.head.update(num_classes=10, in_channels={channels})
+data_preprocessor.num_classes = 10
+test_dataloader.update(batch_size=2, num_workers=0, persistent_workers=False,
                        dataset=dict(data_root={root!r}))
 """
 
 
-def test_tools_test_reports_imagenet_top1(tmp_path, reference):
+def test_tools_test_reports_imagenet_top1(tmp_path, reference, reference_arch):
     """tools/test.py on an ImageNet-layout folder: labels chosen as the model's own predictions
     (computed here through the config's pipeline) must give top-1 = 100."""
     import numpy as np
@@ -83,9 +116,10 @@ def test_tools_test_reports_imagenet_top1(tmp_path, reference):
         image = (rng.random((*size, 3)) * 255).astype(np.uint8)
         Image.fromarray(image).save(root / 'val' / f'img{i}.JPEG')
         names.append(f'img{i}.JPEG')
+    (tmp_path / 'configs').symlink_to(osp.join(REPO, 'configs'))
     config = tmp_path / 'tiny_in1k.py'
-    config.write_text(TINY_CLASSIFIER.format(base=osp.join(REPO, 'configs/sgformer_s_in1k.py'),
-                                             root=str(root)))
+    config.write_text(TINY_CLASSIFIER.format(arch=reference_arch, root=str(root),
+                                             channels=reference_arch['embed_dims'][-1]))
 
     cfg = Config.fromfile(str(config))
     init_default_scope('mmpretrain')

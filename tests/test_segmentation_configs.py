@@ -156,3 +156,46 @@ def test_forward_loss_and_predict(path):
             assert pred.shape == (1, *shape), (mode, shape, pred.shape)
             assert pred.min() >= 0 and pred.max() < num_classes
             assert out[0].seg_logits.data.shape == (num_classes, *shape)
+
+
+@pytest.mark.parametrize('path', ADE_CONFIGS)
+def test_ade_recipe_pinned(path):
+    """The values checked against the former mmseg-based text configs (upernet_swin, ade20k,
+    default_runtime, schedule_160k + our recipe) when they became pure-Python."""
+    cfg = _load(path, pretrained=True)
+    assert cfg.model.backbone.drop_path_rate == 0.3
+    assert cfg.optim_wrapper == dict(
+        type='OptimWrapper',
+        optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
+        paramwise_cfg=dict(norm_decay_mult=0., custom_keys={'pos_embed': dict(decay_mult=0.)}))
+    assert cfg.param_scheduler == [
+        dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
+        dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000, by_epoch=False)]
+    assert cfg.train_cfg == dict(type='IterBasedTrainLoop', max_iters=160000, val_interval=16000)
+    assert cfg.train_dataloader.dataset.pipeline == [
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations', reduce_zero_label=True),
+        dict(type='RandomResize', scale=(2048, 512), ratio_range=(0.5, 2.0), keep_ratio=True),
+        dict(type='RandomCrop', crop_size=(512, 512), cat_max_ratio=0.75),
+        dict(type='RandomFlip', prob=0.5),
+        dict(type='PhotoMetricDistortion'),
+        dict(type='PackSegInputs')]
+    assert cfg.test_dataloader.dataset.pipeline[1] == dict(
+        type='Resize', scale=(2048, 512), keep_ratio=True)
+    resizes = cfg.tta_pipeline[1]['transforms'][0]
+    assert [t['scale_factor'] for t in resizes] == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+    assert cfg.model.decode_head.norm_cfg == dict(type='SyncBN', requires_grad=True)
+    assert cfg.model.data_preprocessor.size == (512, 512)
+    # the hooks every task base sets (mmsgformer/engine)
+    assert cfg.default_hooks.checkpoint == dict(
+        type='mmsgformer.AtomicCheckpointHook', by_epoch=False, interval=16000)
+    assert cfg.custom_hooks == [dict(type='mmsgformer.DivergenceGuardHook')]
+
+
+def test_demo_keeps_the_hooks():
+    cfg = _load(DEMO_CONFIG)
+    assert cfg.default_hooks.checkpoint == dict(
+        type='mmsgformer.AtomicCheckpointHook', by_epoch=False, interval=4500,
+        max_keep_ckpts=1, save_last=True)
+    assert cfg.custom_hooks == [dict(type='mmsgformer.DivergenceGuardHook')]
+    assert cfg.model.data_preprocessor.size == cfg.data_preprocessor.size == (64, 64)

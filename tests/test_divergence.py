@@ -26,8 +26,12 @@ TRAIN = osp.join(REPO, 'tools', 'train.py')
 
 # ---- in-process runs of a one-layer model -----------------------------------------------------
 
+LOSS, GRAD = 1, 2  # how a sample is poisoned: infinite loss, or finite loss and infinite gradients
+
+
 def _toy_classes():
-    """A model whose loss is multiplied by inf on "poisoned" samples, its dataset, and an
+    """A one-layer model whose loss (``LOSS``) or gradients (``GRAD``, the loss stays finite: an
+    fp16 gradient overflow) become infinite on poisoned samples, its dataset, and an
     ``AmpOptimWrapper`` with a CPU loss scaler (MMEngine's own refuses to start without a GPU;
     the scaler's step skipping is what matters here)."""
     from mmengine.model import BaseModel
@@ -40,22 +44,26 @@ def _toy_classes():
             self.fc = nn.Linear(4, 1)
 
         def forward(self, x, poison, mode='loss'):
-            loss = self.fc(x).pow(2).mean()
-            factor = torch.where(poison.any(), torch.tensor(float('inf')), torch.tensor(1.0))
-            return dict(loss_main=loss * factor, acc=torch.tensor(float('nan')))
+            y = self.fc(x)
+            if (poison == GRAD).any():
+                y.register_hook(lambda grad: grad * float('inf'))
+            loss = y.pow(2).mean()
+            if (poison == LOSS).any():
+                loss = loss * float('inf')
+            return dict(loss_main=loss, acc=torch.tensor(float('nan')))
 
     class PoisonData(Dataset):
-        """Sample i is poisoned when i is in ``poison``; one sample per iteration."""
+        """One sample per iteration; sample i is poisoned as ``poison[i]`` says."""
 
         def __init__(self, length, poison):
-            self.length, self.poison = length, set(poison)
+            self.length, self.poison = length, poison
 
         def __len__(self):
             return self.length
 
         def __getitem__(self, i):
             gen = torch.Generator().manual_seed(i)
-            return dict(x=torch.randn(4, generator=gen), poison=torch.tensor(i in self.poison))
+            return dict(x=torch.randn(4, generator=gen), poison=torch.tensor(self.poison.get(i, 0)))
 
     class CPUAmpOptimWrapper(AmpOptimWrapper):
         def __init__(self, **kwargs):
@@ -72,8 +80,8 @@ def _toy_classes():
 
 def _toy_runner(tmp_path, poison, length=8, patience=3, amp=False, checkpoint=None,
                 checkpoint_type='mmsgformer.AtomicCheckpointHook'):
-    """A Runner (work dir ``tmp_path/w``) of 1 epoch of ``length`` iterations; samples
-    (0-based) in ``poison`` give an infinite loss."""
+    """A Runner (work dir ``tmp_path/w``) of 1 epoch of ``length`` iterations; ``poison`` maps
+    0-based sample (= iteration) indices to ``LOSS`` or ``GRAD``."""
     import mmsgformer  # noqa: F401  (registers the hooks)
     from mmengine.runner import Runner
 
@@ -105,13 +113,14 @@ def test_guard_stops_after_patience_nonfinite_iterations(tmp_path):
     stops at iteration 6 naming the loss term and the last good checkpoint (iter_3.pth); the
     NaN ``acc`` output (not a loss term) and the good iterations do not count."""
     from mmsgformer.engine.reliability import DivergenceError, check_finite_checkpoint
-    runner = _toy_runner(tmp_path, poison=[3], checkpoint=dict(interval=3))
+    runner = _toy_runner(tmp_path, poison={3: LOSS}, checkpoint=dict(interval=3))
     with pytest.raises(DivergenceError) as err:
         runner.train()
     msg = str(err.value)
     assert runner.iter == 5  # the 6th iteration (0-based 5) raised
     assert 'at iteration 6 (epoch 1)' in msg
-    terms = re.search(r'NaN/Inf for 3 consecutive iterations \(iterations 4-6; non-finite: '
+    terms = re.search(r'3 consecutive iterations had a NaN/Inf loss or gradient norm '
+                      r'\(iterations 4-6; non-finite: '
                       r'(.*)\)\.\n', msg).group(1)
     assert terms == 'loss=nan, loss_main=nan, grad_norm=nan'  # not the NaN acc output
     good = str(tmp_path / 'w' / 'iter_3.pth')
@@ -125,7 +134,7 @@ def test_checkpoint_hook_refuses_nonfinite_weights(tmp_path):
     max_keep_ckpts=1) is refused before anything is written, renamed or rotated out."""
     from mmsgformer.engine.reliability import DivergenceError, check_finite_checkpoint
     work = tmp_path / 'w'
-    runner = _toy_runner(tmp_path, poison=[2], patience=10,
+    runner = _toy_runner(tmp_path, poison={2: LOSS}, patience=10,
                          checkpoint=dict(interval=2, max_keep_ckpts=1))
     with pytest.raises(DivergenceError, match=r"the model's weights contain NaN/Inf \(2 of 2 "
                        r'tensors, keys fc.weight, fc.bias\) when iter_4.pth was due'):
@@ -141,23 +150,26 @@ def test_guard_protects_checkpoints_of_mmengine_checkpoint_hook(tmp_path):
     weights before the file is written: no checkpoint with NaN weights appears."""
     from mmsgformer.engine.reliability import DivergenceError
     work = tmp_path / 'w'
-    runner = _toy_runner(tmp_path, poison=[2], patience=10, checkpoint_type='CheckpointHook',
+    runner = _toy_runner(tmp_path, poison={2: LOSS}, patience=10, checkpoint_type='CheckpointHook',
                          checkpoint=dict(interval=2))
     with pytest.raises(DivergenceError, match='before a checkpoint was written'):
         runner.train()
     assert (work / 'iter_2.pth').is_file() and not (work / 'iter_4.pth').exists()
 
 
-@pytest.mark.parametrize('poison, stops', [([2, 5], False), ([2, 3, 4], True)])
+@pytest.mark.parametrize('poison, stops', [
+    ({1: LOSS, 3: LOSS, 5: LOSS}, False),  # isolated: patience (3) of them, never in a row
+    ({1: GRAD, 2: GRAD, 3: GRAD, 4: GRAD}, False),  # gradient overflows: the scaler's business
+    ({2: LOSS, 3: LOSS, 4: LOSS}, True),
+])
 def test_loss_scaler_transient_overflow_is_not_stopped(tmp_path, poison, stops):
-    """Dynamic loss scaling skips the step of a non-finite loss (weights stay finite):
-    isolated non-finite iterations are skipped and training goes on; ``patience`` (3) in a row
-    stop it."""
+    """Dynamic loss scaling skips the steps of non-finite gradients and lowers the scale
+    (weights stay finite): isolated non-finite losses and any run of gradient overflows under a
+    finite loss do not stop training; ``patience`` (3) non-finite losses in a row do."""
     from mmsgformer.engine.reliability import DivergenceError
-    runner = _toy_runner(tmp_path, poison=poison, amp=True,
-                         checkpoint=dict(interval=4))
+    runner = _toy_runner(tmp_path, poison=poison, amp=True, checkpoint=dict(interval=4))
     if stops:
-        with pytest.raises(DivergenceError, match='for 3 consecutive iterations'):
+        with pytest.raises(DivergenceError, match='3 consecutive iterations had a NaN/Inf loss'):
             runner.train()
     else:
         runner.train()
@@ -165,6 +177,15 @@ def test_loss_scaler_transient_overflow_is_not_stopped(tmp_path, poison, stops):
         assert (tmp_path / 'w' / 'iter_8.pth').is_file()
     assert _weights_finite(runner)  # the scaler skipped every poisoned step
     assert runner.optim_wrapper.loss_scaler.get_scale() < 2.0 ** 8  # and lowered the scale
+
+
+def test_plain_optimizer_nonfinite_gradient_counts(tmp_path):
+    """Without a loss scaler, a step with non-finite gradients (finite loss) is applied and
+    ruins the weights: it counts, and names the gradient norm."""
+    from mmsgformer.engine.reliability import DivergenceError
+    runner = _toy_runner(tmp_path, poison={3: GRAD}, patience=1)
+    with pytest.raises(DivergenceError, match=r'at iteration 4 .*non-finite: grad_norm=(inf|nan)\)'):
+        runner.train()
 
 
 def test_check_finite_checkpoint(tmp_path):

@@ -267,8 +267,8 @@ class DivergenceGuardHook(Hook):
                 f'Iteration {iteration}: non-finite {self._terms} ({self._streak} of '
                 f'{self.patience} consecutive iterations stop training)')
             return
-        stop_training(runner, f'at iteration {iteration}{_epoch_of(runner)}, the loss has been '
-                              f'NaN/Inf for {self._streak} consecutive iterations '
+        stop_training(runner, f'at iteration {iteration}{_epoch_of(runner)}, {self._streak} '
+                              f'consecutive iterations had a NaN/Inf loss or gradient norm '
                               f'({self._since(iteration)}; non-finite: {self._terms})')
 
     def after_train_epoch(self, runner) -> None:
@@ -277,8 +277,8 @@ class DivergenceGuardHook(Hook):
             stop_if_weights_nonfinite(
                 runner, _model_weights(runner),
                 f'at the end of epoch {runner.epoch + 1} (iteration {runner.iter}), whose last '
-                f'{self._streak} iterations had a NaN/Inf loss ({self._since(runner.iter)}; '
-                f'non-finite: {self._terms})')
+                f'{self._streak} iterations had a NaN/Inf loss or gradient norm '
+                f'({self._since(runner.iter)}; non-finite: {self._terms})')
 
     def _since(self, iteration: int) -> str:
         if self._first_bad == iteration:

@@ -72,11 +72,11 @@ def test_issue_table_rows_compare_one_run(options, monkeypatch, capsys):
 
 def test_issue_table_without_official_skips_that_row(options, monkeypatch):
     import mmsgformer.analysis.benchmark as benchmark
-    monkeypatch.setattr(benchmark, 'ISSUE_SIZES', dict(small=(64, 64, 1), large=(64, 64, 1),
-                                                       memory=(64, 64, 1)))
     monkeypatch.setattr(benchmark, 'measure_memory_cpu', lambda *a: None)  # a failed child
     options.official, options.out = None, None
+    options.issue_sizes = ['64x64@1', '64x32@1', '32x32@1']  # --issue-sizes
     rows = benchmark.issue_table(options)
+    assert [r['label'].split(', ')[1] for r in rows[1:3]] == ['64x64@1', '64x32@1']
     assert rows[0]['value'] is None and rows[0]['met'] is None
     assert 'needs --official' in rows[0]['detail']
     assert rows[4]['value'] is None and rows[4]['detail'] == 'not measured'

@@ -621,14 +621,15 @@ def issue_table(args: argparse.Namespace) -> List[dict]:
     * ``args.issue_model`` (SG-Former-S) against the official implementation of the same arch
       (``args.official``, a folder with the official code; skipped without it) and against
       ``args.issue_baseline`` (mmdet's Swin-T by default), and its fraction of the float32
-      matmul rate: one interleaved inference run at ``ISSUE_SIZES['small']``;
-    * against the baseline: one interleaved inference run at ``ISSUE_SIZES['large']``;
-    * extra training memory: one training step at ``ISSUE_SIZES['memory']`` in a fresh process
+      matmul rate: one interleaved inference run at ``small``;
+    * against the baseline: one interleaved inference run at ``large``;
+    * extra training memory: one training step at ``memory`` in a fresh process
       per model (CPU only): the RSS high-water mark minus the process's RSS after building the
       model and input (``step_mib``), so weights and input are not counted.
 
-    Times are medians over ``args.reps`` interleaved repetitions with ``args.threads`` threads;
-    ratios compare rows of the same run.
+    The three sizes are ``ISSUE_SIZES`` or ``args.issue_sizes`` (three ``HxW@B`` texts). Times
+    are medians over ``args.reps`` interleaved repetitions with ``args.threads`` threads; ratios
+    compare rows of the same run.
 
     Args:
         args: The command line's options, completed by :func:`resolve_options`.
@@ -638,20 +639,24 @@ def issue_table(args: argparse.Namespace) -> List[dict]:
         ``target``, ``met``.
     """
     model, base = args.issue_model, args.issue_baseline
+    sizes = dict(ISSUE_SIZES)
+    if getattr(args, 'issue_sizes', None):
+        sizes = dict(zip(('small', 'large', 'memory'),
+                         (parse_size(text, [1])[0] for text in args.issue_sizes)))
     official = [name for name, arch in OFFICIAL_MODELS.items()
                 if model == f'sgformer_{arch}'] or ['official_sgformer_s']
     info = machine_info(args)
     print(f'# {info["date"]}  {info.get("cpu") or info.get("gpu")}  device={args.device}  '
           f'threads={args.threads}  float32  torch {info["torch"]}  (issue table)', flush=True)
     small = _part(args, [model, base] + (official if args.official else []),
-                  ISSUE_SIZES['small'], 'infer', macs=True)
-    large = _part(args, [model, base], ISSUE_SIZES['large'], 'infer', macs=False)
+                  sizes['small'], 'infer', macs=True)
+    large = _part(args, [model, base], sizes['large'], 'infer', macs=False)
     step = {}
     if torch.device(args.device).type == 'cpu':
         part = argparse.Namespace(**vars(args))
         part.models, part.whole_model = [model, base], None
         for name in part.models:
-            step[name] = (measure_memory_cpu(name, ISSUE_SIZES['memory'], 'train', part)
+            step[name] = (measure_memory_cpu(name, sizes['memory'], 'train', part)
                           or {}).get('step_mib')
     ours = small[model]
     values = dict(
@@ -663,20 +668,20 @@ def issue_table(args: argparse.Namespace) -> List[dict]:
             ours['pct_mm'] / 100,
             f'{ours["gmac_s"]:.1f} of {_matmul_rate_of(ours):.1f} GMAC/s'),
         memory=_ratio(step.get(model), step.get(base), '{:.0f} / {:.0f} MiB'))
-    sizes = {key: _size_text(size) for key, size in ISSUE_SIZES.items()}
+    texts = {key: _size_text(size) for key, size in sizes.items()}
     rows = []
     for label, key, target, direction in ISSUE_TARGETS:
         value, detail = values[key]
         met = None if value is None else (value >= target if direction == '>=' else
                                           value <= target)
         shown = f'{100 * target:g}%' if key == 'matmul' else f'{target:g}'
-        rows.append(dict(label=label.format(model=model, base=base, **sizes), value=value,
+        rows.append(dict(label=label.format(model=model, base=base, **texts), value=value,
                          detail=detail, target=f'{direction} {shown}', met=met))
     print(format_issue_table(rows))
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
-            json.dump(dict(machine=info, argv=sys.argv[1:], issue_table=rows, sizes=ISSUE_SIZES,
+            json.dump(dict(machine=info, argv=sys.argv[1:], issue_table=rows, sizes=sizes,
                            small=small, large=large, step_mib=step), f, indent=2)
     return rows
 

@@ -91,6 +91,9 @@ def parse_args(argv=None):
                         'docs/benchmark.md); uses --threads, --reps, --warmup, --official, --out')
     p.add_argument('--issue-model', default='sgformer_s',
                    help='the SG-Former of --issue-table (default %(default)s)')
+    p.add_argument('--issue-sizes', nargs=3, metavar=('SMALL', 'LARGE', 'MEMORY'),
+                   help='HxW@B of --issue-table\'s runs (default 224x224@8 800x1216@1 '
+                        '800x1333@1; e.g. 224x224@32 800x1333@2 800x1333@2 on a GPU)')
     p.add_argument('--issue-baseline', default='swin_t',
                    help='the Swin-T of --issue-table (default %(default)s, mmdet\'s; '
                         'timm_swin_t without mmdet)')

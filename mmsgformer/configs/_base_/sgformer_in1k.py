@@ -10,6 +10,10 @@
 # `imagenet_bs1024_adamw_swin.py` and `default_runtime.py` with our changes.
 default_scope = 'mmpretrain'
 custom_imports = dict(imports=['mmsgformer'], allow_failed_imports=False)
+# MMEngine skips custom_imports in pure-Python configs: import mmsgformer while the config is
+# parsed, before anything reads a checkpoint (MMEngine's Inferencers do so before building the
+# model); the import lets torch read MMEngine checkpoints (README "Checkpoints").
+__import__('mmsgformer')
 
 # ---------------------------------------------------------------- model
 model = dict(

@@ -19,6 +19,10 @@
 # see docs/segmentation.md.
 default_scope = 'mmseg'
 custom_imports = dict(imports=['mmsgformer'], allow_failed_imports=False)
+# MMEngine skips custom_imports in pure-Python configs: import mmsgformer while the config is
+# parsed, before anything reads a checkpoint (MMEngine's Inferencers do so before building the
+# model); the import lets torch read MMEngine checkpoints (README "Checkpoints").
+__import__('mmsgformer')
 
 # ---------------------------------------------------------------- model
 crop_size = (512, 512)

@@ -12,8 +12,9 @@ float64 model (how far float32 rounding alone moves the outputs).
 The official files are imported as they are, never modified; :func:`import_official` patches
 at run time only what today's libraries lack: it gives ``sgformer.py`` its ``pos_embed`` module
 for the duration of the import, gives ``pos_embed.py`` the alias ``np.float`` (gone since numpy
-1.24) and silences the deprecation warnings of the timm import paths ``sgformer.py`` uses. It runs on the CPU as it is (it hard-codes no device); its layers are
-built for 224x224 inputs, the only size used here.
+1.24) and silences the deprecation warnings of the timm import paths ``sgformer.py`` uses. The
+official model runs on the CPU as it is (it hard-codes no device); its layers are built for
+224x224 inputs, the only size used here.
 """
 from __future__ import annotations
 
@@ -229,7 +230,7 @@ def make_reference(official_dir: str, seed: int = 0) -> dict:
     """
     official = import_official(official_dir)
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # the official initialisation, overwritten up to the noise
+    torch.manual_seed(seed)  # the official initialisation draws from the global generator
     model = perturb_(build_official(official, REFERENCE_ARCH, REFERENCE_NUM_CLASSES), generator)
     images = random_images(REFERENCE_BATCH, generator)
     outputs = {}
@@ -237,7 +238,7 @@ def make_reference(official_dir: str, seed: int = 0) -> dict:
         stages, logits = run_official(copy.deepcopy(model).to(dtype),
                                       images_to_inputs(images, dtype))
         outputs[name] = dict(stage_outputs=stages, logits=logits)
-    import timm
+    import timm  # the official code's dependency, needed only here
     return dict(
         arch=dict(REFERENCE_ARCH, num_classes=REFERENCE_NUM_CLASSES, qkv_bias=True,
                   norm_eps=1e-6),
@@ -295,7 +296,7 @@ def measure_rounding(official_dir: str, arch: str = 's', num_images: int = 16,
     """
     official = import_official(official_dir)
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # the official initialisation draws from the global generator
     model = perturb_(build_official(official, arch), generator)
     images = random_images(num_images, generator)
     ours = {dtype: ours_from_official(arch, model.state_dict(), dtype)

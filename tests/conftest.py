@@ -40,6 +40,19 @@ def tiny_detection_config(data_root, imports=('mmsgformer',), extra: str = '') -
         "test_evaluator = val_evaluator\n" + extra)
 
 
+def _cpu_half_matmul() -> bool:
+    try:
+        torch.ones(1, 1, 1, dtype=torch.half) @ torch.ones(1, 1, 1, dtype=torch.half)
+        return True
+    except RuntimeError:
+        return False
+
+
+requires_cpu_half = pytest.mark.skipif(
+    not _cpu_half_matmul(), reason=f'torch {torch.__version__} has no float16 matmul on the CPU '
+                                   f'(torch 2.1; on the GPU it has)')
+"""For float16 tests on the CPU (``make test-torch21`` runs some tests under torch 2.1)."""
+
 # A small architecture for fast tests, every block kind included.
 TINY_ARCH = dict(embed_dims=[32, 64, 128, 256], num_heads=[2, 2, 4, 8], depths=[2, 2, 2, 1],
                  mlp_ratios=[4, 4, 4, 4])

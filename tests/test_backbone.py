@@ -5,7 +5,7 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import REFERENCE_FILE, TINY_ARCH
+from conftest import REFERENCE_FILE, TINY_ARCH, requires_cpu_half
 from mmsgformer.models import SGFormer
 from mmsgformer.models.attention import HybridScaleAttention, attention, key_significance
 from mmsgformer.models.sgformer import FiniteInputCheck
@@ -93,7 +93,7 @@ def test_make_reference_names_the_missing_official_files(tmp_path):
 @pytest.mark.parametrize('dtype,expected_dtype,tolerance', [
     (torch.float64, torch.float64, 1e-15),
     (torch.float32, torch.float32, 1e-6),
-    (torch.float16, torch.float32, 1e-6),
+    pytest.param(torch.float16, torch.float32, 1e-6, marks=requires_cpu_half),
     (torch.bfloat16, torch.float32, 1e-6),
 ])
 def test_significance_precision(dtype, expected_dtype, tolerance, through_attention):

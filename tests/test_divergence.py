@@ -188,6 +188,31 @@ def test_plain_optimizer_nonfinite_gradient_counts(tmp_path):
         runner.train()
 
 
+def test_guard_reads_host_values_not_device_tensors(tmp_path):
+    """No host-device sync: the guard takes the loss values that MMEngine's RuntimeInfoHook has
+    already copied to the message hub, and never reads the output tensors (here objects that
+    fail when read)."""
+    from types import SimpleNamespace
+
+    from mmengine.logging import MessageHub, MMLogger
+
+    from mmsgformer.engine import DivergenceGuardHook
+    from mmsgformer.engine.reliability import DivergenceError
+
+    class Unreadable:
+        def __float__(self):
+            raise AssertionError('the guard read an output tensor (a device sync on CUDA)')
+
+    name = f'divergence_{tmp_path.name}'
+    runner = SimpleNamespace(message_hub=MessageHub.get_instance(name), iter=0, epoch=0,
+                             optim_wrapper=SimpleNamespace(), train_loop=None,
+                             logger=MMLogger.get_instance(name), work_dir=str(tmp_path))
+    outputs = dict(loss=Unreadable(), loss_cls=Unreadable())
+    runner.message_hub.update_scalars({'train/loss': float('nan'), 'train/loss_cls': 1.0})
+    with pytest.raises(DivergenceError, match=r'at iteration 1, .*non-finite: loss=nan\)'):
+        DivergenceGuardHook(patience=1).after_train_iter(runner, 0, None, outputs)
+
+
 def test_check_finite_checkpoint(tmp_path):
     from mmsgformer.engine.reliability import NonFiniteCheckpointError, check_finite_checkpoint
     weights = {f'layer{i}.weight': torch.ones(2) for i in range(8)}

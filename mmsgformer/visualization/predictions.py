@@ -16,6 +16,9 @@ import numpy as np
 
 PANEL_INCHES = (4.8, 3.84)
 """Width and height of one panel (a 160x128 image is drawn 3x enlarged at 100 dpi)."""
+TITLE_INCHES = 0.45  # above every panel
+GAP_INCHES = 0.15  # between panels
+HEADING_INCHES = 0.55  # above everything, when there is a title
 DPI = 100
 
 
@@ -165,9 +168,10 @@ def _draw_panel(ax, image: np.ndarray, objects: Optional[Instances], classes: Se
                                edgecolor=colour, linewidth=2))
         text = classes[label] if objects.scores is None else \
             f'{classes[label]} {objects.scores[i]:.2f}'
-        ax.text(x1 - .5, y1 - 1.5, text, fontsize=10, color='white', va='bottom',
-                bbox=dict(facecolor=colour, edgecolor='none', pad=1.5, alpha=0.9),
-                clip_on=True)
+        inside = y1 < 0.08 * image.shape[0]  # no room above the box: the label goes inside
+        ax.text(x1 - .5, y1 + .5 if inside else y1 - 1.5, text, fontsize=10, color='white',
+                va='top' if inside else 'bottom', clip_on=True,
+                bbox=dict(facecolor=colour, edgecolor='none', pad=1.5, alpha=0.9))
 
 
 def draw_prediction_grid(results: Sequence[ImageResult], classes: Sequence[str], out_file: str,
@@ -196,9 +200,13 @@ def draw_prediction_grid(results: Sequence[ImageResult], classes: Sequence[str],
     pairs_per_row = max(1, min(pairs_per_row, len(results)))
     rows = -(-len(results) // pairs_per_row)
     cols = 2 * pairs_per_row
-    heading = 0.6 if title else 0.
-    fig, axes = plt.subplots(rows, cols, squeeze=False, figsize=(
-        cols * PANEL_INCHES[0], rows * (PANEL_INCHES[1] + 0.4) + heading))
+    (panel_w, panel_h), heading = PANEL_INCHES, HEADING_INCHES if title else 0.
+    fig_w = cols * panel_w + (cols + 1) * GAP_INCHES
+    fig_h = heading + rows * (TITLE_INCHES + panel_h) + GAP_INCHES
+    fig, axes = plt.subplots(rows, cols, squeeze=False, figsize=(fig_w, fig_h))
+    fig.subplots_adjust(left=GAP_INCHES / fig_w, right=1 - GAP_INCHES / fig_w,
+                        bottom=GAP_INCHES / fig_h, top=1 - (heading + TITLE_INCHES) / fig_h,
+                        wspace=GAP_INCHES / panel_w, hspace=TITLE_INCHES / panel_h)
     for ax in axes.ravel():
         ax.set_axis_off()
     for i, result in enumerate(results):
@@ -213,8 +221,7 @@ def draw_prediction_grid(results: Sequence[ImageResult], classes: Sequence[str],
             ax.set_axis_on()
             _draw_panel(ax, result.image, objects, classes, colours, f'{name}: {what}')
     if title:
-        fig.suptitle(title, fontsize=13)
-    fig.tight_layout(rect=(0, 0, 1, 1 - heading / fig.get_figheight()))
+        fig.suptitle(title, fontsize=13, y=1 - 0.15 / fig_h, va='top')
     os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
     fig.savefig(out_file, dpi=DPI)
     plt.close(fig)

@@ -184,7 +184,8 @@ def test_plain_optimizer_nonfinite_gradient_counts(tmp_path):
     ruins the weights: it counts, and names the gradient norm."""
     from mmsgformer.engine.reliability import DivergenceError
     runner = _toy_runner(tmp_path, poison={3: GRAD}, patience=1)
-    with pytest.raises(DivergenceError, match=r'at iteration 4 .*non-finite: grad_norm=(inf|nan)\)'):
+    with pytest.raises(DivergenceError,
+                       match=r'at iteration 4 .*non-finite: grad_norm=(inf|nan)\)'):
         runner.train()
 
 

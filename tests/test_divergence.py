@@ -284,9 +284,9 @@ def test_diverging_demo_run_stops_and_keeps_good_checkpoint(tmp_path):
     """Epoch 1 (4 iterations) trains normally: epoch_1.pth. A new run in the same folder from its
     weights with the issue's lr=50, no clipping and no warm-up (the demo's warm-up keeps the
     loss finite, if huge, for the few iterations a test can afford) diverges: it stops with the
-    message and exit status 1 before any checkpoint is written, so epoch_1.pth (which
-    max_keep_ckpts=1 would rotate out) and last_checkpoint are untouched; ``--resume`` then
-    continues from epoch_1.pth and finishes epoch 2."""
+    message and exit status 1 before any checkpoint is written, so epoch_1.pth and
+    last_checkpoint are untouched (its first checkpoint, epoch_2.pth, would rotate epoch_1.pth out:
+    max_keep_ckpts=1); ``--resume`` then continues from epoch_1.pth and finishes epoch 2."""
     from mmsgformer.datasets import generate_coco_shapes
     from mmsgformer.engine.reliability import check_finite_checkpoint
     generate_coco_shapes(str(tmp_path / 'shapes'), num_train=8, num_val=2, seed=1)
@@ -305,7 +305,7 @@ def test_diverging_demo_run_stops_and_keeps_good_checkpoint(tmp_path):
 
     rc, out, err = _train(cfg, work, '--cfg-options', f'load_from={good}',
                           'optim_wrapper.optimizer.lr=50.0', 'optim_wrapper.clip_grad=None',
-                          'param_scheduler=[]')
+                          'param_scheduler=[]', 'default_hooks.checkpoint.interval=2')
     assert rc == 1, out[-3000:] + err[-3000:]
     assert 'Traceback' not in err, err[-5000:]
     # the message is the last output: the logger's error, three lines

@@ -42,7 +42,6 @@ def test_child_registry_scope():
     assert MODELS.get('SGFormer') is not None
 
 
-
 def test_import_registers_every_configured_class_in_our_scope_and_root():
     """A fresh ``import mmsgformer`` (what ``custom_imports`` does) registers every class a
     config names, under the scoped and the plain name, without importing a task library."""

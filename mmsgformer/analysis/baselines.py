@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from mmsgformer.apis import build_model, load_config, task_of  # noqa: F401 (load_config: API)
+from mmsgformer.apis import build_model, load_config, task_of
 
 SWIN = dict(
     swin_t=dict(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24]),
@@ -222,3 +222,8 @@ def whole_model_fns(model: nn.Module, task: str, batch: int, hw: Tuple[int, int]
         return total
 
     return infer, loss
+
+
+__all__ = ['BASELINES', 'DEFAULT_MODELS', 'TimmFeatures', 'build_backbone', 'build_from_config',
+           'is_sgformer', 'known_models', 'load_config', 'num_classes_of', 'parse_custom',
+           'required_libraries', 'supports_cp', 'synthetic_samples', 'whole_model_fns']

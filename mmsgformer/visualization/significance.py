@@ -1,4 +1,6 @@
-"""Pictures of SG-Former's significance maps and token allocation (``tools/visualize_significance.py``).
+"""Pictures of SG-Former's significance maps and token allocation.
+
+The library behind ``tools/visualize_significance.py``.
 
 For each image (run through the config's test pipeline and data preprocessor, see
 :mod:`mmsgformer.visualization.pipeline`) :func:`visualize_image` writes, per stage with a
@@ -135,8 +137,8 @@ class StagePanel:
     ALLOC_LABEL = 'tokens merged into each token\'s key\n(fewer = finer = more attention)'
 
     def alloc_ticklabels(self) -> List[str]:
-        return [f'{s} per key: {100 * p:.0f}%' for s, p in zip(self.merge_sizes,
-                                                              self.alloc_share)]
+        return [f'{s} per key: {100 * p:.0f}%'
+                for s, p in zip(self.merge_sizes, self.alloc_share)]
 
     # colour bars -------------------------------------------------------------------------
     def sig_colorbar(self, fig, **kwargs):

@@ -339,3 +339,21 @@ def test_tool_folder_with_checkpoint(tmp_path, tiny_config):
             drawn = read_rgb(tmp_path / 'out' / 'a' / name)
             direct = read_rgb(tmp_path / 'direct' / name)
             assert np.abs(drawn - direct).mean() < 1, name  # equal up to float rounding
+
+
+def test_tool_refuses_nonfinite_checkpoint(tmp_path, tiny_config):
+    """A checkpoint of a diverged run is named as such, not drawn as maps of NaN."""
+    image = tmp_path / 'image.png'
+    write_image(image, (40, 50), 4)
+    state = SGFormer(arch=TINY_ARCH).state_dict()
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name] = torch.full_like(state[name], float('nan'))
+    checkpoint = tmp_path / 'diverged.pth'
+    torch.save(dict(state_dict={f'backbone.{k}': v for k, v in state.items()}), checkpoint)
+    env = dict(os.environ, MPLBACKEND='Agg', OMP_NUM_THREADS='1')
+    proc = subprocess.run([sys.executable, TOOL, str(image), str(tiny_config), str(checkpoint),
+                           '--out', str(tmp_path / 'out'), '--device', 'cpu'],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
+    assert proc.returncode == 1
+    assert "the checkpoint's weights contain NaN/Inf" in proc.stderr and name in proc.stderr
+    assert not (tmp_path / 'out').exists()

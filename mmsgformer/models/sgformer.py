@@ -284,12 +284,15 @@ class NormGeluConv(torch.autograd.Function):
         grad_activated, grad_weight, _ = torch.ops.aten.convolution_backward(
             grad_out, activated, weight, None, stride, padding, [1, 1], False, [0, 0], groups,
             [need_h, need[6], False])
+        del activated  # each map-sized temporary is dropped once used: backward's peak memory
         grad_x = grad_first = grad_norm_weight = grad_norm_bias = None
         if need_h:
+            grad_normed = torch.ops.aten.gelu_backward(grad_activated, normed)
+            del grad_activated, normed
             grad_h, grad_norm_weight, grad_norm_bias = torch.ops.aten.native_group_norm_backward(
-                torch.ops.aten.gelu_backward(grad_activated, normed), h, mean, rstd,
-                norm_weight, h.shape[0], h.shape[1], h[0, 0].numel(), 1,
-                [need[0] or need[1], need[3], need[4]])
+                grad_normed, h, mean, rstd, norm_weight, h.shape[0], h.shape[1],
+                h[0, 0].numel(), 1, [need[0] or need[1], need[3], need[4]])
+            del grad_normed, h
             if first_weight is None:
                 grad_x = grad_h
             elif first_args is None and (need[0] or need[1]):
@@ -402,8 +405,10 @@ class ConvGeluLinear(torch.autograd.Function):
             d, g = _conv_gelu(h_map, conv_weight, conv_bias)
             flat_grad = grad_out.flatten(0, -2)
             grad_weight = flat_grad.t() @ g.flatten(0, -2)
+            del g  # each hidden-size temporary is dropped once used: backward's peak memory
             grad_bias = flat_grad.sum(0)
             grad_d = torch.ops.aten.gelu_backward(grad_out @ weight, d)
+            del d
             grad_h, grad_conv_weight, grad_conv_bias = torch.ops.aten.convolution_backward(
                 tokens_to_map(grad_d, tuple(h_map.shape[-2:])), h_map, conv_weight,
                 [conv_weight.shape[0]], [1, 1], [1, 1], [1, 1], False, [0, 0],

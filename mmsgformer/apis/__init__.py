@@ -7,7 +7,9 @@
 * :mod:`~mmsgformer.apis.runner` - training and testing with MMEngine's Runner
   (``tools/train.py``, ``tools/test.py``);
 * :mod:`~mmsgformer.apis.preflight` - dataset paths checked before anything is built, concise
-  build errors.
+  build errors;
+* :mod:`~mmsgformer.apis.convert` - official SG-Former releases to checkpoints of our configs
+  (``tools/model_converters/sgformer2mm.py``).
 """
 from .config import TASK_SCOPES, disable_pretrained, load_config, task_of, task_registries
 from .inference import build_model, init_model, load_weights

@@ -255,7 +255,12 @@ def test_init_cfg_map_location_is_used(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, 'load', spy)
     moved = []
-    build(TINY_ARCH, path, map_location=lambda storage, loc: moved.append(loc) or storage).init_weights()
+
+    def to_cpu(storage, location):
+        moved.append(location)
+        return storage
+
+    build(TINY_ARCH, path, map_location=to_cpu).init_weights()
     assert len(seen) == 1 and callable(seen[0]) and moved and set(moved) == {'cpu'}
 
 

@@ -42,7 +42,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping
 
 import numpy as np
 import torch
@@ -213,7 +213,7 @@ class RestrictedUnpickler(pickle._Unpickler):  # the Python unpickler lets us ch
         target = type(self.stack[-2])
         if id(target) not in _allowed_ids():
             raise RefusedGlobalError(f'refused to set the state of a {target!r}: not an '
-                                         f'allow-listed type')
+                                     f'allow-listed type')
         super().load_build()
 
     dispatch[pickle.REDUCE[0]] = _load_reduce

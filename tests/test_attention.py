@@ -246,7 +246,7 @@ def test_one_pass_only_without_autograd_and_autocast(monkeypatch):
     assert calls(q.double(), k.double(), v.double()) == 0
     assert calls(q.requires_grad_(), k, v, context=torch.enable_grad()) == 1
     assert calls(q.detach(), k, v, context=torch.autocast('cpu', dtype=torch.bfloat16)) == 1
-    assert calls(q.half(), k.half(), v.half()) == 1
+    assert calls(q.bfloat16(), k.bfloat16(), v.bfloat16()) == 1
     with attention_module.intercept_key_significance(lambda fn, *args: fn(*args)):
         assert calls(q.detach(), k, v) == 1
 

@@ -119,9 +119,10 @@ def history_buffer_method(obj: Any, name: str) -> Any:
         f'for HistoryBuffer.{"/".join(HISTORY_BUFFER_METHODS)}')
 
 
-# torch keys its allow-list by f'{__module__}.{__qualname__}': this one replaces `builtins.getattr`.
+# torch keys its allow-list by the global's module and name: this one stands for
+# `builtins.getattr`.
 history_buffer_method.__module__ = 'builtins'
-history_buffer_method.__qualname__ = 'getattr'
+history_buffer_method.__qualname__ = history_buffer_method.__name__ = 'getattr'
 
 
 def safe_globals() -> List[Any]:

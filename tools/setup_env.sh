@@ -37,7 +37,14 @@ stamp_key=$( (cat "$0" "$REPO/requirements.txt" "$REPO/pyproject.toml"; echo "$T
     | sha256sum | cut -c1-16)
 STAMP=$VENV/.mmsgformer-setup-$stamp_key
 
-if [ -f "$STAMP" ] && "$VENV/bin/python" -c "import mmsgformer, mmdet, mmseg, mmpretrain" 2>/dev/null; then
+# Up to date when stamped and its mmsgformer is this clone's (a venv outside the clone, like the
+# torch 2.1 one, may have been set up from another clone; checked from / so the cwd does not count).
+installed_here() {
+    (cd / && "$VENV/bin/python" -c "import os, sys, mmsgformer, mmdet, mmseg, mmpretrain
+sys.exit(os.path.realpath(mmsgformer.__file__) != os.path.realpath(sys.argv[1]))" \
+        "$REPO/mmsgformer/__init__.py") 2>/dev/null
+}
+if [ -f "$STAMP" ] && installed_here; then
     exit 0
 fi
 

@@ -11,7 +11,7 @@ VENV ?= $(or $(MMSGFORMER_VENV),.venv)
 PYTHON := $(VENV)/bin/python
 export MMSGFORMER_VENV := $(abspath $(VENV))
 
-CACHE := $(or $(MMSGFORMER_CACHE),$(XDG_CACHE_HOME),$(HOME)/.cache)/mmsgformer
+CACHE := $(or $(MMSGFORMER_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mmsgformer)
 VENV21 ?= $(or $(MMSGFORMER_VENV_TORCH21),$(CACHE)/venv-torch2.1.2)
 TORCH21_TESTS := tests/test_compat.py tests/test_backbone.py tests/test_checkpoint.py \
 	tests/test_classification.py tests/test_segmentation_configs.py

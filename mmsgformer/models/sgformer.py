@@ -407,7 +407,8 @@ class ConvGeluLinear(torch.autograd.Function):
             grad_weight = flat_grad.t() @ g.flatten(0, -2)
             del g  # each hidden-size temporary is dropped once used: backward's peak memory
             grad_bias = flat_grad.sum(0)
-            grad_d = torch.ops.aten.gelu_backward(grad_out @ weight, d)
+            grad_d = grad_out @ weight  # GELU's backward in place: one temporary less
+            torch.ops.aten.gelu_backward.grad_input(grad_d, d, grad_input=grad_d)
             del d
             grad_h, grad_conv_weight, grad_conv_bias = torch.ops.aten.convolution_backward(
                 tokens_to_map(grad_d, tuple(h_map.shape[-2:])), h_map, conv_weight,

@@ -3,7 +3,7 @@
 #   make test   - installs what is missing, then runs the test suite
 # The virtual environment lives in $(VENV) (default .venv; override with MMSGFORMER_VENV).
 #
-#   make test-torch21 - the backbone, checkpoint, classification and segmentation model tests
+#   make test-torch21 - the attention, backbone, checkpoint, classification and segmentation tests
 #                       under torch 2.1.2, the oldest supported torch, in a second environment
 #                       $(VENV21) (default: in the cache beside the compiled mmcv wheels, so that
 #                       fresh clones reuse it; override with MMSGFORMER_VENV_TORCH21)
@@ -13,8 +13,8 @@ export MMSGFORMER_VENV := $(abspath $(VENV))
 
 CACHE := $(or $(MMSGFORMER_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mmsgformer)
 VENV21 ?= $(or $(MMSGFORMER_VENV_TORCH21),$(CACHE)/venv-torch2.1.2)
-TORCH21_TESTS := tests/test_compat.py tests/test_backbone.py tests/test_checkpoint.py \
-	tests/test_classification.py tests/test_segmentation_configs.py
+TORCH21_TESTS := tests/test_compat.py tests/test_attention.py tests/test_backbone.py \
+	tests/test_checkpoint.py tests/test_classification.py tests/test_segmentation_configs.py
 
 .PHONY: setup demo seg-demo test setup-torch21 test-torch21
 

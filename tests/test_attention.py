@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import requires_cpu_half
 import mmsgformer.models.attention as attention_module
 from mmsgformer.models.attention import (LOCAL_WINDOW, REALLOCATION_SPECS, GlobalAttention,
                                          HybridScaleAttention, SignificanceGuidedAttention,
@@ -251,7 +252,8 @@ def test_one_pass_only_without_autograd_and_autocast(monkeypatch):
         assert calls(q.detach(), k, v) == 1
 
 
-@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize('dtype', [torch.bfloat16,
+                                   pytest.param(torch.float16, marks=requires_cpu_half)])
 def test_autocast_close_to_float32_and_significance_in_float32(dtype):
     module = HybridScaleAttention(64, 4, 2).eval()
     x = torch.randn(2, 10 * 13, 64)
@@ -264,6 +266,7 @@ def test_autocast_close_to_float32_and_significance_in_float32(dtype):
     torch.testing.assert_close(sig_low, sig32, atol=5e-3, rtol=5e-2)
 
 
+@requires_cpu_half
 def test_fp16_logits_beyond_half_range_stay_finite():
     """q.k reaches ~8e4 > 65504 (fp16 max): a half-precision softmax of the raw logits overflows.
 
@@ -282,6 +285,7 @@ def test_fp16_logits_beyond_half_range_stay_finite():
     assert (out.float() - ref_out).abs().mean() < 1e-2
 
 
+@requires_cpu_half
 def test_fp16_training_step_with_large_activations():
     from conftest import TINY_ARCH
     from mmsgformer.models import SGFormer

@@ -522,6 +522,49 @@ def test_inference_residual_in_place_same_outputs():
             assert torch.equal(a, b)
 
 
+def autograd_node_names(tensor):
+    """Class names of every node of ``tensor``'s autograd graph."""
+    seen, stack = {}, [tensor.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is not None and id(fn) not in seen:
+            seen[id(fn)] = type(fn).__name__
+            stack += [f for f, _ in fn.next_functions]
+    return set(seen.values())
+
+
+RECOMPUTING_FUNCTIONS = {'ConvGeluLinearBackward', 'LayerNormLinearBackward',
+                         'NormGeluConvBackward', 'GatherMergeBackward'}
+
+
+def test_training_memory_functions_same_model_gradients(monkeypatch):
+    """The whole backbone with every recomputing function (and the split input projection) has
+    the plain graph's gradients. (tests/test_cuda.py has the CUDA twin.)"""
+    from conftest import TINY_ARCH
+    from mmsgformer.models import SGFormer
+    from mmsgformer.models import sgformer as sgformer_module
+    torch.manual_seed(0)
+    model = SGFormer(arch=TINY_ARCH, drop_path_rate=0.).train()
+    x = torch.randn(2, 3, 97, 131)
+    directions = [torch.randn(o.shape) for o in model(x)]  # a loss with gradients of order 1
+    grads, nodes = [], []
+    for fused in (True, False):
+        if not fused:  # every recomputing function off: the plain graph
+            for module in (attention_module, sgformer_module):
+                monkeypatch.setattr(module, 'is_compiling', lambda: True)
+            monkeypatch.setattr(HybridScaleAttention, '_in_proj_parts',
+                                lambda self, x: self.in_proj(x).split(
+                                    [self.dims // 2, 3 * self.dims // 2, self.dims], -1))
+        model.zero_grad()
+        loss = sum((o * d).sum() for o, d in zip(model(x), directions))
+        nodes.append(autograd_node_names(loss))
+        loss.backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    assert RECOMPUTING_FUNCTIONS <= nodes[0] and not RECOMPUTING_FUNCTIONS & nodes[1]
+    for (name, _), a, b in zip(model.named_parameters(), *grads):
+        assert (a - b).norm() <= 1e-4 * b.norm(), name
+
+
 def test_conv_gelu_linear_under_autocast_close_to_float32():
     from mmsgformer.models.sgformer import ConvMlp
     torch.manual_seed(0)

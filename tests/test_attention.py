@@ -528,9 +528,9 @@ def autograd_node_names(tensor):
     while stack:
         fn = stack.pop()
         if fn is not None and id(fn) not in seen:
-            seen[id(fn)] = type(fn).__name__
+            seen[id(fn)] = fn  # kept alive: a freed node's id could be reused
             stack += [f for f, _ in fn.next_functions]
-    return set(seen.values())
+    return {type(fn).__name__ for fn in seen.values()}
 
 
 RECOMPUTING_FUNCTIONS = {'ConvGeluLinearBackward', 'LayerNormLinearBackward',

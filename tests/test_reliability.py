@@ -252,6 +252,16 @@ def test_test_tool_missing_data_root_message(tiny, tmp_path):
     assert '--cfg-options test_dataloader.dataset.data_root=' in proc.stderr
 
 
+def test_test_tool_unreadable_checkpoint_message(tiny, tmp_path):
+    """A file that is no checkpoint (here: the config) gets one line naming it, no traceback."""
+    root, cfg = tiny
+    proc = _run([sys.executable, osp.join(REPO, 'tools', 'test.py'), str(cfg), str(cfg),
+                 '--work-dir', str(tmp_path / 'w')], cwd=root, check=False, timeout=300)
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    assert f"error: checkpoint '{cfg}' could not be read" in proc.stderr
+    assert 'not a PyTorch checkpoint' in proc.stderr
+
+
 def test_unknown_arch_message(tiny):
     root, cfg = tiny
     err = _train_fails(cfg, root, 'model.backbone.arch=xl')

@@ -43,14 +43,15 @@ def main(argv=None):
 
     from mmsgformer.apis import task_of
     from mmsgformer.engine.reliability import NonFiniteCheckpointError, check_finite_checkpoint
+    from mmsgformer.utils.checkpoint import CheckpointError
 
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'error: checkpoint not found: {args.checkpoint}')
-    try:  # NaN/Inf weights: one clear error instead of empty results
+    cfg = api.prepare_config(args, ['test_dataloader'])  # config and data errors first
+    try:  # unreadable, unsafe or NaN/Inf weights: one clear error instead of empty results
         check_finite_checkpoint(args.checkpoint)
-    except NonFiniteCheckpointError as err:
+    except (NonFiniteCheckpointError, CheckpointError) as err:
         raise SystemExit(f'error: {err}')
-    cfg = api.prepare_config(args, ['test_dataloader'])
     task = task_of(cfg)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:

@@ -52,15 +52,19 @@ from .compat import add_safe_globals, has_safe_globals, unsafe_globals_in_checkp
 ALLOW_UNSAFE_ENV = 'MMSGFORMER_ALLOW_UNSAFE_CHECKPOINTS'
 
 
-class UnsafeCheckpointError(RuntimeError):
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used; the message names the file, the problem and the fix."""
+
+
+class UnsafeCheckpointError(CheckpointError):
     """A checkpoint needs types outside the allow-list to be unpickled."""
 
 
-class CorruptCheckpointError(RuntimeError):
+class CorruptCheckpointError(CheckpointError):
     """A checkpoint file is truncated or not a PyTorch checkpoint."""
 
 
-class CheckpointDownloadError(RuntimeError):
+class CheckpointDownloadError(CheckpointError):
     """A checkpoint URL could not be downloaded."""
 
 
@@ -345,7 +349,9 @@ def load_checkpoint_file(filename: str, map_location: Any = 'cpu',
     try:
         return _torch_load_restricted(filename, map_location)
     except pickle.UnpicklingError as err:
-        if 'Weights only load failed' in str(err) or isinstance(err, RefusedGlobalError):
+        # 'Unsupported operand': torch's weights-only unpickler met bytes that are no pickle
+        if isinstance(err, RefusedGlobalError) or ('Weights only load failed' in str(err)
+                                                   and 'Unsupported operand' not in str(err)):
             raise _unsafe_error(filename, err) from err
         raise CorruptCheckpointError(
             f'checkpoint {filename!r} could not be read ({err}); it may be truncated or not '

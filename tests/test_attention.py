@@ -537,16 +537,18 @@ RECOMPUTING_FUNCTIONS = {'ConvGeluLinearBackward', 'LayerNormLinearBackward',
                          'NormGeluConvBackward', 'GatherMergeBackward'}
 
 
-def test_training_memory_functions_same_model_gradients(monkeypatch):
+def check_memory_functions_match_plain_graph(monkeypatch, device: str = 'cpu',
+                                             batch: int = 2) -> None:
     """The whole backbone with every recomputing function (and the split input projection) has
-    the plain graph's gradients. (tests/test_cuda.py has the CUDA twin.)"""
+    the plain graph's gradients, on ``device``. Used by the CPU test below and its CUDA twin in
+    tests/test_cuda.py."""
     from conftest import TINY_ARCH
     from mmsgformer.models import SGFormer
     from mmsgformer.models import sgformer as sgformer_module
     torch.manual_seed(0)
-    model = SGFormer(arch=TINY_ARCH, drop_path_rate=0.).train()
-    x = torch.randn(2, 3, 97, 131)
-    directions = [torch.randn(o.shape) for o in model(x)]  # a loss with gradients of order 1
+    model = SGFormer(arch=TINY_ARCH, drop_path_rate=0.).to(device).train()
+    x = torch.randn(batch, 3, 97, 131, device=device)
+    directions = [torch.randn_like(o) for o in model(x)]  # a loss with gradients of order 1
     grads, nodes = [], []
     for fused in (True, False):
         if not fused:  # every recomputing function off: the plain graph
@@ -563,6 +565,10 @@ def test_training_memory_functions_same_model_gradients(monkeypatch):
     assert RECOMPUTING_FUNCTIONS <= nodes[0] and not RECOMPUTING_FUNCTIONS & nodes[1]
     for (name, _), a, b in zip(model.named_parameters(), *grads):
         assert (a - b).norm() <= 1e-4 * b.norm(), name
+
+
+def test_training_memory_functions_same_model_gradients(monkeypatch):
+    check_memory_functions_match_plain_graph(monkeypatch)
 
 
 def test_conv_gelu_linear_under_autocast_close_to_float32():

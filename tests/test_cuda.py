@@ -138,3 +138,12 @@ def test_conv_gelu_linear_same_gradients_cuda(dtype, monkeypatch):
     tol = 1e-4 if dtype is None else 2e-2
     for (name, _), a, b in zip(model.named_parameters(), *grads):
         assert (a - b).norm() <= tol * b.norm() + 1e-6, name
+
+
+def test_training_memory_functions_same_model_gradients_cuda(monkeypatch):
+    """CUDA twin of test_attention.py's check that every recomputing autograd function gives
+    the plain graph's gradients. Batch 5: up to 4 images per GPU the stem's GroupNorm takes the
+    reduction path instead of the native kernel, and NormGeluConv (which recomputes the native
+    kernel's statistics) is not used."""
+    from test_attention import check_memory_functions_match_plain_graph
+    check_memory_functions_match_plain_graph(monkeypatch, device='cuda', batch=5)

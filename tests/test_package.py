@@ -217,3 +217,27 @@ def test_model_index_covers_every_config():
     for model in index.models:
         assert model.name == osp.basename(model.config)[:-len('.py')]
         assert model.metadata.parameters and model.metadata.flops or 'tiny' in model.name
+
+
+def test_clone_configs_inherited_from_another_folder(tmp_path):
+    """In the environment `make setup` builds (the clone on the path through a .pth file), a
+    config in another folder inherits ours from ``mmsgformer.configs`` (an editable install
+    would make MMEngine look for ``site-packages/mmsgformer`` and fail)."""
+    (tmp_path / 'my_config.py').write_text(
+        'from mmengine.config import read_base\n'
+        'with read_base():\n'
+        '    from mmsgformer.configs.upernet_sgformer_s_ade20k import *\n'
+        'model.decode_head.num_classes = 7\n')
+    script = ('import mmsgformer\n'
+              'from mmengine.config import Config\n'
+              'cfg = Config.fromfile("my_config.py")\n'
+              'print(mmsgformer.__file__, cfg.model.decode_head.num_classes, '
+              'cfg.model.backbone.type)\n')
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    proc = subprocess.run([sys.executable, '-c', script], cwd=tmp_path, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    module_file, num_classes, backbone = proc.stdout.split()[-3:]
+    assert osp.realpath(module_file) == osp.realpath(osp.join(REPO, 'mmsgformer', '__init__.py'))
+    assert (num_classes, backbone) == ('7', 'mmsgformer.SGFormer')

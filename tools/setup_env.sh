@@ -44,7 +44,12 @@ installed_here() {
 sys.exit(os.path.realpath(mmsgformer.__file__) != os.path.realpath(sys.argv[1]))" \
         "$REPO/mmsgformer/__init__.py") 2>/dev/null
 }
-if [ -f "$STAMP" ] && installed_here; then
+clone_on_path() {  # the .pth file written below names this clone
+    local site
+    site=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" \
+        2>/dev/null) && [ "$(cat "$site/mmsgformer-clone.pth" 2>/dev/null)" = "$REPO" ]
+}
+if [ -f "$STAMP" ] && installed_here && clone_on_path; then
     exit 0
 fi
 
@@ -88,12 +93,16 @@ WRAP
     "${PIP[@]}" install -q --no-deps --force-reinstall "$wheel_dir"/mmcv-*.whl
 fi
 
-log "installing requirements.txt and mmsgformer (editable)"
+log "installing requirements.txt; mmsgformer from this clone (a .pth file)"
 "${PIP[@]}" install -q "mmcv==$MMCV_VERSION" "setuptools<81" -r "$REPO/requirements.txt" \
     "torch==$TORCH_VERSION" ${EXTRA_PINS[@]+"${EXTRA_PINS[@]}"}
-# With build isolation: openmim's dependency openxlab pins setuptools 60, older than the
-# setuptools>=64 that editable installs of pyproject.toml projects need.
-"${PIP[@]}" install -q --no-deps -e "$REPO"
+# The clone goes on the venv's path through a .pth file, not `pip install -e`: an editable
+# install leaves only metadata in site-packages, and MMEngine (`read_base` of
+# `mmsgformer.configs...` in a config of another folder) looks the package up there and fails;
+# without metadata it falls back to the import system, which finds the clone.
+"${PIP[@]}" uninstall -q -y mmsgformer 2>/dev/null || true  # an earlier editable install
+site_packages=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+echo "$REPO" > "$site_packages/mmsgformer-clone.pth"
 # Checked only now: importing mmcv needs mmengine from requirements.txt.
 if ! has_mmcv_ops; then
     log "ERROR: mmcv is installed without its compiled ops (from mmcv.ops import nms, RoIAlign failed):"

@@ -76,24 +76,9 @@ def test_autocast_close_to_float32(official, reference, dtype):
 
 
 def test_with_cp_same_outputs_and_gradients_cuda():
-    """The CUDA twin of test_backbone.py's test_with_cp_same_outputs_and_gradients (same
-    models, input, loss and tolerances). The loss is the sum of squares: the sum of the outputs
-    would have gradients near zero (every output ends in a LayerNorm), so it compares nothing."""
-    torch.manual_seed(0)
-    plain = SGFormer(arch=TINY_ARCH, drop_path_rate=0.).cuda().train()
-    checkpointed = SGFormer(arch=TINY_ARCH, drop_path_rate=0., with_cp=True).cuda().train()
-    checkpointed.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 3, 75, 83).cuda()
-    out_plain = plain(x)
-    out_cp = checkpointed(x)
-    for a, b in zip(out_plain, out_cp):
-        torch.testing.assert_close(a, b)
-    sum(o.square().sum() for o in out_plain).backward()
-    sum(o.square().sum() for o in out_cp).backward()
-    grads_cp = dict(checkpointed.named_parameters())
-    for name, param in plain.named_parameters():
-        torch.testing.assert_close(param.grad, grads_cp[name].grad, atol=1e-5, rtol=1e-4,
-                                   msg=name)
+    """The CUDA twin of test_backbone.py's test_with_cp_same_outputs_and_gradients."""
+    from test_backbone import check_with_cp_matches_plain
+    check_with_cp_matches_plain('cuda')
 
 
 def test_compile_fullgraph_matches_eager():

@@ -13,7 +13,7 @@ import torch
 
 from conftest import REPO, TINY_ARCH
 from mmsgformer.models import SGFormer
-from mmsgformer.models.checkpoint import convert_official_state_dict
+from mmsgformer.models.official_keys import convert_official_state_dict
 from mmsgformer.utils import (CheckpointDownloadError, CorruptCheckpointError,
                               UnsafeCheckpointError, load_checkpoint_file)
 from mmsgformer.utils import checkpoint as checkpoint_module

@@ -11,7 +11,7 @@ import torch
 
 from conftest import TINY_ARCH
 from mmsgformer.models import SGFormer
-from mmsgformer.models.checkpoint import convert_official_state_dict
+from mmsgformer.models.official_keys import convert_official_state_dict
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 

@@ -58,7 +58,7 @@ def load_weights(model: nn.Module, checkpoint: str) -> dict:
             of another model).
     """
     from mmsgformer.engine.reliability import check_finite_checkpoint
-    from mmsgformer.models.checkpoint import load_pretrained
+    from mmsgformer.models.pretrained import load_pretrained
     from mmsgformer.utils import extract_state_dict, load_checkpoint_file
 
     raw = load_checkpoint_file(checkpoint)

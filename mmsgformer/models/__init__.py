@@ -1,7 +1,8 @@
 """Models of mmsgformer."""
 from .attention import (GlobalAttention, HybridScaleAttention, SignificanceGuidedAttention,
                         TokenReallocation)
-from .checkpoint import convert_official_state_dict, load_pretrained
+from .official_keys import convert_official_state_dict
+from .pretrained import load_pretrained
 from .sgformer import SGFormer
 
 __all__ = ['SGFormer', 'HybridScaleAttention', 'SignificanceGuidedAttention', 'GlobalAttention',

@@ -17,7 +17,7 @@ places that call it; no other code depends on the input size.
 
 Each module keeps the projections that read the same input fused into one ``in_proj`` linear
 layer (the official implementation has up to four separate ones); ``convert_official_state_dict``
-in :mod:`mmsgformer.models.checkpoint` maps the official weights onto this layout.
+in :mod:`mmsgformer.models.official_keys` maps the official weights onto this layout.
 """
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..registry import MODELS, register_in_root
 from ..utils.compat import is_autocast_enabled, is_compiling
-from .checkpoint import load_pretrained, load_state_dict_pre_hook
+from .pretrained import load_pretrained, load_state_dict_pre_hook
 from .attention import (REALLOCATION_SPECS, GlobalAttention, HybridScaleAttention,
                         SignificanceGuidedAttention, dropout, map_to_tokens, tokens_to_map)
 
@@ -618,7 +618,7 @@ class SGFormer(BaseModule):
             release, a file of ``tools/model_converters/sgformer2mm.py`` or a checkpoint of one of
             our classifiers, detectors or segmentors (``prefix`` optional, ``strict`` default
             True, ``map_location`` default ``'cpu'``; an ``http(s)://`` URL is downloaded once
-            into torch's hub cache; see :func:`mmsgformer.models.checkpoint.load_pretrained`).
+            into torch's hub cache; see :func:`mmsgformer.models.pretrained.load_pretrained`).
             Other init configs are passed to MMEngine; ``None`` gives the official
             initialisation.
     """

@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..models import SGFormer
-from ..models.checkpoint import convert_official_state_dict
+from ..models.official_keys import convert_official_state_dict
 
 StateDict = Dict[str, torch.Tensor]
 

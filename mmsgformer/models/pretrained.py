@@ -1,17 +1,16 @@
-"""Weights for :class:`~mmsgformer.models.SGFormer`: the official layout and careful loading.
+"""Backbone weights from any supported checkpoint: what ``init_cfg=dict(type='Pretrained')`` runs.
 
-The official release stores separate projections (``attn.q1``, ``attn.q2``, ``attn.kv2``,
-``attn.lepe_linear``, ...) that our modules fuse; :func:`convert_official_state_dict` maps one
-layout onto the other exactly. :func:`load_pretrained` is what ``init_cfg=dict(type='Pretrained')``
-runs: it reads the file safely, finds the backbone's weights in whatever checkpoint it is given,
-resizes the position embedding and refuses, naming keys and shapes, anything that does not fit.
+:func:`load_pretrained` finds the backbone's weights in whatever checkpoint it is given (an
+official release, a converted file, a classifier, detector or segmentor of ours), converts the
+official layout (:mod:`mmsgformer.models.official_keys`), resizes the position embedding and
+refuses, naming keys and shapes, anything that does not fit. :func:`load_state_dict_pre_hook`
+does the conversion and resizing for MMEngine's own ``load_checkpoint``.
 """
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Iterable, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -19,91 +18,7 @@ import torch.nn.functional as F
 from mmengine.logging import MMLogger
 
 from ..utils.checkpoint import extract_state_dict, load_checkpoint_file
-
-StateDict = Dict[str, torch.Tensor]
-
-_RENAMES = [
-    (r'^patch_embed1\.conv\.(\d)\.c\.', lambda m: f'stages.0.downsample.conv{int(m[1]) // 2 + 1}.conv.'),
-    (r'^patch_embed1\.conv\.(\d)\.bn\.', lambda m: f'stages.0.downsample.conv{int(m[1]) // 2 + 1}.norm.'),
-    (r'^patch_embed1\.norm\.', lambda m: 'stages.0.downsample.norm.'),
-    (r'^patch_embed(\d)\.conv(\d)\.c\.', lambda m: f'stages.{int(m[1]) - 1}.downsample.conv{m[2]}.conv.'),
-    (r'^patch_embed(\d)\.conv(\d)\.bn\.', lambda m: f'stages.{int(m[1]) - 1}.downsample.conv{m[2]}.norm.'),
-    (r'^norm(\d)\.', lambda m: f'stages.{int(m[1]) - 1}.norm.'),
-    (r'^block(\d)\.(\d+)\.mlp\.dwconv\.dwconv\.', lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.mlp.dwconv.'),
-    (r'^block(\d)\.(\d+)\.(norm1|norm2|mlp\.fc1|mlp\.fc2)\.',
-     lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.{m[3]}.'),
-    (r'^block(\d)\.(\d+)\.attn\.sr\.', lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.attn.sr.'),
-    (r'^block(\d)\.(\d+)\.attn\.norm\.', lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.attn.sr_norm.'),
-    (r'^block(\d)\.(\d+)\.attn\.lepe_conv\.', lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.attn.lepe.conv.'),
-    (r'^block(\d)\.(\d+)\.attn\.proj\.', lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.attn.proj.'),
-    (r'^block(\d)\.(\d+)\.attn\.f(\d)\.',
-     lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.attn.reallocation.merges.{int(m[3]) - 1}.'),
-]
-_FUSED_ATTN_KEY = re.compile(r'^block(\d)\.(\d+)\.attn\.(q|q1|q2|kv|kv1|kv2|lepe_linear)\.(weight|bias)$')
-
-OFFICIAL_PREFIXES = ('patch_embed1.', 'block1.', 'norm1.')
-
-
-def is_official_layout(keys: Iterable[str]) -> bool:
-    """Whether state-dict keys are in the official SG-Former layout."""
-    return any(k.startswith(OFFICIAL_PREFIXES) for k in keys)
-
-
-def _fuse_attention(name: str, parts: Dict[str, torch.Tensor]) -> StateDict:
-    """Fused projections of one official attention (``parts``: e.g. ``{'q1.weight': ...}``)."""
-    def get(key: str) -> torch.Tensor:
-        if key not in parts:
-            raise KeyError(f'official checkpoint lacks {name}.{key} (needed with '
-                           f'{sorted(parts)}); the file is incomplete')
-        return parts[key]
-
-    fused = {}
-    for kind in ('weight', 'bias'):
-        if f'q1.{kind}' in parts:  # hybrid-scale: global kv stays separate
-            fused[f'in_proj.{kind}'] = torch.cat(
-                [get(f'q1.{kind}'), get(f'q2.{kind}'), get(f'kv2.{kind}'), get(f'lepe_linear.{kind}')])
-            fused[f'global_kv.{kind}'] = get(f'kv1.{kind}')
-        elif f'kv1.{kind}' in parts:  # significance-guided: k of both halves, then v
-            k1, v1 = get(f'kv1.{kind}').chunk(2)
-            k2, v2 = get(f'kv2.{kind}').chunk(2)
-            fused[f'in_proj.{kind}'] = torch.cat([get(f'q.{kind}'), get(f'lepe_linear.{kind}')])
-            fused[f'kv.{kind}'] = torch.cat([k1, k2, v1, v2])
-        else:  # global attention
-            fused[f'in_proj.{kind}'] = torch.cat(
-                [get(f'q.{kind}'), get(f'kv.{kind}'), get(f'lepe_linear.{kind}')])
-    return {f'{name}.{k}': v for k, v in fused.items()}
-
-
-def convert_official_state_dict(state_dict: StateDict) -> Tuple[StateDict, StateDict]:
-    """Maps an official SG-Former state dict onto :class:`SGFormer`'s layout.
-
-    Returns:
-        The backbone's state dict and the keys that are not the backbone's (e.g. ``head.*``),
-        unchanged.
-    """
-    converted: StateDict = {}
-    others: StateDict = {}
-    attention_parts: Dict[str, Dict[str, torch.Tensor]] = {}
-    for key, value in state_dict.items():
-        if key == 'pos_embed':
-            converted[key] = value
-            continue
-        fused = _FUSED_ATTN_KEY.match(key)
-        if fused:
-            name = f'stages.{int(fused[1]) - 1}.blocks.{fused[2]}.attn'
-            attention_parts.setdefault(name, {})[f'{fused[3]}.{fused[4]}'] = value
-            continue
-        for pattern, replace in _RENAMES:
-            match = re.match(pattern, key)
-            if match:
-                converted[replace(match) + key[match.end():]] = value
-                break
-        else:
-            others[key] = value
-    for name, parts in attention_parts.items():
-        converted.update(_fuse_attention(name, parts))
-    return converted, others
-
+from .official_keys import StateDict, convert_official_state_dict, is_official_layout
 
 def resize_pos_embed(pos_embed: torch.Tensor, num_tokens: int) -> torch.Tensor:
     """Bicubically resizes a square-grid position embedding ``(1, L, C)`` to ``num_tokens``."""
@@ -152,8 +67,9 @@ def _summarise(keys: Iterable[str], limit: int = 12) -> str:
     return head + (f', ... ({len(keys)} in all)' if len(keys) > limit else '')
 
 
-def load_pretrained(model: nn.Module, filename: str, prefix: Optional[str] = None,
-                    strict: bool = True, map_location: str = 'cpu') -> None:
+def load_pretrained(model: nn.Module, checkpoint: Union[str, Mapping], prefix: Optional[str] = None,
+                    strict: bool = True, map_location: str = 'cpu',
+                    source: Optional[str] = None) -> None:
     """Loads backbone weights from any supported checkpoint into ``model``.
 
     Accepted: official SG-Former releases (timm checkpoints with ``state_dict`` and possibly
@@ -163,12 +79,14 @@ def load_pretrained(model: nn.Module, filename: str, prefix: Optional[str] = Non
 
     Args:
         model: The SGFormer backbone.
-        filename: Checkpoint path, or an ``http(s)://`` URL (downloaded once into torch's hub
-            cache, see :func:`mmsgformer.utils.checkpoint.download_checkpoint`).
+        checkpoint: Checkpoint path, an ``http(s)://`` URL (downloaded once into torch's hub
+            cache, see :func:`mmsgformer.utils.checkpoint.download_checkpoint`), or a checkpoint
+            already read (a state dict or a dict holding one), which is then not read again.
         prefix: Take only keys under this prefix (stripped). Default: ``backbone.`` when present.
         strict: Refuse missing or unexpected backbone keys (default). With ``False`` they are
             listed as warnings and the rest is loaded. Shape mismatches are always refused.
         map_location: Passed to ``torch.load``.
+        source: Name of an already-read checkpoint in messages (default: ``'checkpoint'``).
 
     Raises:
         FileNotFoundError, CheckpointDownloadError, UnsafeCheckpointError,
@@ -176,7 +94,11 @@ def load_pretrained(model: nn.Module, filename: str, prefix: Optional[str] = Non
         RuntimeError: The weights do not fit the model; the message names keys and shapes.
     """
     logger = MMLogger.get_current_instance()
-    raw = extract_state_dict(load_checkpoint_file(filename, map_location), filename)
+    if isinstance(checkpoint, str):
+        source = checkpoint
+        checkpoint = load_checkpoint_file(checkpoint, map_location)
+    source = source or 'checkpoint'
+    raw = extract_state_dict(checkpoint, source)
     state_dict, others = _split_backbone(raw, prefix)
     state_dict, not_backbone = adapt_state_dict(state_dict, model, logger)
     others.update(not_backbone)
@@ -187,7 +109,7 @@ def load_pretrained(model: nn.Module, filename: str, prefix: Optional[str] = Non
     matched = [k for k, v in state_dict.items() if k in expected and v.shape == expected[k].shape]
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
-    where = f'checkpoint {filename!r}'
+    where = f'checkpoint {source!r}'
     if len(set(state_dict) & set(expected)) < len(expected) // 2:
         raise RuntimeError(
             f'{where} does not hold weights for this SGFormer: only '
@@ -204,7 +126,7 @@ def load_pretrained(model: nn.Module, filename: str, prefix: Optional[str] = Non
             f'with fewer blocks), load with init_cfg=dict(type="Pretrained", checkpoint=..., '
             f'strict=False) to load the matching {len(matched)} tensors.')
     model.load_state_dict({k: state_dict[k] for k in matched}, strict=False)
-    logger.info(f'SGFormer: loaded {len(matched)} tensors from {filename}')
+    logger.info(f'SGFormer: loaded {len(matched)} tensors from {source}')
     if missing:
         logger.warning(f'SGFormer: {len(missing)} tensors not in the checkpoint keep their '
                        f'initialisation: {_summarise(missing)}')

@@ -1,4 +1,6 @@
-"""Shared test helpers: the official reference outputs and a tiny architecture."""
+"""Shared test helpers: the repository, configs, the official reference outputs, a tiny
+architecture and the forms official checkpoints come in."""
+import argparse
 import os
 import os.path as osp
 
@@ -16,6 +18,8 @@ SHARED_FIXTURE = os.environ.get(
 """An older reference made on another machine (outside the repo; an extra check if present)."""
 
 DETECTION_DEMO_CONFIG = osp.join(REPO, 'configs', 'demo', 'maskrcnn_sgformer_tiny_shapes.py')
+SEGMENTATION_DEMO_CONFIG = osp.join(REPO, 'configs', 'demo', 'upernet_sgformer_tiny_shapes.py')
+CLASSIFICATION_CONFIG = osp.join(REPO, 'configs', 'sgformer_s_in1k.py')
 
 
 def tiny_detection_config(data_root, imports=('mmsgformer',), extra: str = '') -> str:
@@ -56,6 +60,136 @@ requires_cpu_half = pytest.mark.skipif(
 # A small architecture for fast tests, every block kind included.
 TINY_ARCH = dict(embed_dims=[32, 64, 128, 256], num_heads=[2, 2, 4, 8], depths=[2, 2, 2, 1],
                  mlp_ratios=[4, 4, 4, 4])
+TINY_CLASSIFIER_OPTIONS = {'model.backbone.arch': dict(TINY_ARCH), 'model.head.in_channels': 256}
+"""``cfg_options`` that make :data:`CLASSIFICATION_CONFIG` a classifier with :data:`TINY_ARCH`."""
+
+
+def flatten_config(value, prefix: str = '') -> dict:
+    """``{'a.b[0].c': leaf}`` for every leaf of a config value (lists of dicts by index)."""
+    if isinstance(value, dict):
+        items = [(f'{prefix}.{key}' if prefix else key, v) for key, v in value.items()]
+    elif isinstance(value, (list, tuple)) and any(isinstance(v, (dict, list, tuple))
+                                                  for v in value):
+        items = [(f'{prefix}[{i}]', v) for i, v in enumerate(value)]
+    else:
+        return {prefix: value}
+    flat = {}
+    for key, v in items:
+        flat.update(flatten_config(v, key))
+    return flat
+
+
+ABSENT = '<absent>'
+"""A config key that one of two compared configs does not have."""
+
+
+def changes_from_upstream(upstream: str, config: str, folder) -> dict:
+    """``{key: our value}`` for every config leaf where ``config`` differs from a config of the
+    task library (``ABSENT`` where ours lacks the key), i.e. what our recipe changes in it.
+
+    Args:
+        upstream: The task library's text config, e.g.
+            ``'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'`` (read through a config in
+            ``folder`` that inherits it; the ``_scope_`` keys such inheritance adds are left
+            out).
+        config: Our config file.
+        folder: A folder for that config (``tmp_path``).
+    """
+    from mmengine.config import Config
+    library, _, path = upstream.partition('::')
+    installed = osp.join(osp.dirname(__import__(library).__file__), '.mim', 'configs', path)
+    if not osp.isfile(installed):
+        pytest.skip(f'{library} is installed without its configs ({installed})')
+    text = osp.join(str(folder), 'upstream.py')
+    with open(text, 'w') as f:
+        f.write(f'_base_ = [{upstream!r}]\n')
+    theirs = flatten_config(Config.fromfile(text).to_dict())
+    ours = flatten_config(Config.fromfile(config).to_dict())
+    theirs = {k: v for k, v in theirs.items() if not k.endswith('_scope_')}
+    return {k: ours.get(k, ABSENT) for k in set(theirs) | set(ours)
+            if theirs.get(k, ABSENT) != ours.get(k, ABSENT)}
+
+
+def official_wrappers(state_dict):
+    """The forms official files come in: timm training checkpoints and plain state dicts."""
+    prefixed = {f'module.{k}': v for k, v in state_dict.items()}
+    timm_file = dict(epoch=299, arch='sgformer_s', state_dict=state_dict,
+                     state_dict_ema={k: v + 1 for k, v in state_dict.items()},
+                     optimizer={'state': {}, 'param_groups': [{'lr': 1e-3, 'params': [0]}]},
+                     args=argparse.Namespace(model='sgformer_s', lr=1e-3, drop_path=0.1,
+                                             data='/imagenet', img_size=224))
+    return {'plain': state_dict, 'timm': timm_file, 'model_key': dict(model=state_dict),
+            'module_prefix': prefixed, 'timm_module_prefix': dict(state_dict=prefixed)}
+
+
+# ---- checks run on the CPU by their own test files and on CUDA by tests/test_cuda.py ----------
+def check_with_cp_matches_plain(device: str = 'cpu') -> None:
+    """Gradient checkpointing (``with_cp=True``) gives the plain model's outputs and gradients,
+    on ``device`` (tests/test_backbone.py on the CPU, tests/test_cuda.py on CUDA). The loss is
+    the sum of squares: the sum of the outputs would have gradients near zero (every output
+    ends in a LayerNorm)."""
+    from mmsgformer.models import SGFormer
+    torch.manual_seed(0)
+    plain = SGFormer(arch=TINY_ARCH, drop_path_rate=0.).to(device).train()
+    checkpointed = SGFormer(arch=TINY_ARCH, drop_path_rate=0., with_cp=True).to(device).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 75, 83, device=device)
+    out_plain = plain(x)
+    out_cp = checkpointed(x)
+    for a, b in zip(out_plain, out_cp):
+        torch.testing.assert_close(a, b)
+    sum(o.square().sum() for o in out_plain).backward()
+    sum(o.square().sum() for o in out_cp).backward()
+    grads_cp = dict(checkpointed.named_parameters())
+    for name, param in plain.named_parameters():
+        torch.testing.assert_close(param.grad, grads_cp[name].grad, atol=1e-5, rtol=1e-4,
+                                   msg=name)
+
+
+def autograd_node_names(tensor):
+    """Class names of every node of ``tensor``'s autograd graph."""
+    seen, stack = {}, [tensor.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is not None and id(fn) not in seen:
+            seen[id(fn)] = fn  # kept alive: a freed node's id could be reused
+            stack += [f for f, _ in fn.next_functions]
+    return {type(fn).__name__ for fn in seen.values()}
+
+
+RECOMPUTING_FUNCTIONS = {'ConvGeluLinearBackward', 'LayerNormLinearBackward',
+                         'NormGeluConvBackward', 'GatherMergeBackward'}
+
+
+def check_memory_functions_match_plain_graph(monkeypatch, device: str = 'cpu',
+                                             batch: int = 2) -> None:
+    """The whole backbone with every recomputing function (and the split input projection) has
+    the plain graph's gradients, on ``device`` (tests/test_attention.py on the CPU,
+    tests/test_cuda.py on CUDA)."""
+    import mmsgformer.models.attention as attention_module
+    from mmsgformer.models import SGFormer
+    from mmsgformer.models import sgformer as sgformer_module
+    from mmsgformer.models.attention import HybridScaleAttention
+    torch.manual_seed(0)
+    model = SGFormer(arch=TINY_ARCH, drop_path_rate=0.).to(device).train()
+    x = torch.randn(batch, 3, 97, 131, device=device)
+    directions = [torch.randn_like(o) for o in model(x)]  # a loss with gradients of order 1
+    grads, nodes = [], []
+    for fused in (True, False):
+        if not fused:  # every recomputing function off: the plain graph
+            for module in (attention_module, sgformer_module):
+                monkeypatch.setattr(module, 'is_compiling', lambda: True)
+            monkeypatch.setattr(HybridScaleAttention, '_in_proj_parts',
+                                lambda self, x: self.in_proj(x).split(
+                                    [self.dims // 2, 3 * self.dims // 2, self.dims], -1))
+        model.zero_grad()
+        loss = sum((o * d).sum() for o, d in zip(model(x), directions))
+        nodes.append(autograd_node_names(loss))
+        loss.backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    assert RECOMPUTING_FUNCTIONS <= nodes[0] and not RECOMPUTING_FUNCTIONS & nodes[1]
+    for (name, _), a, b in zip(model.named_parameters(), *grads):
+        assert (a - b).norm() <= 1e-4 * b.norm(), name
 
 
 @pytest.fixture(scope='session')

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import requires_cpu_half
+from conftest import check_memory_functions_match_plain_graph, requires_cpu_half
 import mmsgformer.models.attention as attention_module
 from mmsgformer.models.attention import (LOCAL_WINDOW, REALLOCATION_SPECS, GlobalAttention,
                                          HybridScaleAttention, SignificanceGuidedAttention,
@@ -520,51 +520,6 @@ def test_inference_residual_in_place_same_outputs():
         assert not all(adds)  # float32 stream + bf16 branch: not in place
         for a, b in zip(fast, plain):
             assert torch.equal(a, b)
-
-
-def autograd_node_names(tensor):
-    """Class names of every node of ``tensor``'s autograd graph."""
-    seen, stack = {}, [tensor.grad_fn]
-    while stack:
-        fn = stack.pop()
-        if fn is not None and id(fn) not in seen:
-            seen[id(fn)] = fn  # kept alive: a freed node's id could be reused
-            stack += [f for f, _ in fn.next_functions]
-    return {type(fn).__name__ for fn in seen.values()}
-
-
-RECOMPUTING_FUNCTIONS = {'ConvGeluLinearBackward', 'LayerNormLinearBackward',
-                         'NormGeluConvBackward', 'GatherMergeBackward'}
-
-
-def check_memory_functions_match_plain_graph(monkeypatch, device: str = 'cpu',
-                                             batch: int = 2) -> None:
-    """The whole backbone with every recomputing function (and the split input projection) has
-    the plain graph's gradients, on ``device``. Used by the CPU test below and its CUDA twin in
-    tests/test_cuda.py."""
-    from conftest import TINY_ARCH
-    from mmsgformer.models import SGFormer
-    from mmsgformer.models import sgformer as sgformer_module
-    torch.manual_seed(0)
-    model = SGFormer(arch=TINY_ARCH, drop_path_rate=0.).to(device).train()
-    x = torch.randn(batch, 3, 97, 131, device=device)
-    directions = [torch.randn_like(o) for o in model(x)]  # a loss with gradients of order 1
-    grads, nodes = [], []
-    for fused in (True, False):
-        if not fused:  # every recomputing function off: the plain graph
-            for module in (attention_module, sgformer_module):
-                monkeypatch.setattr(module, 'is_compiling', lambda: True)
-            monkeypatch.setattr(HybridScaleAttention, '_in_proj_parts',
-                                lambda self, x: self.in_proj(x).split(
-                                    [self.dims // 2, 3 * self.dims // 2, self.dims], -1))
-        model.zero_grad()
-        loss = sum((o * d).sum() for o, d in zip(model(x), directions))
-        nodes.append(autograd_node_names(loss))
-        loss.backward()
-        grads.append([p.grad.clone() for p in model.parameters()])
-    assert RECOMPUTING_FUNCTIONS <= nodes[0] and not RECOMPUTING_FUNCTIONS & nodes[1]
-    for (name, _), a, b in zip(model.named_parameters(), *grads):
-        assert (a - b).norm() <= 1e-4 * b.norm(), name
 
 
 def test_training_memory_functions_same_model_gradients(monkeypatch):

@@ -5,7 +5,8 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import REFERENCE_FILE, TINY_ARCH, requires_cpu_half
+from conftest import (REFERENCE_FILE, TINY_ARCH, check_with_cp_matches_plain,
+                      requires_cpu_half)
 from mmsgformer.models import SGFormer
 from mmsgformer.models.attention import HybridScaleAttention, attention, key_significance
 from mmsgformer.models.sgformer import FiniteInputCheck
@@ -230,27 +231,6 @@ def test_norm_eval_keeps_norms_in_eval_mode():
     assert norms and not any(m.training for m in norms)
     assert model.stages[1].blocks[0].attn.training  # the rest trains
     assert all(m.training for m in SGFormer(arch=TINY_ARCH).train().modules())
-
-
-def check_with_cp_matches_plain(device: str = 'cpu') -> None:
-    """Gradient checkpointing (``with_cp=True``) gives the plain model's outputs and gradients,
-    on ``device`` (tests/test_cuda.py runs it on CUDA). The loss is the sum of squares: the sum
-    of the outputs would have gradients near zero (every output ends in a LayerNorm)."""
-    torch.manual_seed(0)
-    plain = SGFormer(arch=TINY_ARCH, drop_path_rate=0.).to(device).train()
-    checkpointed = SGFormer(arch=TINY_ARCH, drop_path_rate=0., with_cp=True).to(device).train()
-    checkpointed.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 3, 75, 83, device=device)
-    out_plain = plain(x)
-    out_cp = checkpointed(x)
-    for a, b in zip(out_plain, out_cp):
-        torch.testing.assert_close(a, b)
-    sum(o.square().sum() for o in out_plain).backward()
-    sum(o.square().sum() for o in out_cp).backward()
-    grads_cp = dict(checkpointed.named_parameters())
-    for name, param in plain.named_parameters():
-        torch.testing.assert_close(param.grad, grads_cp[name].grad, atol=1e-5, rtol=1e-4,
-                                   msg=name)
 
 
 def test_with_cp_same_outputs_and_gradients():

@@ -11,12 +11,12 @@ import threading
 import pytest
 import torch
 
-from conftest import REPO, TINY_ARCH
+from conftest import REPO, TINY_ARCH, official_wrappers
 from mmsgformer.models import SGFormer
 from mmsgformer.models.official_keys import convert_official_state_dict
 from mmsgformer.utils import (CheckpointDownloadError, CorruptCheckpointError,
                               UnsafeCheckpointError, load_checkpoint_file)
-from mmsgformer.utils import checkpoint as checkpoint_module
+from mmsgformer.utils import safe_loading
 from mmsgformer.utils.compat import TORCH_VERSION, has_safe_globals
 
 
@@ -25,7 +25,7 @@ def loader(request, monkeypatch):
     """Both ways of safe loading: torch's weights_only list (torch >= 2.4) and our restricted
     unpickler (what torch 2.1-2.3 get), forced here on any torch."""
     if request.param == 'restricted':
-        monkeypatch.setattr(checkpoint_module, 'has_safe_globals', lambda: False)
+        monkeypatch.setattr(safe_loading, 'has_safe_globals', lambda: False)
     elif not has_safe_globals():
         pytest.skip(f'torch {torch.__version__} has no weights_only allow-list')
     return request.param
@@ -47,18 +47,6 @@ def official(reference):
     """Official-layout weights and our converted equivalent."""
     converted, _ = convert_official_state_dict(reference['state_dict'])
     return reference['state_dict'], converted
-
-
-def official_wrappers(state_dict):
-    """The forms official files come in: timm training checkpoints and plain state dicts."""
-    prefixed = {f'module.{k}': v for k, v in state_dict.items()}
-    timm_file = dict(epoch=299, arch='sgformer_s', state_dict=state_dict,
-                     state_dict_ema={k: v + 1 for k, v in state_dict.items()},
-                     optimizer={'state': {}, 'param_groups': [{'lr': 1e-3, 'params': [0]}]},
-                     args=argparse.Namespace(model='sgformer_s', lr=1e-3, drop_path=0.1,
-                                             data='/imagenet', img_size=224))
-    return {'plain': state_dict, 'timm': timm_file, 'model_key': dict(model=state_dict),
-            'module_prefix': prefixed, 'timm_module_prefix': dict(state_dict=prefixed)}
 
 
 @pytest.mark.parametrize('form', ['plain', 'timm', 'model_key', 'module_prefix',

@@ -8,8 +8,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
-from conftest import REPO
-from test_checkpoint import official_wrappers
+from conftest import ABSENT, REPO, changes_from_upstream, official_wrappers
 
 
 def build_classifier(config, **backbone):
@@ -34,33 +33,32 @@ def test_configs_build_with_official_sizes(size):
 
 # Per size: drop path rate and head width (the backbone's last stage).
 IN1K_SIZES = {'s': (0.1, 512), 'm': (0.2, 512), 'b': (0.4, 768)}
+SWIN_IN1K = 'mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py'
 
 
 @pytest.mark.parametrize('size', sorted(IN1K_SIZES))
-def test_in1k_recipe_pinned(size):
-    """The values checked against the former mmpretrain-based text configs
-    (imagenet_bs64_swin_224, imagenet_bs1024_adamw_swin, default_runtime + our recipe) when they
-    became pure-Python."""
-    cfg = Config.fromfile(osp.join(REPO, f'configs/sgformer_{size}_in1k.py'))
+def test_in1k_recipe_is_mmpretrain_swin_with_sgformer(size, tmp_path):
+    """The ImageNet configs are mmpretrain's Swin-T recipe (AdamW lr 1e-3 for batch 1024, weight
+    decay 0.05, 20 warm-up epochs then cosine to 300, Mixup/CutMix, RandAugment, random erasing,
+    label smoothing, its pipelines and runtime) with SG-Former in Swin's place: a value of
+    mmpretrain's recipe spelled out wrong in our pure-Python configs fails here."""
     drop_path, channels = IN1K_SIZES[size]
-    assert (cfg.model.backbone.arch, cfg.model.backbone.drop_path_rate) == (size, drop_path)
-    assert cfg.model.head.in_channels == channels
-    assert cfg.model.train_cfg.augments == [dict(type='Mixup', alpha=0.8),
-                                            dict(type='CutMix', alpha=1.0)]
-    assert cfg.optim_wrapper.optimizer == dict(
-        type='AdamW', lr=1e-3, weight_decay=0.05, eps=1e-8, betas=(0.9, 0.999))
-    assert cfg.optim_wrapper.paramwise_cfg.custom_keys['.pos_embed'] == dict(decay_mult=0.0)
-    assert cfg.param_scheduler == [
-        dict(type='LinearLR', start_factor=1e-3, by_epoch=True, end=20,
-             convert_to_iter_based=True),
-        dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=20)]
-    assert cfg.train_cfg == dict(by_epoch=True, max_epochs=300, val_interval=1)
-    assert cfg.train_dataloader.batch_size == 64 and cfg.auto_scale_lr.base_batch_size == 1024
-    assert [t['type'] for t in cfg.train_dataloader.dataset.pipeline] == [
-        'LoadImageFromFile', 'RandomResizedCrop', 'RandomFlip', 'RandAugment', 'RandomErasing',
-        'PackInputs']
-    assert cfg.default_hooks.checkpoint == dict(type='mmsgformer.AtomicCheckpointHook', interval=1)
-    assert cfg.custom_hooks == [dict(type='mmsgformer.DivergenceGuardHook')]
+    changes = changes_from_upstream(SWIN_IN1K, osp.join(REPO, f'configs/sgformer_{size}_in1k.py'),
+                                    tmp_path)
+    # where a size's value happens to be Swin-T's, it is no change
+    assert changes.pop('model.backbone.drop_path_rate', 0.2) == drop_path
+    assert changes.pop('model.head.in_channels', 768) == channels
+    assert changes == {
+        # the backbone, its last stage into the pooled head
+        'model.backbone.type': 'mmsgformer.SGFormer', 'model.backbone.arch': size,
+        'model.backbone.out_indices': (3, ), 'model.backbone.img_size': ABSENT,
+        # no weight decay on SG-Former's position embedding either; no gradient clipping
+        'optim_wrapper.paramwise_cfg.custom_keys..pos_embed.decay_mult': 0.,
+        'optim_wrapper.clip_grad.max_norm': ABSENT,
+        # mmsgformer's classes, atomic checkpoints, the divergence guard
+        'custom_imports.imports': ['mmsgformer'], 'custom_imports.allow_failed_imports': False,
+        'default_hooks.checkpoint.type': 'mmsgformer.AtomicCheckpointHook',
+        'custom_hooks[0].type': 'mmsgformer.DivergenceGuardHook'}
 
 
 def test_converted_checkpoint_gives_official_logits(tmp_path, reference, reference_arch):

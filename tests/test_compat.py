@@ -1,5 +1,7 @@
 """The torch-version fallbacks of mmsgformer.utils.compat, on the installed torch and with the
 newer APIs removed (what torch 2.1 lacks). `make test-torch21` runs this file under torch 2.1.2."""
+import types
+
 import pytest
 import torch
 
@@ -16,12 +18,28 @@ def test_is_compiling_eager_and_compiled():
     assert torch.compile(_sign_of_compiling, backend='eager')(x).item() == 1
 
 
+def _sign_of_compiling_without_new_api(x):
+    return x + 1 if compat.is_compiling() else x - 1
+
+
+class _TorchWithoutCompilerIsCompiling:
+    """torch as compat sees it on torch 2.1/2.2: ``torch.compiler`` has no ``is_compiling``
+    (removing it from the installed torch would break its own dynamo, which calls it)."""
+    compiler = types.SimpleNamespace()
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+
 def test_is_compiling_without_torch_compiler_api(monkeypatch):
-    """torch 2.1/2.2: torch.compiler has no is_compiling; torch._dynamo's answers."""
+    """torch 2.1/2.2: torch.compiler has no is_compiling; the fallback still tells eager from
+    compiled."""
     import torch._dynamo
-    monkeypatch.delattr(torch.compiler, 'is_compiling', raising=False)
-    monkeypatch.setattr(torch._dynamo, 'is_compiling', lambda: 'asked dynamo')
-    assert compat.is_compiling() == 'asked dynamo'
+    monkeypatch.setattr(compat, 'torch', _TorchWithoutCompilerIsCompiling())
+    torch._dynamo.reset()
+    x = torch.zeros(1)
+    assert _sign_of_compiling_without_new_api(x).item() == -1
+    assert torch.compile(_sign_of_compiling_without_new_api, backend='eager')(x).item() == 1
 
 
 def test_is_autocast_enabled_per_device():

@@ -9,7 +9,8 @@ import copy
 import pytest
 import torch
 
-from conftest import TINY_ARCH
+from conftest import (TINY_ARCH, check_memory_functions_match_plain_graph,
+                      check_with_cp_matches_plain)
 from mmsgformer.models import SGFormer
 from mmsgformer.models.official_keys import convert_official_state_dict
 
@@ -77,7 +78,6 @@ def test_autocast_close_to_float32(official, reference, dtype):
 
 def test_with_cp_same_outputs_and_gradients_cuda():
     """The CUDA twin of test_backbone.py's test_with_cp_same_outputs_and_gradients."""
-    from test_backbone import check_with_cp_matches_plain
     check_with_cp_matches_plain('cuda')
 
 
@@ -130,5 +130,4 @@ def test_training_memory_functions_same_model_gradients_cuda(monkeypatch):
     the plain graph's gradients. Batch 5: up to 4 images per GPU the stem's GroupNorm takes the
     reduction path instead of the native kernel, and NormGeluConv (which recomputes the native
     kernel's statistics) is not used."""
-    from test_attention import check_memory_functions_match_plain_graph
     check_memory_functions_match_plain_graph(monkeypatch, device='cuda', batch=5)

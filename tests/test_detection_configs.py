@@ -9,7 +9,8 @@ import os.path as osp
 import pytest
 import torch
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from conftest import ABSENT, REPO, changes_from_upstream, flatten_config
+
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'maskrcnn_*.py'))) + sorted(
     glob.glob(osp.join(REPO, 'configs', 'demo', 'maskrcnn_*.py')))
 
@@ -87,21 +88,6 @@ def test_model_sizes(size):
     assert abs(params_m - expected) < tol, params_m
 
 
-def _flatten(value, prefix=''):
-    """``{'a.b[0].c': leaf}`` for every leaf of a config value (lists of dicts by index)."""
-    if isinstance(value, dict):
-        items = [(f'{prefix}.{key}' if prefix else key, v) for key, v in value.items()]
-    elif isinstance(value, (list, tuple)) and any(isinstance(v, (dict, list, tuple))
-                                                  for v in value):
-        items = [(f'{prefix}[{i}]', v) for i, v in enumerate(value)]
-    else:
-        return {prefix: value}
-    flat = {}
-    for key, v in items:
-        flat.update(_flatten(v, key))
-    return flat
-
-
 # What a 3x config may change in its 1x config: the multi-scale training pipeline, the epochs
 # and the lr steps (and the `_ms_scales` helper of the shared 3x piece).
 SCHEDULE_AND_PIPELINE = ('train_pipeline', 'train_dataloader.dataset.pipeline', 'max_epochs',
@@ -117,8 +103,9 @@ def test_3x_configs_differ_only_in_schedule_and_pipeline(size):
     from mmengine.config import Config
     c1 = Config.fromfile(osp.join(REPO, 'configs', f'maskrcnn_sgformer_{size}_coco.py'))
     c3 = Config.fromfile(osp.join(REPO, 'configs', f'maskrcnn_sgformer_{size}_coco_3x.py'))
-    flat1, flat3 = _flatten(c1.to_dict()), _flatten(c3.to_dict())
-    changed = {k for k in set(flat1) | set(flat3) if flat1.get(k, '<absent>') != flat3.get(k, '<absent>')}
+    flat1, flat3 = flatten_config(c1.to_dict()), flatten_config(c3.to_dict())
+    changed = {k for k in set(flat1) | set(flat3)
+               if flat1.get(k, ABSENT) != flat3.get(k, ABSENT)}
     assert changed, 'the 3x config equals the 1x one'
     assert {k for k in changed if not _is_schedule_or_pipeline(k)} == set()
     # the 3x schedule and pipeline themselves
@@ -131,50 +118,48 @@ def test_3x_configs_differ_only_in_schedule_and_pipeline(size):
         'LoadImageFromFile', 'LoadAnnotations', 'RandomFlip', 'RandomChoice', 'PackDetInputs']
 
 
-# Per size: arch, drop path rate, FPN input channels (the backbone's), converted checkpoint.
+# Per size: drop path rate and FPN input channels (the backbone's).
 SIZES = {'s': (0.2, [64, 128, 256, 512]), 'm': (0.3, [64, 128, 256, 512]),
          'b': (0.4, [96, 192, 384, 768])}
+SWIN_MASK_RCNN_1X = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
+SWIN_ONLY_BACKBONE_KEYS = ('attn_drop_rate', 'convert_weights', 'depths', 'drop_rate',
+                           'embed_dims', 'mlp_ratio', 'num_heads', 'patch_norm', 'qk_scale',
+                           'qkv_bias', 'window_size')
 
 
 @pytest.mark.parametrize('size', sorted(SIZES))
-def test_coco_recipe_pinned(size):
-    """The values checked against the former mmdet-based text configs (mask-rcnn_r50_fpn,
-    coco_instance, schedule_1x, default_runtime + our recipe) when they became pure-Python."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(REPO, 'configs', f'maskrcnn_sgformer_{size}_coco.py'))
+def test_coco_recipe_is_mmdet_swin_mask_rcnn_with_sgformer(size, tmp_path):
+    """The COCO configs are mmdet's Swin-T Mask R-CNN 1x (AdamW lr 1e-4, weight decay 0.05,
+    12 epochs with steps at 8 and 11, batch 16, 1333x800, its heads, data and runtime) with
+    SG-Former in Swin's place and nothing else changed: a value of mmdet's recipe spelled out
+    wrong in our pure-Python configs fails here."""
     drop_path, channels = SIZES[size]
-    backbone = cfg.model.backbone
-    assert (backbone.type, backbone.arch, backbone.drop_path_rate) == (
-        'mmsgformer.SGFormer', size, drop_path)
-    assert backbone.init_cfg == dict(
-        type='Pretrained', checkpoint=f'checkpoints/sgformer_{size}_in1k_converted.pth')
-    assert cfg.model.neck.in_channels == channels
-    assert cfg.model.roi_head.bbox_head.num_classes == cfg.model.roi_head.mask_head.num_classes == 80
-    # optimizer and schedule
-    assert cfg.optim_wrapper.optimizer == dict(
-        type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05)
-    assert cfg.optim_wrapper.paramwise_cfg == dict(
-        norm_decay_mult=0., custom_keys={'pos_embed': dict(decay_mult=0.)})
-    assert cfg.param_scheduler == [
-        dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=1000),
-        dict(type='MultiStepLR', begin=0, end=12, by_epoch=True, milestones=[8, 11], gamma=0.1)]
-    assert cfg.train_cfg == dict(type='EpochBasedTrainLoop', max_epochs=12, val_interval=1)
-    assert cfg.train_dataloader.batch_size == 2 and cfg.auto_scale_lr.base_batch_size == 16
-    # pipelines
-    assert cfg.train_dataloader.dataset.pipeline == [
-        dict(type='LoadImageFromFile', backend_args=None),
-        dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-        dict(type='Resize', scale=(1333, 800), keep_ratio=True),
-        dict(type='RandomFlip', prob=0.5),
-        dict(type='PackDetInputs')]
-    assert [t['type'] for t in cfg.test_dataloader.dataset.pipeline] == [
-        'LoadImageFromFile', 'Resize', 'LoadAnnotations', 'PackDetInputs']
-    assert cfg.val_evaluator.metric == ['bbox', 'segm']
-    # the hooks every task base sets (mmsgformer/engine)
-    assert cfg.default_hooks.checkpoint == dict(
-        type='mmsgformer.AtomicCheckpointHook', interval=1, max_keep_ckpts=3)
-    assert cfg.custom_hooks == [dict(type='mmsgformer.DivergenceGuardHook')]
-    assert cfg.default_scope == 'mmdet'
+    changes = changes_from_upstream(
+        SWIN_MASK_RCNN_1X, osp.join(REPO, 'configs', f'maskrcnn_sgformer_{size}_coco.py'),
+        tmp_path)
+    # where a size's value happens to be Swin-T's, it is no change
+    assert changes.pop('model.backbone.drop_path_rate', 0.2) == drop_path
+    assert changes.pop('model.neck.in_channels', [96, 192, 384, 768]) == channels
+    assert changes == {
+        # the backbone
+        'model.backbone.type': 'mmsgformer.SGFormer', 'model.backbone.arch': size,
+        'model.backbone.in_channels': 3, 'model.backbone.frozen_stages': -1,
+        'model.backbone.norm_eval': False,
+        'model.backbone.init_cfg.checkpoint': f'checkpoints/sgformer_{size}_in1k_converted.pth',
+        **{f'model.backbone.{key}': ABSENT for key in SWIN_ONLY_BACKBONE_KEYS},
+        'pretrained': ABSENT,
+        # no weight decay on norm layers (by type) nor on the position embedding
+        'optim_wrapper.paramwise_cfg.norm_decay_mult': 0.,
+        'optim_wrapper.paramwise_cfg.custom_keys.pos_embed.decay_mult': 0.,
+        'optim_wrapper.paramwise_cfg.custom_keys.absolute_pos_embed.decay_mult': ABSENT,
+        'optim_wrapper.paramwise_cfg.custom_keys.relative_position_bias_table.decay_mult':
+            ABSENT,
+        'optim_wrapper.paramwise_cfg.custom_keys.norm.decay_mult': ABSENT,
+        # mmsgformer's classes, atomic checkpoints (the last 3 kept), the divergence guard
+        'custom_imports.imports': ['mmsgformer'], 'custom_imports.allow_failed_imports': False,
+        'default_hooks.checkpoint.type': 'mmsgformer.AtomicCheckpointHook',
+        'default_hooks.checkpoint.max_keep_ckpts': 3,
+        'custom_hooks[0].type': 'mmsgformer.DivergenceGuardHook'}
 
 
 def test_downstream_config_inherits_ours(tmp_path):

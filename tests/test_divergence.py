@@ -1,4 +1,4 @@
-"""Issue 14: a diverging run stops loudly and never destroys the good checkpoints.
+"""A diverging run stops loudly and never destroys the good checkpoints.
 
 * A real run of the detection demo config (generated data, ``tools/train.py``) made to diverge
   with a huge learning rate: it stops with the message and a non-zero exit, the earlier good
@@ -18,9 +18,8 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import tiny_detection_config
+from conftest import REPO, tiny_detection_config
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TRAIN = osp.join(REPO, 'tools', 'train.py')
 
 
@@ -112,7 +111,8 @@ def test_guard_stops_after_patience_nonfinite_iterations(tmp_path):
     """Iterations 4, 5, 6 non-finite (plain optimizer: the weights stay NaN), patience 3: the run
     stops at iteration 6 naming the loss term and the last good checkpoint (iter_3.pth); the
     NaN ``acc`` output (not a loss term) and the good iterations do not count."""
-    from mmsgformer.engine.reliability import DivergenceError, check_finite_checkpoint
+    from mmsgformer.engine.reliability import DivergenceError
+    from mmsgformer.utils.safe_loading import check_finite_checkpoint
     runner = _toy_runner(tmp_path, poison={3: LOSS}, checkpoint=dict(interval=3))
     with pytest.raises(DivergenceError) as err:
         runner.train()
@@ -132,7 +132,8 @@ def test_guard_stops_after_patience_nonfinite_iterations(tmp_path):
 def test_checkpoint_hook_refuses_nonfinite_weights(tmp_path):
     """Weights NaN from iteration 3 on; the checkpoint due at iteration 4 (interval 2,
     max_keep_ckpts=1) is refused before anything is written, renamed or rotated out."""
-    from mmsgformer.engine.reliability import DivergenceError, check_finite_checkpoint
+    from mmsgformer.engine.reliability import DivergenceError
+    from mmsgformer.utils.safe_loading import check_finite_checkpoint
     work = tmp_path / 'w'
     runner = _toy_runner(tmp_path, poison={2: LOSS}, patience=10,
                          checkpoint=dict(interval=2, max_keep_ckpts=1))
@@ -215,7 +216,7 @@ def test_guard_reads_host_values_not_device_tensors(tmp_path):
 
 
 def test_check_finite_checkpoint(tmp_path):
-    from mmsgformer.engine.reliability import NonFiniteCheckpointError, check_finite_checkpoint
+    from mmsgformer.utils.safe_loading import NonFiniteCheckpointError, check_finite_checkpoint
     weights = {f'layer{i}.weight': torch.ones(2) for i in range(8)}
     weights['step'] = torch.tensor(3)  # not a floating-point tensor: ignored
     check_finite_checkpoint(dict(state_dict=weights, meta={}))
@@ -282,13 +283,13 @@ def _digest(path):
 
 def test_diverging_demo_run_stops_and_keeps_good_checkpoint(tmp_path):
     """Epoch 1 (4 iterations) trains normally: epoch_1.pth. A new run in the same folder from its
-    weights with the issue's lr=50, no clipping and no warm-up (the demo's warm-up keeps the
-    loss finite, if huge, for the few iterations a test can afford) diverges: it stops with the
+    weights with lr=50, no clipping and no warm-up (the demo's warm-up keeps the loss finite, if
+    huge, for the few iterations a test can afford) diverges: it stops with the
     message and exit status 1 before any checkpoint is written, so epoch_1.pth and
     last_checkpoint are untouched (its first checkpoint, epoch_2.pth, would rotate epoch_1.pth out:
     max_keep_ckpts=1); ``--resume`` then continues from epoch_1.pth and finishes epoch 2."""
-    from mmsgformer.datasets import generate_coco_shapes
-    from mmsgformer.engine.reliability import check_finite_checkpoint
+    from mmsgformer.synthetic_data import generate_coco_shapes
+    from mmsgformer.utils.safe_loading import check_finite_checkpoint
     generate_coco_shapes(str(tmp_path / 'shapes'), num_train=8, num_val=2, seed=1)
     cfg = tmp_path / 'tiny.py'
     cfg.write_text(tiny_detection_config(

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from mmsgformer.datasets.synthetic import generate_ade_shapes, generate_coco_shapes
+from mmsgformer.synthetic_data import generate_ade_shapes, generate_coco_shapes
 from mmsgformer.utils import load_checkpoint_file
 
 DET_CONFIG = osp.join(REPO, 'configs', 'demo', 'maskrcnn_sgformer_tiny_shapes.py')

@@ -4,7 +4,7 @@ OpenMMLab way (``mmsgformer/.mim``), and a project in another folder trains and 
 configs that inherit ours: detection through ``mim train/test mmsgformer`` (our tools, from the
 installed package), segmentation with mmseg's own stock ``tools/train.py`` / ``tools/test.py``.
 
-One wheel build per session (module fixture); tiny demo models, 1 iteration on 2 generated
+One wheel build for this file (module fixture); tiny demo models, 1 iteration on 2 generated
 images each.
 """
 import glob
@@ -19,7 +19,8 @@ from typing import NamedTuple
 
 import pytest
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from conftest import REPO
+
 TIMEOUT = 600
 # What the wheel is built from (pyproject.toml's package and setup.py's .mim sources).
 SOURCES = ('pyproject.toml', 'setup.py', 'README.md', 'model-index.yml', 'mmsgformer', 'tools')
@@ -165,7 +166,7 @@ default_hooks.logger.interval = 1
 def test_downstream_detection_with_mim(installed):
     """``mim train mmsgformer`` a downstream config, then ``mim test mmsgformer`` the demo config
     by its file name (found in the installed package) on that checkpoint."""
-    from mmsgformer.datasets import generate_coco_shapes
+    from mmsgformer.synthetic_data import generate_coco_shapes
     generate_coco_shapes(osp.join(installed.project, 'data', 'coco_shapes'),
                          num_train=2, num_val=2, seed=1)
     with open(osp.join(installed.project, 'det.py'), 'w') as f:
@@ -189,7 +190,7 @@ def test_downstream_detection_with_mim(installed):
 
 def test_downstream_segmentation_with_mmseg_stock_tools(installed):
     from importlib.util import find_spec
-    from mmsgformer.datasets import generate_ade_shapes
+    from mmsgformer.synthetic_data import generate_ade_shapes
     generate_ade_shapes(osp.join(installed.project, 'data', 'ade_shapes'),
                         num_train=2, num_val=2, img_size=64, seed=1)
     with open(osp.join(installed.project, 'seg.py'), 'w') as f:

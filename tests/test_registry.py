@@ -10,6 +10,9 @@ from mmengine.registry import DefaultScope, init_default_scope
 
 from conftest import TINY_ARCH
 
+TASK_REGISTRIES = {'mmdet': 'mmdet.registry', 'mmseg': 'mmseg.registry',
+                   'mmpretrain': 'mmpretrain.registry'}
+
 
 def build_in_scope(scope, type_name):
     cfg = Config(dict(
@@ -18,10 +21,7 @@ def build_in_scope(scope, type_name):
         backbone=dict(type=type_name, arch=TINY_ARCH, out_indices=(1, 3))))
     with DefaultScope.overwrite_default_scope(scope):
         init_default_scope(scope)
-        registry = {
-            'mmdet': 'mmdet.registry', 'mmseg': 'mmseg.registry',
-            'mmpretrain': 'mmpretrain.registry'}[scope]
-        models = __import__(registry, fromlist=['MODELS']).MODELS
+        models = __import__(TASK_REGISTRIES[scope], fromlist=['MODELS']).MODELS
         return models.build(cfg.backbone)
 
 
@@ -36,10 +36,32 @@ def test_build_from_task_scopes(scope, type_name):
     assert [o.shape[1] for o in outs] == [64, 256]
 
 
-def test_child_registry_scope():
-    from mmsgformer.registry import MODELS
-    assert MODELS.scope == 'mmsgformer'
-    assert MODELS.get('SGFormer') is not None
+def test_registration_policy_reaches_every_task_scope():
+    """What :mod:`mmsgformer.registry` promises: a class in our registry is found as
+    ``mmsgformer.X`` from every task scope (our registries are children of MMEngine's root), one
+    registered with ``register_in_root`` also by its plain name; only our registries are
+    accepted."""
+    from mmengine.registry import Registry
+
+    from mmsgformer.registry import HOOKS, MODELS, register_in_root
+
+    @MODELS.register_module()
+    class ScopedOnlyProbe(torch.nn.Module):
+        pass
+
+    @register_in_root(HOOKS)
+    class RootProbeHook:
+        pass
+
+    for scope, module in TASK_REGISTRIES.items():
+        registry = __import__(module, fromlist=['MODELS'])
+        with DefaultScope.overwrite_default_scope(scope):
+            assert registry.MODELS.get('mmsgformer.ScopedOnlyProbe') is ScopedOnlyProbe, scope
+            assert registry.MODELS.get('ScopedOnlyProbe') is None, scope
+            assert registry.HOOKS.get('RootProbeHook') is RootProbeHook, scope
+            assert registry.HOOKS.get('mmsgformer.RootProbeHook') is RootProbeHook, scope
+    with pytest.raises(ValueError, match="not one of mmsgformer's registries"):
+        register_in_root(Registry('model'))
 
 
 def test_import_registers_every_configured_class_in_our_scope_and_root():

@@ -1,5 +1,5 @@
-"""Issue 7, tool side: crash-safe checkpoints, exact resume after SIGKILL, clear errors from
-tools/train.py, and prompt failure of a distributed job when one rank raises.
+"""Reliable training, tool side: crash-safe checkpoints, exact resume after SIGKILL, clear errors
+from tools/train.py, and prompt failure of a distributed job when one rank raises.
 
 Every training run here is the demo Mask R-CNN config on 4 generated 160x128 images, batch 2
 (2 iterations per epoch), one thread per process, seeded and deterministic.
@@ -14,10 +14,9 @@ import time
 import pytest
 import torch
 
-from conftest import tiny_detection_config
-from mmsgformer.datasets import generate_coco_shapes
+from conftest import REPO, tiny_detection_config
+from mmsgformer.synthetic_data import generate_coco_shapes
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TRAIN = osp.join(REPO, 'tools', 'train.py')
 TIMEOUT = 600
 _PATHS = [REPO]  # + the tmp folder holding the test-only hook module
@@ -230,7 +229,7 @@ def test_missing_annotation_file_message(tiny):
 def test_missing_dataset_paths_all_tasks(config, key, tmp_path):
     from mmengine.config import Config
 
-    from mmsgformer.apis.preflight import ConfigPathError, check_dataset_paths
+    from mmsgformer.engine.preflight import ConfigPathError, check_dataset_paths
     cfg = Config.fromfile(osp.join(REPO, 'configs', config))
     cfg.merge_from_dict({key: str(tmp_path / 'absent')})
     with pytest.raises(ConfigPathError, match=f'{key}: the data root .*absent.* does not '

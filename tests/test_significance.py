@@ -19,16 +19,14 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import REPO, TINY_ARCH
 from mmsgformer.models import SGFormer
 from mmsgformer.models.attention import (LOCAL_WINDOW, REALLOCATION_SPECS,
                                          HybridScaleAttention)
 from mmsgformer.visualization import pipeline as geometry_lib
 from mmsgformer.visualization import significance as tool
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOL = osp.join(REPO, 'tools', 'visualize_significance.py')
-TINY_ARCH = dict(embed_dims=[32, 64, 128, 256], num_heads=[2, 2, 4, 8], depths=[2, 2, 2, 1],
-                 mlp_ratios=[4, 4, 4, 4])
 SR_RATIOS = [8, 4, 2, 1]
 
 
@@ -175,7 +173,7 @@ def test_geometry_flip_follows_the_pipeline(tmp_path):
     pytest.importorskip('mmpretrain')
     from mmengine.config import Config
 
-    from mmsgformer.apis import task_registries
+    from mmsgformer.utils.config import task_registries
     _, transforms = task_registries(Config(dict(default_scope='mmpretrain')))
     pipeline = geometry_lib.build_transforms([
         dict(type='LoadImageFromFile'),
@@ -264,7 +262,8 @@ def read_rgb(path):
 def library_model(config, cfg_options=None):
     """The classifier of ``config`` (random weights, seeded) and its test transforms, built by
     the library functions the tool uses."""
-    from mmsgformer.apis import build_model, load_config
+    from mmsgformer.apis import build_model
+    from mmsgformer.utils.config import load_config
     cfg = load_config(str(config), cfg_options)
     torch.manual_seed(0)
     return build_model(cfg), geometry_lib.build_test_transforms(cfg)

@@ -4,10 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, TINY_ARCH
-
-CONFIG = f'{REPO}/configs/sgformer_s_in1k.py'
-TINY_OPTIONS = {'model.backbone.arch': dict(TINY_ARCH), 'model.head.in_channels': 256}
+from conftest import CLASSIFICATION_CONFIG, TINY_CLASSIFIER_OPTIONS
 
 
 def test_flip_tta_averages_plain_and_mirrored(tmp_path):
@@ -15,14 +12,15 @@ def test_flip_tta_averages_plain_and_mirrored(tmp_path):
     import cv2
     from mmengine.dataset import Compose, pseudo_collate
 
-    from mmsgformer.apis import build_model, load_config, task_registries
-    from mmsgformer.apis.runner import apply_tta
+    from mmsgformer.apis import build_model
+    from mmsgformer.engine.runner import apply_tta
+    from mmsgformer.utils.config import load_config, task_registries
 
     path = str(tmp_path / 'image.png')
     rng = np.random.default_rng(0)
     assert cv2.imwrite(path, rng.integers(0, 255, (90, 130, 3), dtype=np.uint8))
 
-    cfg = load_config(CONFIG, TINY_OPTIONS)
+    cfg = load_config(CLASSIFICATION_CONFIG, TINY_CLASSIFIER_OPTIONS)
     torch.manual_seed(0)
     plain = build_model(cfg)
     with pytest.warns(UserWarning, match='using flip TTA'):

@@ -15,10 +15,9 @@ import sys
 
 import pytest
 
-from conftest import tiny_detection_config
-from mmsgformer.datasets import generate_coco_shapes
+from conftest import REPO, tiny_detection_config
+from mmsgformer.synthetic_data import generate_coco_shapes
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TIMEOUT = 600
 
 
@@ -160,6 +159,40 @@ def test_tta_mask_rcnn_refused_box_only_runs(trained):
     assert 'using flip TTA' in out
     assert 0 <= _metrics(out, 'coco/bbox_mAP')['coco/bbox_mAP'] <= 1
     assert 'coco/segm_mAP' not in out
+
+
+def test_test_reads_the_checkpoint_once_and_predicts_as_mmengine(trained, monkeypatch):
+    """engine.runner.test (what tools/test.py runs) reads the checkpoint once, and its
+    predictions and metrics are those of MMEngine's Runner reading the file itself."""
+    import mmengine
+    import torch
+
+    from mmsgformer.engine.runner import (TestOptions, add_prediction_dump, build_runner,
+                                          prepare_config, test)
+    root, cfg, _, _ = trained
+    ckpt = str(root / 'trained.pth')
+    options = TestOptions(work_dir=str(root / 'test_once'), out=str(root / 'once.pkl'),
+                          cfg_options=dict(option.split('=') for option in KEEP_ALL))
+    options.cfg_options['model.test_cfg.rcnn.score_thr'] = 0.0
+    loads = []
+    torch_load = torch.load
+    monkeypatch.setattr(torch, 'load', lambda *a, **k: loads.append(a[0]) or torch_load(*a, **k))
+    metrics = test(str(cfg), ckpt, options)
+    assert loads == [ckpt]
+
+    reference = prepare_config(str(cfg), options, ['test_dataloader'])
+    reference.load_from = ckpt
+    reference.visualizer.name = 'mmengine_reads_the_file'  # (one visualizer per name)
+    runner = build_runner(reference, str(cfg))
+    add_prediction_dump(runner, 'det', str(root / 'mmengine.pkl'))
+    assert runner.test() == metrics
+    assert len(loads) == 2
+    ours, theirs = mmengine.load(options.out), mmengine.load(str(root / 'mmengine.pkl'))
+    assert len(ours) == len(theirs) == 4
+    for a, b in zip(ours, theirs):
+        assert len(a['pred_instances']['scores']) > 0
+        for key in ('bboxes', 'scores', 'labels'):
+            torch.testing.assert_close(a['pred_instances'][key], b['pred_instances'][key])
 
 
 def test_dist_train_cpu_gloo(tiny):

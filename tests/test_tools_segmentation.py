@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from mmsgformer.datasets import generate_ade_shapes
+from conftest import REPO
+from mmsgformer.synthetic_data import generate_ade_shapes
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = 'configs/demo/upernet_sgformer_tiny_shapes.py'
 CLASSES = ('background', 'circle', 'square', 'triangle', 'cross')
 

@@ -8,15 +8,17 @@ classification, chosen by the config's ``default_scope``. Prints the evaluator's
 
 ``--out``: detection/classification dump the predictions to a ``.pkl`` file;
 segmentation writes the predicted label maps (PNG) into the directory ``--out``.
-The work is done by :mod:`mmsgformer.apis.runner`.
+The work is done by :func:`mmsgformer.engine.runner.test`.
 """
 import argparse
+import os
 import os.path as osp
+import sys
 
-from mmsgformer.apis import runner as api
+from mmengine.config import DictAction
 
 
-def parse_args(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Test an mmsgformer checkpoint (detection, segmentation or '
                     'classification, by the config\'s default_scope)')
@@ -33,43 +35,39 @@ def parse_args(argv=None):
     parser.add_argument('--tta', action='store_true',
                         help='test-time augmentation with the config\'s tta_model/tta_pipeline '
                              '(flip TTA for detection/classification configs without them)')
-    api.add_runner_arguments(parser)
-    return api.parse_runner_args(parser, argv)
+    parser.add_argument('--work-dir', help='directory for logs, metrics and checkpoints')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value pairs (e.g. '
+                             'test_dataloader.dataset.data_root=data/coco/)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch>=2) or --local_rank
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
 
 
-def main(argv=None):
+def main(argv=None) -> None:
     args = parse_args(argv)
     from mmengine.dist import get_rank
 
-    from mmsgformer.apis import task_of
-    from mmsgformer.engine.reliability import NonFiniteCheckpointError, check_finite_checkpoint
-    from mmsgformer.utils.checkpoint import CheckpointError
+    from mmsgformer.engine.preflight import ConfigPathError
+    from mmsgformer.engine.runner import RunError, TestOptions, format_metrics, test
+    from mmsgformer.utils.safe_loading import CheckpointError
 
-    if not osp.isfile(args.checkpoint):
-        raise SystemExit(f'error: checkpoint not found: {args.checkpoint}')
-    cfg = api.prepare_config(args, ['test_dataloader'])  # config and data errors first
-    try:  # unreadable, unsafe or NaN/Inf weights: one clear error instead of empty results
-        check_finite_checkpoint(args.checkpoint)
-    except (NonFiniteCheckpointError, CheckpointError) as err:
+    options = TestOptions(work_dir=args.work_dir, cfg_options=args.cfg_options,
+                          launcher=args.launcher, out=args.out, show=args.show,
+                          show_dir=args.show_dir, wait_time=args.wait_time, tta=args.tta)
+    try:
+        metrics = test(args.config, args.checkpoint, options)
+    except ConfigPathError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(2)
+    except (RunError, CheckpointError) as err:
         raise SystemExit(f'error: {err}')
-    task = task_of(cfg)
-    cfg.load_from = args.checkpoint
-    if args.show or args.show_dir:
-        api.enable_visualization(cfg, args.show, args.show_dir, args.wait_time)
-    if args.tta:
-        try:
-            api.apply_tta(cfg, task)
-        except RuntimeError as err:  # a model or config TTA cannot serve
-            raise SystemExit(f'error: {err}')
-    if args.out is not None:
-        api.set_prediction_output(cfg, task, args.out)
-
-    runner = api.build_runner(cfg, args.config)
-    if args.out is not None:
-        api.add_prediction_dump(runner, task, args.out)
-    metrics = runner.test()
     if get_rank() == 0:
-        print(api.format_metrics(metrics, osp.basename(args.config)))
+        print(format_metrics(metrics, osp.basename(args.config)))
 
 
 if __name__ == '__main__':

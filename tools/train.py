@@ -8,14 +8,16 @@ mmsgformer.
 
 Multi-process: ``bash tools/dist_train.sh CONFIG NUM_PROCS`` (torchrun) or
 ``tools/slurm_train.sh``. Without CUDA the distributed path uses gloo automatically (see
-``mmsgformer/engine/dist.py``). The work is done by :mod:`mmsgformer.apis.runner`.
+``mmsgformer/engine/dist.py``). The work is done by :func:`mmsgformer.engine.runner.train`.
 """
 import argparse
+import os
+import sys
 
-from mmsgformer.apis import runner as api
+from mmengine.config import DictAction
 
 
-def parse_args(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Train an mmsgformer model (detection, segmentation or classification, '
                     'by the config\'s default_scope)')
@@ -29,28 +31,35 @@ def parse_args(argv=None):
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate by (total batch size) / '
                              'auto_scale_lr.base_batch_size')
-    api.add_runner_arguments(parser)
-    return api.parse_runner_args(parser, argv)
+    parser.add_argument('--work-dir', help='directory for logs, metrics and checkpoints')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value pairs (e.g. '
+                             'train_cfg.max_epochs=2 model.backbone.init_cfg=None)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch>=2) or --local_rank
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
 
 
-def main(argv=None):
+def main(argv=None) -> None:
     args = parse_args(argv)
-    import torch
+    from mmsgformer.engine.preflight import ConfigPathError
+    from mmsgformer.engine.reliability import DivergenceError
+    from mmsgformer.engine.runner import RunError, TrainOptions, train
 
-    from mmsgformer.engine.reliability import DivergenceError, use_reliability_hooks
-
-    cfg = api.prepare_config(args, ['train_dataloader', 'val_dataloader'])
-    if args.amp:
-        api.use_amp(cfg, torch.cuda.is_available())
-    if args.auto_scale_lr:
-        api.enable_auto_scale_lr(cfg)
-    # atomic, finite-only checkpoints and the divergence guard, also for configs without them
-    use_reliability_hooks(cfg)
-    if args.resume is not None:
-        api.set_resume(cfg, args.resume)
-    runner = api.build_runner(cfg, args.config)
+    options = TrainOptions(work_dir=args.work_dir, cfg_options=args.cfg_options,
+                           launcher=args.launcher, resume=args.resume, amp=args.amp,
+                           auto_scale_lr=args.auto_scale_lr)
     try:
-        runner.train()
+        train(args.config, options)
+    except ConfigPathError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(2)
+    except RunError as err:
+        raise SystemExit(f'error: {err}')
     except DivergenceError:  # its message is already logged, as the last lines: no traceback
         raise SystemExit(1)
 

@@ -48,18 +48,18 @@ def main(argv=None):
     import matplotlib
     matplotlib.use('Agg')
 
-    from mmsgformer.apis import init_model, load_config
-    from mmsgformer.engine.reliability import NonFiniteCheckpointError
+    from mmsgformer.apis import describe_weights, init_model
+    from mmsgformer.utils.safe_loading import CheckpointError
     from mmsgformer.visualization import (build_test_transforms, expand_images,
                                           visualize_significance)
 
     images = expand_images(args.image)
-    cfg = load_config(args.config, args.cfg_options)
     try:  # (without a checkpoint: random weights, with a warning)
-        model, weights = init_model(cfg, args.checkpoint, args.device)
-    except NonFiniteCheckpointError as err:
+        model = init_model(args.config, args.checkpoint, args.device, args.cfg_options)
+    except CheckpointError as err:  # unreadable, unsafe or NaN/Inf weights
         raise SystemExit(f'error: {err}')
-    transforms = build_test_transforms(cfg)
+    weights = describe_weights(model.cfg, args.checkpoint)
+    transforms = build_test_transforms(model.cfg)
     written = visualize_significance(model, transforms, images, args.out, weights, args.block,
                                      args.alpha)
     print('\n'.join(written))

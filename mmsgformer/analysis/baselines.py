@@ -11,8 +11,8 @@ Backbones (no pretrained weights, official initialisation):
 * any extra SG-Former given as ``NAME=JSON_ARCH`` (see :func:`parse_custom`).
 
 Whole models come from an OpenMMLab config (mmpretrain classifier, mmdet detector, mmseg
-segmentor; read with :func:`mmsgformer.apis.load_config`) with every pretrained ``init_cfg``
-dropped, so nothing is downloaded or loaded.
+segmentor; read with :func:`mmsgformer.utils.config.load_config`) with every pretrained
+``init_cfg`` dropped, so nothing is downloaded or loaded.
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from mmsgformer.apis import build_model, load_config, task_of
+from mmsgformer.apis.inference import build_model
+from mmsgformer.utils.config import load_config, task_of
 
 SWIN = dict(
     swin_t=dict(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24]),
@@ -139,7 +140,7 @@ def build_from_config(cfg) -> Tuple[nn.Module, str]:
     """Builds ``cfg.model`` in its scope with pretrained loading disabled.
 
     Returns the model (in eval mode, weights from the modules' own initialisation; see
-    :func:`mmsgformer.apis.build_model`) and its task (:func:`mmsgformer.apis.task_of`).
+    :func:`mmsgformer.apis.build_model`) and its task (:func:`mmsgformer.utils.config.task_of`).
     """
     return build_model(cfg), task_of(cfg)
 

@@ -20,7 +20,7 @@ def config_macs(cfg, config_name: str, shape: Tuple[int, int], part: str = 'whol
     """MACs and parameters of (a part of) a config's model at one input size.
 
     Args:
-        cfg: The config (:func:`mmsgformer.apis.load_config`).
+        cfg: The config (:func:`mmsgformer.utils.config.load_config`).
         config_name: Name shown for the model (e.g. the config file name).
         shape: Input ``(H, W)``.
         part: ``'whole'`` (the forward without post-processing, ``mode='tensor'``),

@@ -1,20 +1,19 @@
-"""What the command lines in ``tools/`` do, as functions (the tools only parse arguments).
+"""The inference API: a model from a config and a checkpoint, and images through it.
 
-* :mod:`~mmsgformer.apis.config` - :func:`load_config` (with ``--cfg-options``),
-  :func:`task_of`, :func:`disable_pretrained`, :func:`task_registries`;
-* :mod:`~mmsgformer.apis.inference` - :func:`build_model`, :func:`init_model` (config +
-  checkpoint), :func:`load_weights`;
-* :mod:`~mmsgformer.apis.runner` - training and testing with MMEngine's Runner
-  (``tools/train.py``, ``tools/test.py``);
-* :mod:`~mmsgformer.apis.preflight` - dataset paths checked before anything is built, concise
-  build errors;
-* :mod:`~mmsgformer.apis.convert` - official SG-Former releases to checkpoints of our configs
-  (``tools/model_converters/sgformer2mm.py``).
+For detection, segmentation and classification configs alike (as mmdet's
+``init_detector``/``inference_detector``, mmseg's and mmpretrain's ``init_model``/
+``inference_model``)::
+
+    from mmsgformer.apis import inference_model, init_model
+
+    model = init_model('configs/maskrcnn_sgformer_s_coco.py', 'checkpoint.pth', device='cpu')
+    result = inference_model(model, 'demo.jpg')  # a DetDataSample
+    results = inference_model(model, ['a.jpg', image_array])  # a list of them
+
+:func:`build_model` builds a config's model without any weights (analysis);
+:func:`load_weights` loads a whole-model or backbone checkpoint into one.
 """
-from .config import TASK_SCOPES, disable_pretrained, load_config, task_of, task_registries
-from .inference import build_model, init_model, load_weights
-from .preflight import ConfigPathError, check_dataset_paths
+from .inference import (build_model, describe_weights, inference_model, init_model,
+                        load_weights)
 
-__all__ = ['TASK_SCOPES', 'load_config', 'task_of', 'disable_pretrained', 'task_registries',
-           'build_model', 'init_model', 'load_weights', 'ConfigPathError',
-           'check_dataset_paths']
+__all__ = ['init_model', 'inference_model', 'build_model', 'load_weights', 'describe_weights']

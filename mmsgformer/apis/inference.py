@@ -1,16 +1,31 @@
-"""Models from a config (and a checkpoint) for inference and analysis."""
+"""Models from a config and a checkpoint, and images through them.
+
+:func:`init_model` and :func:`inference_model` serve detection (mmdet), segmentation (mmseg)
+and classification (mmpretrain) configs alike, as ``init_detector``/``inference_detector``,
+mmseg's ``init_model``/``inference_model`` and mmpretrain's do for their own task.
+:func:`build_model` (no weights at all, for analysis) and :func:`load_weights` (a whole-model
+or backbone-only checkpoint) are the steps they are made of.
+"""
 from __future__ import annotations
 
+import os
 import os.path as osp
 import warnings
 from copy import deepcopy
-from typing import Optional, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Union
 
+import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.config import Config
 
-from .config import disable_pretrained, is_pretrained_init, task_registries
+from ..utils.config import (apply_cfg_options, disable_pretrained, is_pretrained_init,
+                            load_config, task_registries)
+from ..utils.safe_loading import check_finite_checkpoint, extract_state_dict, read_checkpoint
+
+ImageInput = Union[str, os.PathLike, np.ndarray]
+"""An image file, or an image array as the config's image loading gives it (``(H, W, C)``,
+BGR for ``LoadImageFromFile``, as ``mmcv.imread`` reads it)."""
 
 
 def build_model(cfg: Config, device: str = 'cpu') -> nn.Module:
@@ -21,7 +36,7 @@ def build_model(cfg: Config, device: str = 'cpu') -> nn.Module:
     runner does.
 
     Args:
-        cfg: The config (see :func:`~mmsgformer.apis.load_config`).
+        cfg: The config (see :func:`~mmsgformer.utils.config.load_config`).
         device: Where to put the model.
 
     Returns:
@@ -38,66 +53,114 @@ def build_model(cfg: Config, device: str = 'cpu') -> nn.Module:
     return model
 
 
-def load_weights(model: nn.Module, checkpoint: str) -> dict:
+def load_weights(model: nn.Module, checkpoint: Union[str, Mapping],
+                 source: Optional[str] = None) -> dict:
     """Loads a whole-model or backbone-only checkpoint into ``model``.
 
     A checkpoint with ``backbone.*`` keys is a whole model (classifier, detector, segmentor of
     the same config); any other is taken as the backbone's (official SG-Former release or
     converted file, see :func:`mmsgformer.models.load_pretrained`). Weights with NaN/Inf are
-    refused (:func:`mmsgformer.engine.reliability.check_finite_checkpoint`).
+    refused. A file is read once (:func:`~mmsgformer.utils.safe_loading.read_checkpoint`).
 
     Args:
         model: The model built from the checkpoint's config.
-        checkpoint: Checkpoint path.
+        checkpoint: Checkpoint path or URL, or a checkpoint already read (a state dict or a dict
+            holding one).
+        source: The checkpoint in messages (default: the path, or ``'checkpoint'``).
 
     Returns:
         The checkpoint's ``meta`` (e.g. ``dataset_meta``), ``{}`` if it has none.
 
     Raises:
+        CheckpointError: The file cannot be read safely, or its weights hold NaN/Inf
+            (:class:`~mmsgformer.utils.safe_loading.NonFiniteCheckpointError`).
         RuntimeError: Fewer than half of the model's tensors are in the checkpoint (a checkpoint
             of another model).
     """
-    from mmsgformer.engine.reliability import check_finite_checkpoint
     from mmsgformer.models.pretrained import load_pretrained
-    from mmsgformer.utils import extract_state_dict, load_checkpoint_file
 
-    raw = load_checkpoint_file(checkpoint)
-    state = extract_state_dict(raw, checkpoint)
-    check_finite_checkpoint(state)
-    meta = (raw.get('meta') or {}) if isinstance(raw, dict) else {}
+    if isinstance(checkpoint, str):
+        source = source or checkpoint
+        raw = read_checkpoint(checkpoint)
+    else:
+        source = source or 'checkpoint'
+        raw = checkpoint
+        check_finite_checkpoint(raw, source)
+    state = extract_state_dict(raw, source)
+    meta = (raw.get('meta') or {}) if isinstance(raw, Mapping) else {}
     if not any(k.startswith('backbone.') for k in state):
-        load_pretrained(model.backbone, checkpoint)
+        load_pretrained(model.backbone, raw, source=source)
         return meta
     expected = model.state_dict()
     found = [k for k in state if k in expected]
     if len(found) < len(expected) // 2:
-        raise RuntimeError(f'checkpoint {checkpoint!r} does not hold weights for this model: '
+        raise RuntimeError(f'checkpoint {source!r} does not hold weights for this model: '
                            f'only {len(found)} of its {len(expected)} tensors are in it. Is it a '
                            f'checkpoint of another config?')
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        warnings.warn(f'checkpoint {checkpoint!r}: {len(missing)} model tensors missing '
+        warnings.warn(f'checkpoint {source!r}: {len(missing)} model tensors missing '
                       f'(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. '
                       f'{unexpected[:3]})')
     return meta
 
 
-def init_model(cfg: Config, checkpoint: Optional[str] = None,
-               device: Optional[str] = None) -> Tuple[nn.Module, str]:
-    """A model ready for inference: built from ``cfg``, weights from ``checkpoint``.
+def backbone_init_file(cfg: Config) -> Optional[str]:
+    """The file of the config's pretrained backbone ``init_cfg`` when it exists, else None."""
+    backbone_init = (cfg.model.get('backbone') or {}).get('init_cfg')
+    path = backbone_init.get('checkpoint') if isinstance(backbone_init, dict) else None
+    if is_pretrained_init(backbone_init) and isinstance(path, str) and osp.isfile(path):
+        return path
+    return None
 
-    Without a checkpoint the backbone is initialised from the config's pretrained ``init_cfg``
-    when that file exists, otherwise the model keeps random weights (with a warning).
+
+def describe_weights(cfg: Config, checkpoint: Optional[str] = None) -> str:
+    """Where :func:`init_model`'s weights come from, in a few words (for titles and logs).
 
     Args:
-        cfg: The config (see :func:`~mmsgformer.apis.load_config`).
+        cfg: The model's config.
+        checkpoint: The checkpoint given to :func:`init_model`, or None.
+    """
+    if checkpoint is not None:
+        return f'weights: {osp.basename(checkpoint)}'
+    path = backbone_init_file(cfg)
+    if path is not None:
+        return f'backbone weights: {osp.basename(path)} (config init_cfg)'
+    return 'RANDOM WEIGHTS (no checkpoint)'
+
+
+def init_model(config: Union[str, os.PathLike, Config], checkpoint: Optional[str] = None,
+               device: Optional[str] = None,
+               cfg_options: Optional[dict] = None) -> nn.Module:
+    """A model ready for inference: built from ``config``, weights from ``checkpoint``.
+
+    Without a checkpoint the backbone is initialised from the config's pretrained ``init_cfg``
+    when that file exists, otherwise the model keeps random weights (with a warning;
+    :func:`describe_weights` says which).
+
+    Args:
+        config: Config file or config of a detector, segmentor or classifier.
         checkpoint: Whole-model or backbone checkpoint (see :func:`load_weights`), or None.
-        device: e.g. ``'cpu'`` or ``'cuda:0'``; default ``cuda:0`` when available.
+        device: e.g. ``'cpu'`` or ``'cuda:0'``; default ``cuda:0`` when available, else the CPU.
+        cfg_options: ``{dotted.key: value}`` overrides of config settings
+            (:func:`~mmsgformer.utils.config.apply_cfg_options`); a ``Config`` given is copied
+            first.
 
     Returns:
-        The model (eval mode, ``model.cfg`` set, ``model.dataset_meta`` from the checkpoint when
-        it has one) and a short description of where its weights came from.
+        The model in eval mode, with ``model.cfg`` (the config) and, when the checkpoint's
+        ``meta`` has one, ``model.dataset_meta``.
+
+    Raises:
+        FileNotFoundError: The config file does not exist.
+        CheckpointError, RuntimeError: See :func:`load_weights`.
     """
+    if isinstance(config, Config):
+        cfg = apply_cfg_options(deepcopy(config), cfg_options) if cfg_options else config
+    elif isinstance(config, (str, os.PathLike)):
+        cfg = load_config(os.fspath(config), cfg_options)
+    else:
+        raise TypeError(f'config must be a file name or an mmengine Config, not '
+                        f'{type(config).__name__}')
     device = device or ('cuda:0' if torch.cuda.is_available() else 'cpu')
     model = build_model(cfg, 'cpu')
     model.cfg = cfg
@@ -105,19 +168,51 @@ def init_model(cfg: Config, checkpoint: Optional[str] = None,
         meta = load_weights(model, checkpoint)
         if meta.get('dataset_meta'):
             model.dataset_meta = meta['dataset_meta']
-        weights = f'weights: {osp.basename(checkpoint)}'
+    elif backbone_init_file(cfg) is not None:
+        model.backbone.init_cfg = deepcopy(cfg.model.backbone.init_cfg)
+        model.backbone.init_weights()
     else:
-        backbone_init = (cfg.model.get('backbone') or {}).get('init_cfg')
-        path = backbone_init.get('checkpoint') if isinstance(backbone_init, dict) else None
-        if is_pretrained_init(backbone_init) and isinstance(path, str) and osp.isfile(path):
-            model.backbone.init_cfg = deepcopy(backbone_init)
-            model.backbone.init_weights()
-            weights = f'backbone weights: {osp.basename(path)} (config init_cfg)'
-        else:
-            weights = 'RANDOM WEIGHTS (no checkpoint)'
-            warnings.warn('No checkpoint given and no pretrained backbone file in the config: '
-                          'the model has RANDOM weights. Pass a checkpoint to see what a '
-                          'trained model does.')
+        warnings.warn('No checkpoint given and no pretrained backbone file in the config: '
+                      'the model has RANDOM weights. Pass a checkpoint to see what a '
+                      'trained model does.')
     model.to(torch.device(device))
     model.eval()
-    return model, weights
+    return model
+
+
+def inference_model(model: nn.Module, images: Union[ImageInput, Sequence[ImageInput]]
+                    ) -> Union[Any, List[Any]]:
+    """Runs images through the config's test pipeline and the model.
+
+    The pipeline is ``model.cfg``'s test pipeline without annotation loading (see
+    :func:`mmsgformer.visualization.pipeline.build_test_transforms`); each image is one
+    ``model.test_step`` without gradients.
+
+    Args:
+        model: A model of :func:`init_model` (or any with ``model.cfg``).
+        images: One image file or array (see :data:`ImageInput`), or a list of them.
+
+    Returns:
+        The prediction of each image as the task's data sample (mmdet ``DetDataSample`` with
+        ``pred_instances``, mmseg ``SegDataSample`` with ``pred_sem_seg``, mmpretrain
+        ``DataSample`` with ``pred_score``/``pred_label``): one for one image, a list for a
+        list.
+    """
+    from mmengine.dataset import pseudo_collate
+
+    from mmsgformer.visualization.pipeline import build_test_transforms, run_pipeline
+
+    cfg = getattr(model, 'cfg', None)
+    if not isinstance(cfg, Config):
+        raise ValueError('the model has no config (model.cfg); build it with '
+                         'mmsgformer.apis.init_model')
+    single = isinstance(images, (str, os.PathLike, np.ndarray))
+    batch = [images] if single else list(images)
+    transforms = build_test_transforms(cfg)
+    predictions = []
+    for index, image in enumerate(batch):
+        image = os.fspath(image) if isinstance(image, os.PathLike) else image
+        packed, _, _ = run_pipeline(transforms, image, index)
+        with torch.no_grad():
+            predictions += model.test_step(pseudo_collate([packed]))
+    return predictions[0] if single else predictions

@@ -1,4 +1,4 @@
-"""Hooks that our configs name: safe checkpoints and a guard against divergence (issues 7, 14).
+"""Hooks that our configs name: crash-safe checkpoints and a guard against divergence.
 
 Both are registered in mmsgformer's scope and MMEngine's root (:mod:`mmsgformer.registry`), so
 every task base config of ours names them and every tool that builds an MMEngine ``Runner``
@@ -47,9 +47,9 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop
 
 from ..registry import HOOKS, register_in_root
-from .reliability import (RNG_KEY, DivergenceError, atomic_write_text, describe_nonfinite,
-                          divergence_message, fsync_dir, fsync_file, get_rng_state,
-                          remove_stale_tmp, set_rng_state)
+from ..utils.safe_loading import describe_nonfinite
+from .reliability import (RNG_KEY, DivergenceError, atomic_write_text, divergence_message,
+                          fsync_dir, fsync_file, get_rng_state, remove_stale_tmp, set_rng_state)
 
 
 def stop_training(runner, problem: str) -> NoReturn:

@@ -1,4 +1,4 @@
-"""Functions behind crash-safe, divergence-safe training (issues 7 and 14), MMEngine 0.10.x.
+"""Functions behind crash-safe, divergence-safe training, for MMEngine 0.10.x.
 
 The hooks that use them are in :mod:`mmsgformer.engine.hooks`
 (:class:`~mmsgformer.engine.hooks.AtomicCheckpointHook`,
@@ -8,23 +8,20 @@ The hooks that use them are in :mod:`mmsgformer.engine.hooks`
   which a checkpoint carries so that a resumed run continues exactly;
 * atomic files (:func:`atomic_write_text`, :func:`fsync_file`, :func:`remove_stale_tmp`) and the
   checkpoint ``--resume`` takes (:func:`find_resume_checkpoint`);
-* finite weights: :func:`nonfinite_keys` finds the tensors holding NaN/Inf,
-  :func:`check_finite_checkpoint` refuses a checkpoint whose weights hold them (``tools/test.py``
-  and the inference tools call it), and :func:`divergence_message` is the one message a diverged
-  run stops with (:class:`DivergenceError`);
+* :func:`divergence_message`, the one message a diverged run stops with
+  (:class:`DivergenceError`); which weights are not finite is found by
+  :func:`mmsgformer.utils.safe_loading.describe_nonfinite`, beside the check that refuses such a
+  checkpoint when it is loaded;
 * :func:`use_reliability_hooks`, which puts both hooks into a config (``tools/train.py``).
 """
 import glob
 import os
 import os.path as osp
 import random
-
-from typing import List, Mapping, Optional, Union
+from typing import Mapping, Optional
 
 import numpy as np
 import torch
-
-from ..utils.checkpoint import extract_state_dict, load_checkpoint_file
 
 RNG_KEY = 'rng_state'
 
@@ -130,75 +127,10 @@ def use_reliability_hooks(cfg) -> None:
         cfg['custom_hooks'] = custom
 
 
-# -- finite weights -----------------------------------------------------------------------------
-
-class NonFiniteCheckpointError(ValueError):
-    """A checkpoint's weights contain NaN or Inf (it was saved from a diverged run)."""
-
+# -- divergence ---------------------------------------------------------------------------------
 
 class DivergenceError(RuntimeError):
     """Training diverged: the loss or the weights became NaN/Inf and stayed so."""
-
-
-# How many keys a message names before it says "and N more".
-_KEYS_SHOWN = 5
-
-
-def _floating_keys(tensors: Mapping[str, torch.Tensor]) -> List[str]:
-    return [k for k, v in tensors.items()
-            if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex())]
-
-
-def nonfinite_keys(tensors: Mapping[str, torch.Tensor]) -> List[str]:
-    """Names of the floating-point tensors in ``tensors`` that hold a NaN or an Inf.
-
-    One host read for all tensors (a stacked flag per tensor), wherever they live.
-
-    Args:
-        tensors: A state dict (name to tensor); entries that are not floating-point tensors
-            (step counters, ``num_batches_tracked``) are ignored.
-    """
-    names = _floating_keys(tensors)
-    if not names:
-        return []
-    finite = torch.stack([torch.isfinite(tensors[k]).all().cpu() for k in names]).tolist()
-    return [k for k, ok in zip(names, finite) if not ok]
-
-
-def describe_nonfinite(tensors: Mapping[str, torch.Tensor]) -> Optional[str]:
-    """``'233 of 235 tensors, keys a, b, c, d, e and 228 more'`` for the floating-point tensors
-    of ``tensors`` that hold NaN/Inf, or None when all are finite.
-
-    Args:
-        tensors: A state dict, as for :func:`nonfinite_keys`.
-    """
-    bad = nonfinite_keys(tensors)
-    if not bad:
-        return None
-    shown = ', '.join(bad[:_KEYS_SHOWN])
-    more = f' and {len(bad) - _KEYS_SHOWN} more' if len(bad) > _KEYS_SHOWN else ''
-    return f'{len(bad)} of {len(_floating_keys(tensors))} tensors, keys {shown}{more}'
-
-
-def check_finite_checkpoint(checkpoint: Union[str, Mapping]) -> None:
-    """Raises :class:`NonFiniteCheckpointError` if a checkpoint's weights contain NaN/Inf.
-
-    ``tools/test.py`` and the inference tools call it before evaluating, so that a checkpoint
-    of a diverged run is named as such instead of producing empty results.
-
-    Args:
-        checkpoint: A file (read safely, :func:`mmsgformer.utils.load_checkpoint_file`), a
-            loaded checkpoint (MMEngine, timm, ...: its weights are found by
-            :func:`mmsgformer.utils.extract_state_dict`) or a state dict.
-    """
-    name = checkpoint if isinstance(checkpoint, str) else '<checkpoint>'
-    loaded = load_checkpoint_file(checkpoint) if isinstance(checkpoint, str) else checkpoint
-    problem = describe_nonfinite(extract_state_dict(loaded, name))
-    if problem:
-        raise NonFiniteCheckpointError(
-            f"the checkpoint's weights contain NaN/Inf ({problem})"
-            f': {name} was saved from a diverged run. Use an earlier checkpoint of that run, or '
-            f'train again with the settings that the run\'s divergence message suggests.')
 
 
 def divergence_message(problem: str, work_dir: str) -> str:

@@ -15,7 +15,7 @@ from typing import Dict, Iterable, Tuple
 
 import torch
 
-from ..utils.checkpoint import extract_state_dict, load_checkpoint_file
+from ..utils.safe_loading import extract_state_dict, load_checkpoint_file
 
 StateDict = Dict[str, torch.Tensor]
 

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.logging import MMLogger
 
-from ..utils.checkpoint import extract_state_dict, load_checkpoint_file
+from ..utils.safe_loading import extract_state_dict, load_checkpoint_file
 from .official_keys import StateDict, convert_official_state_dict, is_official_layout
 
 def resize_pos_embed(pos_embed: torch.Tensor, num_tokens: int) -> torch.Tensor:

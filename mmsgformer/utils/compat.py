@@ -55,7 +55,7 @@ def is_autocast_enabled(device_type: str) -> bool:
 def has_safe_globals() -> bool:
     """Whether ``torch.load(weights_only=True)`` takes a user allow-list (torch >= 2.4).
 
-    Older torch has no such list: :func:`mmsgformer.utils.checkpoint.load_checkpoint_file` then
+    Older torch has no such list: :func:`mmsgformer.utils.safe_loading.load_checkpoint_file` then
     uses its own restricted unpickler.
     """
     return hasattr(torch.serialization, 'add_safe_globals')

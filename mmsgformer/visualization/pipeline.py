@@ -3,6 +3,8 @@
 :func:`run_pipeline` returns the packed sample and a :class:`Geometry`, the affine map from
 original image pixels to network input coordinates through the pipeline's resizes, crops, pads
 and flips, so that maps computed on the network input can be laid over the original image.
+It is how every image of ours reaches a model: :func:`mmsgformer.apis.inference_model` and the
+significance pictures (:mod:`~mmsgformer.visualization.significance`).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import os
 import os.path as osp
 import warnings
 from copy import deepcopy
-from typing import List, Sequence, Tuple
+from typing import List, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -148,16 +150,38 @@ def _hw(results: dict) -> Tuple[int, int]:
     return tuple(results['img'].shape[:2])
 
 
-def run_pipeline(transforms: list, path: str, index: int
+def _load(loader, image: Union[str, np.ndarray], index: int) -> dict:
+    """The results of the pipeline's first transform: ``loader`` reads a file; an array is
+    taken as what it would have read (same channel order), ``img_path`` None."""
+    if isinstance(image, np.ndarray):
+        if image.ndim not in (2, 3):
+            raise ValueError(f'an image array must be (H, W) or (H, W, C), got shape '
+                             f'{image.shape}')
+        img = image.astype(np.float32) if getattr(loader, 'to_float32', False) else image.copy()
+        return dict(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2], img_path=None,
+                    img_id=index, sample_idx=index)
+    results = loader(dict(img_path=image, img_id=index, sample_idx=index))
+    if results is None or 'img' not in results:
+        raise RuntimeError(f'{type(loader).__name__} did not load {image}')
+    return results
+
+
+def run_pipeline(transforms: list, image: Union[str, np.ndarray], index: int
                  ) -> Tuple[dict, Geometry, np.ndarray]:
     """Runs one image through the pipeline, following its geometry.
 
-    Returns the packed sample, the :class:`Geometry` and the original image (RGB uint8).
+    Args:
+        transforms: The built test pipeline (:func:`build_test_transforms`), starting with the
+            image loading.
+        image: Image file, or an image array as the pipeline's loading would give it (``(H, W,
+            C)``, BGR for the usual ``LoadImageFromFile``), which then replaces that step.
+        index: Image index (``img_id`` and ``sample_idx`` of the sample).
+
+    Returns:
+        The packed sample, the :class:`Geometry` and the original image (RGB uint8).
     """
-    results = dict(img_path=path, img_id=index, sample_idx=index)
-    results = transforms[0](results)
-    if results is None or 'img' not in results:
-        raise RuntimeError(f'{type(transforms[0]).__name__} did not load {path}')
+    path = '<array>' if isinstance(image, np.ndarray) else image
+    results = _load(transforms[0], image, index)
     original = np.asarray(results['img'])
     if original.ndim == 2:
         original = np.repeat(original[..., None], 3, axis=-1)
@@ -214,8 +238,8 @@ def build_test_transforms(cfg) -> list:
     """The config's test pipeline, built in its scope, without annotation loading.
 
     Args:
-        cfg: The config (see :func:`mmsgformer.apis.load_config`).
+        cfg: The config (see :func:`mmsgformer.utils.config.load_config`).
     """
-    from mmsgformer.apis import task_registries
+    from mmsgformer.utils.config import task_registries
     _, transforms = task_registries(cfg)
     return build_transforms(find_test_pipeline(cfg), transforms)

@@ -1,6 +1,7 @@
 """Ground truth beside predictions for several images, readable at a glance.
 
-:func:`predict_images` runs a detector (mmdet) on image files; :func:`ground_truth_of` reads the
+:func:`predict_images` runs a detector (mmdet) on image files
+(:func:`mmsgformer.apis.inference_model`); :func:`ground_truth_of` reads the
 annotations of images that belong to the config's test dataset; :func:`draw_prediction_grid`
 draws one ground-truth / prediction pair per image (small images are enlarged: the panels have a
 fixed size on the page, so boxes, masks and labels stay legible).
@@ -94,7 +95,7 @@ def test_dataset_ground_truth(cfg, results: Sequence['ImageResult']) -> None:
     """
     from mmdet.registry import DATASETS
 
-    from mmsgformer.apis.preflight import dataset_path_problems
+    from mmsgformer.engine.preflight import dataset_path_problems
     if dataset_path_problems(cfg, ['test_dataloader']):
         return
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
@@ -113,11 +114,12 @@ def predict_images(model, paths: Sequence[str], score_thr: float) -> List[ImageR
         score_thr: Lowest score kept.
     """
     import mmcv
-    from mmdet.apis import inference_detector
+
+    from mmsgformer.apis import inference_model
 
     results = []
     for path in paths:
-        pred = inference_detector(model, path).pred_instances
+        pred = inference_model(model, path).pred_instances
         keep = (pred.scores >= score_thr).cpu().numpy()
         masks = pred.masks.cpu().numpy()[keep].astype(bool) if 'masks' in pred else None
         results.append(ImageResult(

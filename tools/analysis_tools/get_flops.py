@@ -29,7 +29,7 @@ import time
 from mmsgformer.analysis.baselines import parse_custom
 from mmsgformer.analysis.flops import (PARTS, backbone_macs, config_macs, config_name,
                                        format_table)
-from mmsgformer.apis import load_config
+from mmsgformer.utils.config import load_config
 
 
 def parse_args(argv=None):

@@ -4,11 +4,12 @@
     python tools/dataset_generators/generate_ade_shapes.py --out-dir data/ade_shapes \\
         --num-train 400 --num-val 100 --img-size 64 --seed 0
 
-See :func:`mmsgformer.datasets.generate_ade_shapes` for the contents, label convention and layout.
+See :func:`mmsgformer.synthetic_data.generate_ade_shapes` for the contents, label convention
+and layout.
 """
 import argparse
 
-from mmsgformer.datasets import ADE_SHAPES_CLASSES, generate_ade_shapes
+from mmsgformer.synthetic_data import ADE_SHAPES_CLASSES, generate_ade_shapes
 
 
 def parse_args(argv=None):

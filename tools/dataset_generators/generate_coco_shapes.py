@@ -4,12 +4,12 @@
     python tools/dataset_generators/generate_coco_shapes.py data/coco_shapes \\
         --num-train 600 --num-val 120 --seed 0
 
-See :func:`mmsgformer.datasets.generate_coco_shapes` for the contents and layout.
+See :func:`mmsgformer.synthetic_data.generate_coco_shapes` for the contents and layout.
 """
 import argparse
 import os.path as osp
 
-from mmsgformer.datasets import generate_coco_shapes
+from mmsgformer.synthetic_data import generate_coco_shapes
 
 
 def parse_args(argv=None):

@@ -37,8 +37,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmsgformer.apis import init_model, load_config
-    from mmsgformer.engine.reliability import NonFiniteCheckpointError
+    from mmsgformer.apis import init_model
+    from mmsgformer.utils.safe_loading import CheckpointError
     from mmsgformer.visualization import expand_images
     from mmsgformer.visualization.predictions import (class_names, draw_prediction_grid,
                                                       predict_images,
@@ -46,11 +46,11 @@ def main(argv=None):
 
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'error: checkpoint not found: {args.checkpoint}')
-    cfg = load_config(args.config, args.cfg_options)
     try:
-        model, _ = init_model(cfg, args.checkpoint, args.device)
-    except NonFiniteCheckpointError as err:
+        model = init_model(args.config, args.checkpoint, args.device, args.cfg_options)
+    except CheckpointError as err:  # unreadable, unsafe or NaN/Inf weights
         raise SystemExit(f'error: {err}')
+    cfg = model.cfg
     images = expand_images(args.images)[:args.num_images]
     results = predict_images(model, images, args.score_thr)
     test_dataset_ground_truth(cfg, results)

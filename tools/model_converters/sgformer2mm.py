@@ -5,12 +5,13 @@
 
 The output holds ``backbone.*`` and ``head.fc.*``, the keys of
 ``configs/sgformer_{s,m,b}_in1k.py``'s ImageClassifier (the detection and segmentation configs
-take its ``backbone.*``); see :func:`mmsgformer.apis.convert.convert_official_checkpoint`.
+take its ``backbone.*``); see
+:func:`mmsgformer.models.official_keys.convert_official_checkpoint`.
 """
 import argparse
 import sys
 
-from mmsgformer.apis.convert import convert_official_checkpoint
+from mmsgformer.models.official_keys import convert_official_checkpoint
 
 
 def main() -> None:

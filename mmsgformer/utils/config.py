@@ -37,15 +37,27 @@ def _merge_option(cfg: Config, key: str, value: Any) -> None:
     cfg.merge_from_dict({key: value})
 
 
+def apply_cfg_options(cfg: Config, cfg_options: Optional[dict]) -> Config:
+    """Applies ``--cfg-options`` to ``cfg`` (in place) and returns it.
+
+    Args:
+        cfg: The config.
+        cfg_options: ``{dotted.key: value}`` overrides (``DictAction``'s result); a key below
+            a non-dict value replaces that value (``model.backbone.arch.depths=[...]`` turns
+            ``arch='s'`` into a custom architecture).
+    """
+    for key, value in (cfg_options or {}).items():
+        _merge_option(cfg, key, value)
+    return cfg
+
+
 def load_config(path: str, cfg_options: Optional[dict] = None, work_dir: Optional[str] = None,
                 launcher: Optional[str] = None) -> Config:
     """Reads a config file and applies ``--cfg-options``.
 
     Args:
         path: Config file.
-        cfg_options: ``{dotted.key: value}`` overrides (``DictAction``'s result); a key below
-            a non-dict value replaces that value (``model.backbone.arch.depths=[...]`` turns
-            ``arch='s'`` into a custom architecture).
+        cfg_options: ``{dotted.key: value}`` overrides, see :func:`apply_cfg_options`.
         work_dir: If given (or ``launcher`` is given), settles ``cfg.work_dir``: ``work_dir`` >
             the file's ``work_dir`` > ``./work_dirs/<config name>``.
         launcher: Sets ``cfg.launcher`` (the training and testing tools).
@@ -55,9 +67,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None, work_dir: Optiona
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'config file not found: {path}')
-    cfg = Config.fromfile(path)
-    for key, value in (cfg_options or {}).items():
-        _merge_option(cfg, key, value)
+    cfg = apply_cfg_options(Config.fromfile(path), cfg_options)
     if launcher is not None:
         cfg.launcher = launcher
     if work_dir is not None:

@@ -1,4 +1,13 @@
-"""Safe reading of checkpoint files, local or at an ``http(s)://`` URL.
+"""Safe reading of checkpoint files, local or at an ``http(s)://`` URL, and their weights' check.
+
+* :func:`load_checkpoint_file` reads a file without running pickled code (below);
+  :func:`download_checkpoint` fetches a URL once into torch's hub cache;
+* :func:`extract_state_dict` finds the weights in whatever dict a checkpoint holds;
+* :func:`check_finite_checkpoint` refuses weights with NaN/Inf (a checkpoint of a diverged run)
+  with :class:`NonFiniteCheckpointError`; :func:`nonfinite_keys` and :func:`describe_nonfinite`
+  name the tensors (the training hooks use them too);
+* :func:`read_checkpoint` does all three for the tools and :mod:`mmsgformer.apis`: one read of
+  the file, its weights checked, the loaded dict handed on.
 
 ``torch.load`` unpickles: an untrusted file could run arbitrary code. Every checkpoint is
 therefore read with an explicit allow-list of the few plain types that the files we support
@@ -42,7 +51,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 import numpy as np
 import torch
@@ -387,3 +396,94 @@ def extract_state_dict(checkpoint: Any, filename: str = '<checkpoint>') -> Dict[
             f'{filename!r} holds no weights: expected a state dict or a dict with one of '
             f'{list(STATE_DICT_KEYS)}, found keys {sorted(map(str, checkpoint))[:10]}')
     return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in tensors.items()}
+
+
+# ----------------------------------------------------------------------------- finite weights
+class NonFiniteCheckpointError(CheckpointError, ValueError):
+    """A checkpoint's weights contain NaN or Inf (it was saved from a diverged run)."""
+
+
+_KEYS_SHOWN = 5
+"""How many keys a message names before it says "and N more"."""
+
+
+def _floating_keys(tensors: Mapping[str, torch.Tensor]) -> List[str]:
+    return [k for k, v in tensors.items()
+            if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex())]
+
+
+def nonfinite_keys(tensors: Mapping[str, torch.Tensor]) -> List[str]:
+    """Names of the floating-point tensors in ``tensors`` that hold a NaN or an Inf.
+
+    One host read for all tensors (a stacked flag per tensor), wherever they live.
+
+    Args:
+        tensors: A state dict (name to tensor); entries that are not floating-point tensors
+            (step counters, ``num_batches_tracked``) are ignored.
+    """
+    names = _floating_keys(tensors)
+    if not names:
+        return []
+    finite = torch.stack([torch.isfinite(tensors[k]).all().cpu() for k in names]).tolist()
+    return [k for k, ok in zip(names, finite) if not ok]
+
+
+def describe_nonfinite(tensors: Mapping[str, torch.Tensor]) -> Optional[str]:
+    """``'233 of 235 tensors, keys a, b, c, d, e and 228 more'`` for the floating-point tensors
+    of ``tensors`` that hold NaN/Inf, or None when all are finite.
+
+    Args:
+        tensors: A state dict, as for :func:`nonfinite_keys`.
+    """
+    bad = nonfinite_keys(tensors)
+    if not bad:
+        return None
+    shown = ', '.join(bad[:_KEYS_SHOWN])
+    more = f' and {len(bad) - _KEYS_SHOWN} more' if len(bad) > _KEYS_SHOWN else ''
+    return f'{len(bad)} of {len(_floating_keys(tensors))} tensors, keys {shown}{more}'
+
+
+def check_finite_checkpoint(checkpoint: Union[str, Mapping], name: Optional[str] = None) -> None:
+    """Raises :class:`NonFiniteCheckpointError` if a checkpoint's weights contain NaN/Inf.
+
+    ``tools/test.py`` and :mod:`mmsgformer.apis` call it (through :func:`read_checkpoint`) before
+    evaluating, so that a checkpoint of a diverged run is named as such instead of producing
+    empty results.
+
+    Args:
+        checkpoint: A file (read safely, :func:`load_checkpoint_file`), a loaded checkpoint
+            (MMEngine, timm, ...: its weights are found by :func:`extract_state_dict`) or a state
+            dict.
+        name: The checkpoint in messages (default: the file, or ``'<checkpoint>'``).
+    """
+    if isinstance(checkpoint, str):
+        name = name or checkpoint
+        checkpoint = load_checkpoint_file(checkpoint)
+    name = name or '<checkpoint>'
+    problem = describe_nonfinite(extract_state_dict(checkpoint, name))
+    if problem:
+        raise NonFiniteCheckpointError(
+            f"the checkpoint's weights contain NaN/Inf ({problem})"
+            f': {name} was saved from a diverged run. Use an earlier checkpoint of that run, or '
+            f'train again with the settings that the run\'s divergence message suggests.')
+
+
+def read_checkpoint(filename: str, map_location: Any = 'cpu') -> Any:
+    """A checkpoint read once, safely, with finite weights: what evaluation and inference load.
+
+    Args:
+        filename: Path or ``http(s)://`` URL (see :func:`load_checkpoint_file`).
+        map_location: Passed to ``torch.load``.
+
+    Returns:
+        The loaded checkpoint (a state dict or a dict holding one), to be handed on instead of
+        reading the file again.
+
+    Raises:
+        FileNotFoundError, CheckpointDownloadError, UnsafeCheckpointError,
+            CorruptCheckpointError: see :func:`load_checkpoint_file`.
+        NonFiniteCheckpointError: Its weights contain NaN/Inf.
+    """
+    checkpoint = load_checkpoint_file(filename, map_location)
+    check_finite_checkpoint(checkpoint, filename)
+    return checkpoint

@@ -1,6 +1,5 @@
-"""The benchmark library's issue table (tiny models and sizes; the numbers are not checked,
+"""The benchmark library's summary table (tiny models and sizes; the numbers are not checked,
 only that every row compares what it says, from the same run)."""
-import argparse
 import json
 
 import pytest
@@ -28,26 +27,22 @@ def sgformer_s(num_classes=1000, **kwargs):
 
 @pytest.fixture
 def options(tmp_path):
-    from mmsgformer.analysis.benchmark import resolve_options
+    from mmsgformer.analysis.benchmark import BenchmarkOptions
     (tmp_path / 'sgformer.py').write_text(FAKE_OFFICIAL)
     (tmp_path / 'pos_embed.py').write_text('')
     other = dict(TINY_ARCH, depths=[1, 1, 1, 1])
-    args = argparse.Namespace(
-        models=None, custom=[f'tiny={json.dumps(TINY_ARCH)}', f'other={json.dumps(other)}'],
-        whole_model=None, cfg_options=None, sizes=[], batch_sizes=[1], modes=['infer'],
-        growth=False, device='cpu', threads=1, dtype='float32', compile=False,
-        compile_vs_eager=False, compile_mode=None, compile_backend='inductor', with_cp='none',
-        warmup=0, reps=2, iters=1, no_memory=False, memory_modes=None, no_macs=False,
-        macs_cache='', matmul_size=128, seed=0, out=str(tmp_path / 'issue.json'),
-        official=str(tmp_path), issue_table=True, issue_model='tiny', issue_baseline='other')
-    return resolve_options(args)
+    return BenchmarkOptions(
+        custom=[f'tiny={json.dumps(TINY_ARCH)}', f'other={json.dumps(other)}'], sizes=[],
+        modes=['infer'], device='cpu', threads=1, warmup=0, reps=2, macs_cache='',
+        matmul_size=128, out=str(tmp_path / 'summary.json'), official=str(tmp_path),
+        summary_model='tiny', summary_baseline='other')
 
 
-def test_issue_table_rows_compare_one_run(options, monkeypatch, capsys):
-    import mmsgformer.analysis.benchmark as benchmark
-    monkeypatch.setattr(benchmark, 'ISSUE_SIZES', dict(small=(64, 64, 2), large=(96, 64, 1),
+def test_summary_rows_compare_one_run(options, monkeypatch, capsys):
+    from mmsgformer.analysis.benchmark import summary
+    monkeypatch.setattr(summary, 'SUMMARY_SIZES', dict(small=(64, 64, 2), large=(96, 64, 1),
                                                        memory=(64, 96, 1)))
-    rows = benchmark.issue_table(options)
+    rows = summary.run_summary(options)
     printed = capsys.readouterr().out
     data = json.loads(open(options.out).read())
     small, large, step = data['small'], data['large'], data['step_mib']
@@ -70,12 +65,12 @@ def test_issue_table_rows_compare_one_run(options, monkeypatch, capsys):
     assert 'extra peak memory of a training step at 64x96@1, tiny / other' in printed
 
 
-def test_issue_table_without_official_skips_that_row(options, monkeypatch):
-    import mmsgformer.analysis.benchmark as benchmark
-    monkeypatch.setattr(benchmark, 'measure_memory_cpu', lambda *a: None)  # a failed child
-    options.official, options.out = None, None
-    options.issue_sizes = ['64x64@1', '64x32@1', '32x32@1']  # --issue-sizes
-    rows = benchmark.issue_table(options)
+def test_summary_without_official_skips_that_row(options, monkeypatch):
+    from mmsgformer.analysis.benchmark import summary
+    monkeypatch.setattr(summary, 'measure_memory_cpu', lambda *a: None)  # a failed child
+    options = options.replace(official=None, out=None,
+                              summary_sizes=['64x64@1', '64x32@1', '32x32@1'])
+    rows = summary.run_summary(options)
     assert [r['label'].split(', ')[1] for r in rows[1:3]] == ['64x64@1', '64x32@1']
     assert rows[0]['value'] is None and rows[0]['met'] is None
     assert 'needs --official' in rows[0]['detail']

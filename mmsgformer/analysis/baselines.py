@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from mmsgformer.apis.inference import build_model
-from mmsgformer.utils.config import load_config, task_of
+from mmsgformer.utils.config import task_of
 
 SWIN = dict(
     swin_t=dict(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24]),
@@ -226,5 +226,5 @@ def whole_model_fns(model: nn.Module, task: str, batch: int, hw: Tuple[int, int]
 
 
 __all__ = ['BASELINES', 'DEFAULT_MODELS', 'TimmFeatures', 'build_backbone', 'build_from_config',
-           'is_sgformer', 'known_models', 'load_config', 'num_classes_of', 'parse_custom',
+           'is_sgformer', 'known_models', 'num_classes_of', 'parse_custom',
            'required_libraries', 'supports_cp', 'synthetic_samples', 'whole_model_fns']

@@ -5,12 +5,12 @@
         --sizes 224x224@8 800x1333@1 --modes infer train --threads 2 --reps 3 --out r.json
     python tools/analysis_tools/benchmark.py --whole-model configs/maskrcnn_sgformer_s_coco.py \\
         --sizes 800x1333@1
-    python tools/analysis_tools/benchmark.py --issue-table --threads 2 --official PATH
+    python tools/analysis_tools/benchmark.py --summary --threads 2 --official PATH
 
 One run measures every model at every size and mode. For each (size, batch, mode) all models
 are warmed up, then every repetition times each model once, in an order rotated per repetition
 (machine noise hits all models alike); the reported time is the median over repetitions.
-``--issue-table`` measures the fixed comparisons of the speed targets instead.
+``--summary`` measures the fixed comparisons of the summary table instead.
 
 Modes: ``infer`` = eval mode under ``torch.no_grad``, one forward; ``train`` = train mode, one
 forward and a backward of the sum of the outputs (backbones: sum of the four feature maps;
@@ -22,12 +22,13 @@ allocator's peak), MACs and the matmul rate: see ``mmsgformer.analysis.benchmark
 docs/benchmark.md.
 """
 import argparse
+import dataclasses
 
 import torch
 
 from mmsgformer.analysis.baselines import DEFAULT_MODELS
-from mmsgformer.analysis.benchmark import (DEFAULT_SIZES, DTYPES, issue_table, resolve_options,
-                                           run)
+from mmsgformer.analysis.benchmark import (DEFAULT_SIZES, DTYPES, BenchmarkOptions, run,
+                                           run_summary)
 
 
 def parse_args(argv=None):
@@ -85,17 +86,17 @@ def parse_args(argv=None):
     p.add_argument('--official', metavar='PATH',
                    help='folder with the official sgformer.py (a checkout of '
                         'github.com/OliverRensu/SG-Former): adds the model names '
-                        'official_sgformer_s/m/b and the issue table\'s ours/official row')
-    p.add_argument('--issue-table', action='store_true',
-                   help='measure and print the speed targets\' comparisons (see '
-                        'docs/benchmark.md); uses --threads, --reps, --warmup, --official, --out')
-    p.add_argument('--issue-model', default='sgformer_s',
-                   help='the SG-Former of --issue-table (default %(default)s)')
-    p.add_argument('--issue-sizes', nargs=3, metavar=('SMALL', 'LARGE', 'MEMORY'),
-                   help='HxW@B of --issue-table\'s runs (default 224x224@8 800x1216@1 '
+                        'official_sgformer_s/m/b and the summary\'s ours/official row')
+    p.add_argument('--summary', action='store_true',
+                   help='measure and print the summary table (see docs/benchmark.md); uses '
+                        '--threads, --reps, --warmup, --official, --out')
+    p.add_argument('--summary-model', default='sgformer_s',
+                   help='the SG-Former of --summary (default %(default)s)')
+    p.add_argument('--summary-sizes', nargs=3, metavar=('SMALL', 'LARGE', 'MEMORY'),
+                   help='HxW@B of --summary\'s runs (default 224x224@8 800x1216@1 '
                         '800x1333@1; e.g. 224x224@32 800x1333@2 800x1333@2 on a GPU)')
-    p.add_argument('--issue-baseline', default='swin_t',
-                   help='the Swin-T of --issue-table (default %(default)s, mmdet\'s; '
+    p.add_argument('--summary-baseline', default='swin_t',
+                   help='the Swin-T of --summary (default %(default)s, mmdet\'s; '
                         'timm_swin_t without mmdet)')
     args = p.parse_args(argv)
     if args.whole_model and args.models:
@@ -105,17 +106,19 @@ def parse_args(argv=None):
     if args.compile_mode and args.compile_backend != 'inductor':
         p.error(f'--compile-mode applies to the inductor backend only, not '
                 f'{args.compile_backend!r}')
-    if args.issue_table and (args.whole_model or args.models):
-        p.error('--issue-table measures fixed models; drop --models/--whole-model')
-    return resolve_options(args)
+    if args.summary and (args.whole_model or args.models):
+        p.error('--summary measures fixed models; drop --models/--whole-model')
+    return args
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    if args.issue_table:
-        issue_table(args)
+    options = BenchmarkOptions(**{f.name: getattr(args, f.name)
+                                  for f in dataclasses.fields(BenchmarkOptions) if f.init})
+    if args.summary:
+        run_summary(options)
     else:
-        run(args)
+        run(options)
 
 
 if __name__ == '__main__':

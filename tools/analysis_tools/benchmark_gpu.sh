@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks and measurements reported in the README (section "Speed"), in one go:
-# the CUDA tests, the speed targets' table (--issue-table), then benchmark.py in float32 and
-# bfloat16 autocast, training memory with and without gradient checkpointing, cost growth 512x1024 -> 1024x2048, and torch.compile against
-# eager (default mode and CUDA graphs).
+# the CUDA tests, the summary table (--summary), then benchmark.py in float32 and bfloat16
+# autocast, training memory with and without gradient checkpointing, cost growth
+# 512x1024 -> 1024x2048, and torch.compile against eager (default mode and CUDA graphs).
 #
 #   bash tools/analysis_tools/benchmark_gpu.sh OUT_DIR [BASELINE_PREFIX]
 #
@@ -34,10 +34,10 @@ step() {  # step NAME COMMAND...
 }
 
 step cuda_tests $PYTHON -m pytest -q tests/test_cuda.py
-# the speed targets' rows at GPU sizes (ours/official only with OFFICIAL=PATH to the official code)
-step issue_table $BENCH --issue-table --issue-baseline ${B}swin_t \
-    --issue-sizes 224x224@32 800x1333@2 800x1333@2 ${OFFICIAL:+--official "$OFFICIAL"} \
-    --out "$OUT_DIR/issue_table.json"
+# the summary's rows at GPU sizes (ours/official only with OFFICIAL=PATH to the official code)
+step summary $BENCH --summary --summary-baseline ${B}swin_t \
+    --summary-sizes 224x224@32 800x1333@2 800x1333@2 ${OFFICIAL:+--official "$OFFICIAL"} \
+    --out "$OUT_DIR/summary.json"
 step fp32 $BENCH --models $ALL --sizes 224x224@32 800x1333@2 --iters 3 --out "$OUT_DIR/fp32.json"
 step bf16 $BENCH --models $ALL --sizes 224x224@32 800x1333@2 --iters 3 --dtype bfloat16 \
     --out "$OUT_DIR/bf16.json"

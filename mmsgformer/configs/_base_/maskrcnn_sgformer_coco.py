@@ -6,8 +6,10 @@
 # A pure-Python config (MMEngine's `read_base` style), so that downstream projects can inherit
 # it from the installed package (`from mmsgformer.configs.maskrcnn_sgformer_s_coco import *`).
 # Pure-Python configs cannot inherit mmdet's text configs (`mmdet::...`), so the whole recipe
-# is spelled out here; its values are those of mmdet 3.3.0's `mask-rcnn_r50_fpn.py`,
-# `coco_instance.py`, `schedule_1x.py` and `default_runtime.py` with our changes below.
+# is spelled out here (the runtime in default_runtime.py); its values are those of mmdet 3.3.0's
+# Swin-T Mask R-CNN 1x (`mask-rcnn_r50_fpn.py`, `coco_instance.py`, `schedule_1x.py`,
+# `default_runtime.py`, `mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py`) with our changes below
+# (tests/test_detection_configs.py compares them).
 #
 # Recipe (as in the SG-Former / PVT / Swin detection papers):
 #   - AdamW, lr 1e-4, weight decay 0.05, betas (0.9, 0.999); no weight decay on
@@ -22,12 +24,12 @@
 #
 # Types are registry names (strings); `default_scope='mmdet'` resolves the plain ones and
 # `mmsgformer.` names ours (resolving one imports mmsgformer, which registers our classes).
+from mmengine.config import read_base
+
+with read_base():  # custom_imports (mmsgformer), hooks, environment, logging
+    from .default_runtime import *  # noqa: F401,F403
+
 default_scope = 'mmdet'
-custom_imports = dict(imports=['mmsgformer'], allow_failed_imports=False)
-# MMEngine skips custom_imports in pure-Python configs: import mmsgformer while the config is
-# parsed, before anything reads a checkpoint (MMEngine's Inferencers do so before building the
-# model); the import lets torch read MMEngine checkpoints (README "Checkpoints").
-__import__('mmsgformer')
 
 # ---------------------------------------------------------------- model
 model = dict(
@@ -243,27 +245,8 @@ optim_wrapper = dict(
 
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 
-# ---------------------------------------------------------------- runtime
-default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    # MMEngine's CheckpointHook, written atomically (mmsgformer/engine/reliability.py).
-    checkpoint=dict(type='mmsgformer.AtomicCheckpointHook', interval=1, max_keep_ckpts=3),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='DetVisualizationHook'))
-# Stops a run whose loss or weights become NaN/Inf (see README "Reliability").
-custom_hooks = [dict(type='mmsgformer.DivergenceGuardHook')]
-
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'))
-
-vis_backends = [dict(type='LocalVisBackend')]
+# ---------------------------------------------------------------- runtime (also default_runtime.py)
+default_hooks.checkpoint.max_keep_ckpts = 3
+default_hooks.visualization = dict(type='DetVisualizationHook')
 visualizer = dict(type='DetLocalVisualizer', vis_backends=vis_backends, name='visualizer')
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)
-
-log_level = 'INFO'
-load_from = None
-resume = False

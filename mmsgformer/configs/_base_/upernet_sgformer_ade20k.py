@@ -11,18 +11,20 @@
 # A pure-Python config (MMEngine's `read_base` style), so that downstream projects can inherit
 # it from the installed package (`from mmsgformer.configs.upernet_sgformer_s_ade20k import *`).
 # Pure-Python configs cannot inherit mmseg's text configs (`mmseg::...`), so the whole recipe
-# is spelled out here; its values are those of mmseg 1.2.2's `upernet_swin.py`, `ade20k.py`,
-# `default_runtime.py` and `schedule_160k.py` with our changes.
+# is spelled out here (the runtime in default_runtime.py); its values are those of mmseg 1.2.2's
+# Swin-T UperNet (`upernet_swin.py`, `ade20k.py`, `default_runtime.py`, `schedule_160k.py`,
+# `swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py`) with our changes
+# (tests/test_segmentation_configs.py compares them).
 #
 # Norm layers of the heads are SyncBN, the right choice for 8 GPUs; tools/train.py and
 # tools/test.py turn SyncBN into BN when the run is not distributed (one process, CPU),
 # see docs/segmentation.md.
+from mmengine.config import read_base
+
+with read_base():  # custom_imports (mmsgformer), hooks, environment, logging
+    from .default_runtime import *  # noqa: F401,F403
+
 default_scope = 'mmseg'
-custom_imports = dict(imports=['mmsgformer'], allow_failed_imports=False)
-# MMEngine skips custom_imports in pure-Python configs: import mmsgformer while the config is
-# parsed, before anything reads a checkpoint (MMEngine's Inferencers do so before building the
-# model); the import lets torch read MMEngine checkpoints (README "Checkpoints").
-__import__('mmsgformer')
 
 # ---------------------------------------------------------------- model
 crop_size = (512, 512)
@@ -152,25 +154,10 @@ val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 
-# ---------------------------------------------------------------- runtime
-default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    # MMEngine's CheckpointHook, written atomically (mmsgformer/engine/reliability.py).
-    checkpoint=dict(type='mmsgformer.AtomicCheckpointHook', by_epoch=False, interval=16000),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='SegVisualizationHook'))
-# Stops a run whose loss or weights become NaN/Inf (see README "Reliability").
-custom_hooks = [dict(type='mmsgformer.DivergenceGuardHook')]
-
-env_cfg = dict(
-    cudnn_benchmark=True,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'))
-vis_backends = [dict(type='LocalVisBackend')]
+# ---------------------------------------------------------------- runtime (also default_runtime.py)
+default_hooks.logger.log_metric_by_epoch = False
+default_hooks.checkpoint.update(by_epoch=False, interval=16000)
+default_hooks.visualization = dict(type='SegVisualizationHook')
+env_cfg.cudnn_benchmark = True
 visualizer = dict(type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
 log_processor = dict(by_epoch=False)
-log_level = 'INFO'
-load_from = None
-resume = False

@@ -10,6 +10,7 @@ from mmengine.config import read_base
 
 with read_base():
     from .._base_.maskrcnn_sgformer_coco import *  # noqa: F401,F403
+    from .._base_.sgformer_tiny import tiny_arch
 
 data_root = 'data/coco_shapes/'
 metainfo = dict(
@@ -21,11 +22,7 @@ channels = 64  # FPN / head width
 
 # ---------------------------------------------------------------- model
 model.backbone.update(
-    arch=dict(  # replaces arch='s'
-        embed_dims=[32, 64, 128, 256],
-        num_heads=[2, 2, 4, 8],
-        depths=[2, 2, 2, 1],
-        mlp_ratios=[4, 4, 4, 4]),
+    arch=tiny_arch,  # replaces arch='s'
     drop_path_rate=0.0,
     init_cfg=None)  # trained from scratch: no ImageNet checkpoint needed
 model.neck.update(in_channels=[32, 64, 128, 256], out_channels=channels, num_outs=5)

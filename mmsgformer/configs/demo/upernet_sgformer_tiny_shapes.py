@@ -10,6 +10,7 @@
 from mmengine.config import read_base
 
 with read_base():
+    from .._base_.sgformer_tiny import tiny_arch
     from .._base_.upernet_sgformer_ade20k import *  # noqa: F401,F403
 
 # ---------------------------------------------------------------- data
@@ -75,11 +76,7 @@ norm_cfg = dict(type='BN', requires_grad=True)
 data_preprocessor.size = crop_size
 model.data_preprocessor = data_preprocessor
 model.backbone.update(
-    arch=dict(  # replaces arch='s'
-        embed_dims=[32, 64, 128, 256],
-        num_heads=[2, 2, 4, 8],
-        depths=[2, 2, 2, 1],
-        mlp_ratios=[4, 4, 4, 4]),
+    arch=tiny_arch,  # replaces arch='s'
     drop_path_rate=0.1,
     init_cfg=None)  # trained from scratch
 model.decode_head.update(

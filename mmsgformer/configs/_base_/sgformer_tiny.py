@@ -1,0 +1,9 @@
+# The tiny SG-Former of the CPU demos (configs/demo/): every block kind of the paper's
+# architecture (hybrid-scale, significance-guided and global attention) at a width and depth
+# that trains on 2 CPU cores in minutes. A demo imports it inside `read_base()` and sets
+# `model.backbone.arch = tiny_arch`.
+tiny_arch = dict(
+    embed_dims=[32, 64, 128, 256],
+    num_heads=[2, 2, 4, 8],
+    depths=[2, 2, 2, 1],
+    mlp_ratios=[4, 4, 4, 4])

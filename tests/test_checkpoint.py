@@ -1,5 +1,4 @@
 """Every way of loading weights into SGFormer, and the errors for files that do not fit."""
-import argparse
 import http.server
 import os
 import os.path as osp

@@ -1,6 +1,16 @@
-"""Training-time machinery: hooks and the CPU model wrapper that configs name.
+"""Training and testing machinery.
 
-``import mmsgformer`` imports this package, which registers (see :mod:`mmsgformer.registry`):
+* :mod:`~mmsgformer.engine.runner` - what ``tools/train.py`` and ``tools/test.py`` do:
+  :func:`~mmsgformer.engine.runner.train`, :func:`~mmsgformer.engine.runner.test` with their
+  options, on MMEngine's Runner;
+* :mod:`~mmsgformer.engine.preflight` - dataset paths checked before anything is built, concise
+  build errors;
+* :mod:`~mmsgformer.engine.hooks` and :mod:`~mmsgformer.engine.reliability` - crash-safe
+  checkpoints, exact resume, the divergence guard;
+* :mod:`~mmsgformer.engine.dist` - distributed training and testing without CUDA.
+
+``import mmsgformer`` imports this package (not the runner), which registers (see
+:mod:`mmsgformer.registry`):
 
 * :class:`~mmsgformer.engine.hooks.AtomicCheckpointHook` (``mmsgformer.AtomicCheckpointHook``) and
   :class:`~mmsgformer.engine.hooks.DivergenceGuardHook` (``mmsgformer.DivergenceGuardHook``);

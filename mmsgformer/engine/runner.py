@@ -76,6 +76,7 @@ class TestOptions(RunOptions):
         wait_time: Seconds each shown picture stays.
         tta: Test-time augmentation (:func:`apply_tta`).
     """
+    __test__ = False  # not a test class for pytest, where a test module imports it
     out: Optional[str] = None
     show: bool = False
     show_dir: Optional[str] = None
@@ -202,6 +203,9 @@ def test(config: str, checkpoint: str, options: Optional[TestOptions] = None
     if options.out is not None:
         add_prediction_dump(runner, task, options.out)
     return run_test(runner, loaded, checkpoint)
+
+
+test.__test__ = False  # not a test function for pytest, where a test module imports it
 
 
 def run_test(runner, checkpoint: Mapping, filename: str) -> Optional[Dict[str, Any]]:

@@ -1,0 +1,229 @@
+"""Exports a config's model to one ONNX file with dynamic batch, height and width.
+
+:func:`export_onnx` is what ``tools/deployment/export_onnx.py`` does::
+
+    from mmsgformer.deployment import export_onnx
+
+    export_onnx('configs/sgformer_s_in1k.py', 'sgformer_s.pth', out='sgformer_s.onnx')
+
+The file contract (inputs, outputs, what the graph does) is in ``docs/deployment.md``.
+"""
+from __future__ import annotations
+
+import os
+import os.path as osp
+import tempfile
+import warnings
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmengine.config import Config
+
+from .errors import ExportError
+
+MIN_OPSET = 18
+"""The oldest opset the exporter (``torch.onnx.export(..., dynamo=True)``) writes."""
+DEFAULT_OPSET = 18
+MIN_INPUT_SIZE = 32
+"""The smallest input side every exported model takes (SG-Former downsamples by 32)."""
+EXAMPLE_SIZES: Dict[str, Tuple[int, int]] = {'cls': (224, 224), 'seg': (256, 256),
+                                             'det': (320, 320)}
+"""The ``(H, W)`` of the example batch traced per task (the exported sizes stay dynamic)."""
+SYMBOLIC_DIMS: Dict[str, Tuple[int, ...]] = {
+    'input': (0, 2, 3), 'scores': (0,), 'seg_map': (0, 1, 2), 'dets': (0,), 'labels': (0,),
+    'masks': (0, 2, 3)}
+"""The dimensions of each contract tensor that must stay symbolic in the file."""
+
+
+def check_opset(opset: int) -> None:
+    """Raises :class:`ExportError` for an opset the exporter cannot write."""
+    if opset < MIN_OPSET:
+        raise ExportError(f'opset {opset} is too old: the exporter writes opset {MIN_OPSET} or '
+                          f'newer (the adaptive pooling, resizing and reductions of the graph '
+                          f'need it); pass --opset {MIN_OPSET} or newer')
+
+
+def load_export_weights(model: nn.Module, checkpoint: str) -> None:
+    """Loads a whole-model checkpoint of exactly this model, else raises :class:`ExportError`.
+
+    Args:
+        model: The model built from the config.
+        checkpoint: A checkpoint file trained with that config (every tensor present, with the
+            model's shapes).
+    """
+    from mmsgformer.apis import load_weights
+    from mmsgformer.utils.safe_loading import extract_state_dict, read_checkpoint
+
+    raw = read_checkpoint(checkpoint)
+    state = extract_state_dict(raw, checkpoint)
+    fix = ('export with the config the checkpoint was trained with (or its '
+           '--cfg-options), or a checkpoint of this config')
+    if not any(key.startswith('backbone.') for key in state):
+        raise ExportError(f'checkpoint {checkpoint!r} holds no whole model (no backbone.* keys; '
+                          f'a backbone-only file leaves the heads untrained): {fix}')
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(key for key in set(state) & set(expected)
+                        if tuple(state[key].shape) != tuple(expected[key].shape))
+    if missing or unexpected or mismatched:
+        raise ExportError(
+            f'checkpoint {checkpoint!r} does not fit the config: {len(missing)} model tensors '
+            f'missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. '
+            f'{unexpected[:3]}), {len(mismatched)} of another shape (e.g. {mismatched[:3]}); '
+            f'{fix}')
+    load_weights(model, raw, source=checkpoint)
+
+
+def prepare_for_export(model: nn.Module) -> nn.Module:
+    """SyncBN as BN, activation checkpointing off, eval mode; returns the model."""
+    from mmengine.model import revert_sync_batchnorm
+
+    model = revert_sync_batchnorm(model)
+    for module in model.modules():
+        if getattr(module, 'with_cp', False):
+            module.with_cp = False
+    model.eval()
+    return model
+
+
+def export_module(model: nn.Module, task: str) -> nn.Module:
+    """The task's export module around ``model`` (see :mod:`.wrappers`, :mod:`.detection`)."""
+    if task == 'cls':
+        from .wrappers import ClassifierExport
+        return ClassifierExport(model)
+    if task == 'seg':
+        from .wrappers import SegmentorExport
+        return SegmentorExport(model)
+    if task == 'det':
+        from .detection import DetectorExport
+        return DetectorExport(model)
+    raise ExportError(f'unknown task {task!r}: export supports classification (mmpretrain), '
+                      f'segmentation (mmseg) and detection (mmdet) configs; set default_scope')
+
+
+def dynamic_shapes() -> Dict[str, Dict[int, torch.export.Dim]]:
+    """Batch, height and width of ``input`` as ``torch.export`` dimensions."""
+    side = dict(min=MIN_INPUT_SIZE)
+    return {'input': {0: torch.export.Dim('batch', min=1), 2: torch.export.Dim('height', **side),
+                      3: torch.export.Dim('width', **side)}}
+
+
+def fixed_dims(path: str, output_names: Sequence[str]) -> Dict[str, Tuple[int, ...]]:
+    """``{tensor: dims}`` of the contract dimensions that the file fixes to a number.
+
+    Args:
+        path: The ONNX file.
+        output_names: The outputs it must have.
+    """
+    import onnx
+
+    graph = onnx.load(path, load_external_data=False).graph
+    tensors = {value.name: value for value in list(graph.input) + list(graph.output)}
+    absent = [name for name in ('input', *output_names) if name not in tensors]
+    if absent:
+        raise ExportError(f'the exported graph lacks {absent}; this is a bug of the export '
+                          f'module, please report it')
+    fixed = {}
+    for name in ('input', *output_names):
+        dims = tensors[name].type.tensor_type.shape.dim
+        bad = tuple(i for i in SYMBOLIC_DIMS.get(name, ()) if not dims[i].dim_param)
+        if bad:
+            fixed[name] = bad
+    return fixed
+
+
+def verify_export(path: str, output_names: Sequence[str]) -> None:
+    """``onnx.checker`` and the symbolic contract dimensions, else :class:`ExportError`."""
+    import onnx
+
+    onnx.checker.check_model(path, full_check=True)
+    fixed = fixed_dims(path, output_names)
+    if fixed:
+        raise ExportError(f'the exported graph fixes dimensions {fixed} that must stay '
+                          f'dynamic: the model code branches on a size while tracing')
+
+
+def write_metadata(path: str, properties: Dict[str, str]) -> None:
+    """Adds ``metadata_props`` to the ONNX file (rewritten in place)."""
+    import onnx
+
+    proto = onnx.load(path)
+    for key, value in properties.items():
+        onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props},
+                                            key: value})
+    onnx.save(proto, path)
+
+
+def trace_to_onnx(module: nn.Module, example: torch.Tensor, path: str, opset: int) -> None:
+    """``torch.onnx.export`` with the dynamo exporter and dynamic batch, height and width."""
+    with torch.no_grad():
+        torch.onnx.export(module, (example,), path, dynamo=True, opset_version=opset,
+                          input_names=['input'], output_names=list(module.output_names),
+                          dynamic_shapes=dynamic_shapes(), external_data=False,
+                          verbose=False)
+
+
+def export_onnx(config: Union[str, os.PathLike, Config], checkpoint: Optional[str] = None,
+                out: str = 'model.onnx', opset: int = DEFAULT_OPSET,
+                example_size: Optional[Tuple[int, int]] = None,
+                cfg_options: Optional[dict] = None) -> str:
+    """Exports a config's model to ``out`` (see ``docs/deployment.md`` for the contract).
+
+    The file is written to a temporary file next to ``out`` and moved there only once it
+    passed ``onnx.checker`` and the check that batch, height and width are symbolic: no
+    half-written file is left on an error.
+
+    Args:
+        config: Config file (or config) of a classifier, segmentor or detector of ours, or of
+            a config inheriting one.
+        checkpoint: A whole-model checkpoint of that config; None exports random weights
+            (with a warning).
+        out: The ONNX file to write.
+        opset: ONNX opset, at least :data:`MIN_OPSET`.
+        example_size: ``(H, W)`` of the traced example (default per task,
+            :data:`EXAMPLE_SIZES`; every size from :data:`MIN_INPUT_SIZE` on runs).
+        cfg_options: ``{dotted.key: value}`` config overrides.
+
+    Returns:
+        ``out``.
+
+    Raises:
+        ExportError: Opset too old, checkpoint that does not fit the config, unknown task,
+            or a graph that fails the checks.
+    """
+    from mmsgformer.apis import build_model
+    from mmsgformer.utils.config import load_config, task_of
+
+    check_opset(opset)
+    cfg = config if isinstance(config, Config) else load_config(os.fspath(config), cfg_options)
+    try:
+        task = task_of(cfg)
+    except ValueError as err:
+        raise ExportError(f'unknown task: {err}') from err
+    model = build_model(cfg)
+    if checkpoint is None:
+        warnings.warn('no checkpoint: exporting RANDOM weights')
+    else:
+        load_export_weights(model, checkpoint)
+    module = export_module(prepare_for_export(model), task)
+    height, width = example_size or EXAMPLE_SIZES[task]
+    if min(height, width) < MIN_INPUT_SIZE:
+        raise ExportError(f'example size {(height, width)} is below the minimum input side '
+                          f'{MIN_INPUT_SIZE}')
+    example = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(0)) * 255
+    folder = osp.dirname(osp.abspath(out))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(suffix='.onnx.part', dir=folder)
+    os.close(handle)
+    try:
+        trace_to_onnx(module, example, temporary, opset)
+        write_metadata(temporary, {'mmsgformer.task': task,
+                                   'mmsgformer.min_input_size': str(MIN_INPUT_SIZE)})
+        verify_export(temporary, module.output_names)
+        os.replace(temporary, out)
+    finally:
+        if osp.exists(temporary):
+            os.remove(temporary)
+    return out

@@ -6,6 +6,9 @@ classification, chosen by the config's ``default_scope``. Prints the evaluator's
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE|DIR] \
         [--show] [--show-dir DIR] [--tta] [--cfg-options k=v ...] [--launcher ...]
 
+CHECKPOINT may be a ``.onnx`` file exported from CONFIG (``tools/deployment/export_onnx.py``):
+it is then run by ONNX Runtime with the config's dataset and evaluator (no ``--tta``).
+
 ``--out``: detection/classification dump the predictions to a ``.pkl`` file;
 segmentation writes the predicted label maps (PNG) into the directory ``--out``.
 The work is done by :func:`mmsgformer.engine.runner.test`.
@@ -23,7 +26,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         description='Test an mmsgformer checkpoint (detection, segmentation or '
                     'classification, by the config\'s default_scope)')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help='checkpoint file, or a .onnx file exported from '
+                                           'the config (run by ONNX Runtime)')
     parser.add_argument('--out', help='detection/classification: .pkl file for the '
                                       'predictions; segmentation: directory for the predicted '
                                       'masks')
@@ -52,6 +56,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     from mmengine.dist import get_rank
 
+    from mmsgformer.deployment import ExportError
     from mmsgformer.engine.preflight import ConfigPathError
     from mmsgformer.engine.runner import RunError, TestOptions, format_metrics, test
     from mmsgformer.utils.safe_loading import CheckpointError
@@ -64,7 +69,7 @@ def main(argv=None) -> None:
     except ConfigPathError as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(2)
-    except (RunError, CheckpointError) as err:
+    except (RunError, CheckpointError, ExportError) as err:
         raise SystemExit(f'error: {err}')
     if get_rank() == 0:
         print(format_metrics(metrics, osp.basename(args.config)))

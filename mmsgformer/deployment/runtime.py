@@ -148,9 +148,9 @@ class OnnxRuntimeModel(BaseModel):
             raise ExportError(f'ONNX file not found: {onnx_file}')
         self.cfg = cfg
         self.task = task_of(cfg)
-        self.session = ort.InferenceSession(onnx_file,
-                                            providers=list(providers or ['CPUExecutionProvider']))
-        exported_task = self.session.get_modelmeta().custom_metadata_map.get('mmsgformer.task')
+        self.engine = ort.InferenceSession(onnx_file,
+                                           providers=list(providers or ['CPUExecutionProvider']))
+        exported_task = self.engine.get_modelmeta().custom_metadata_map.get('mmsgformer.task')
         if exported_task not in (None, self.task):
             raise ExportError(f'{onnx_file} is a {exported_task!r} model, the config a '
                               f'{self.task!r} one: pass the config it was exported from')
@@ -159,7 +159,7 @@ class OnnxRuntimeModel(BaseModel):
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
         """The ONNX outputs of a float32 ``(N, 3, H, W)`` batch (the file's ``input``)."""
         check_input_size(batch)
-        return self.session.run(None, {'input': batch})
+        return self.engine.run(None, {'input': batch})
 
     def test_step(self, data: Union[dict, tuple, list]) -> List[Any]:
         """A dataloader batch (``inputs``: ``(C, H, W)`` images, ``data_samples``) to the

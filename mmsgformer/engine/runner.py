@@ -168,16 +168,19 @@ def train(config: str, options: Optional[TrainOptions] = None) -> None:
 
 def test(config: str, checkpoint: str, options: Optional[TestOptions] = None
          ) -> Optional[Dict[str, Any]]:
-    """Evaluates a checkpoint of a config with MMEngine's Runner.
+    """Evaluates a checkpoint, or an exported ONNX model, of a config with MMEngine's Runner.
 
     The checkpoint is read once, safely, and its weights are checked for NaN/Inf
     (:func:`~mmsgformer.utils.safe_loading.read_checkpoint`) after the config and its data paths
     and before anything is built; the dict read is then put into the runner's model
-    (:func:`run_test`), so the runner does not read the file again.
+    (:func:`run_test`), so the runner does not read the file again. A ``.onnx`` file (made by
+    ``tools/deployment/export_onnx.py`` from this config) is run by ONNX Runtime in place of
+    the runner's model (:func:`run_onnx_test`).
 
     Args:
         config: Config file.
-        checkpoint: Checkpoint file of a model of ``config``.
+        checkpoint: Checkpoint file of a model of ``config``, or a ``.onnx`` file exported
+            from it.
         options: See :class:`TestOptions`.
 
     Returns:
@@ -189,10 +192,16 @@ def test(config: str, checkpoint: str, options: Optional[TestOptions] = None
     options = options or TestOptions()
     if not osp.isfile(checkpoint):
         raise RunError(f'checkpoint not found: {checkpoint}')
+    exported = checkpoint.endswith('.onnx')
+    if exported and options.tta:
+        raise RunError('--tta is not available for an ONNX model; test the .pth checkpoint '
+                       'with --tta instead')
     cfg = prepare_config(config, options, ['test_dataloader'])  # config and data errors first
-    loaded = read_checkpoint(checkpoint)  # unreadable, unsafe or NaN/Inf weights: one error
+    # unreadable, unsafe or NaN/Inf weights: one error
+    loaded = None if exported else read_checkpoint(checkpoint)
     task = task_of(cfg)
-    cfg.load_from = checkpoint
+    if not exported:
+        cfg.load_from = checkpoint
     if options.show or options.show_dir:
         enable_visualization(cfg, options.show, options.show_dir, options.wait_time)
     if options.tta:
@@ -202,6 +211,8 @@ def test(config: str, checkpoint: str, options: Optional[TestOptions] = None
     runner = build_runner(cfg, config)
     if options.out is not None:
         add_prediction_dump(runner, task, options.out)
+    if exported:
+        return run_onnx_test(runner, checkpoint)
     return run_test(runner, loaded, checkpoint)
 
 
@@ -227,10 +238,7 @@ def run_test(runner, checkpoint: Mapping, filename: str) -> Optional[Dict[str, A
     from mmengine.model import is_model_wrapper
     from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
-    loop = runner.test_loop
-    if loop is None:
-        raise RunError('the config has no test loop: it needs test_dataloader, test_cfg and '
-                       'test_evaluator')
+    loop = built_test_loop(runner)
     runner.call_hook('before_run')
     runner.call_hook('after_load_checkpoint', checkpoint=checkpoint)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -239,6 +247,46 @@ def run_test(runner, checkpoint: Mapping, filename: str) -> Optional[Dict[str, A
     metrics = loop.run()
     runner.call_hook('after_run')
     return metrics
+
+
+def run_onnx_test(runner, onnx_file: str) -> Optional[Dict[str, Any]]:
+    """``runner.test()`` with an exported model run by ONNX Runtime as the runner's model.
+
+    The runner's model is replaced by :class:`~mmsgformer.deployment.OnnxRuntimeModel`; the
+    test loop, its dataloader and the config's evaluator are the runner's own.
+
+    Args:
+        runner: A runner built by :func:`build_runner`.
+        onnx_file: The exported model.
+
+    Returns:
+        The evaluator's metrics.
+
+    Raises:
+        RunError: The file cannot serve the config (see
+            :class:`~mmsgformer.deployment.ExportError`).
+    """
+    from mmsgformer.deployment import ExportError, OnnxRuntimeModel
+
+    loop = built_test_loop(runner)
+    try:
+        runner.model = OnnxRuntimeModel(onnx_file, runner.cfg)
+    except ExportError as err:
+        raise RunError(str(err)) from err
+    runner.call_hook('before_run')
+    runner.logger.info(f'Testing ONNX model {onnx_file} with ONNX Runtime')
+    metrics = loop.run()
+    runner.call_hook('after_run')
+    return metrics
+
+
+def built_test_loop(runner):
+    """The runner's test loop (built on first use), else :class:`RunError`."""
+    loop = runner.test_loop
+    if loop is None:
+        raise RunError('the config has no test loop: it needs test_dataloader, test_cfg and '
+                       'test_evaluator')
+    return loop
 
 
 # ----------------------------------------------------------------------------- training

@@ -6,7 +6,8 @@
 
 IMAGES is an image file, a folder or a quoted glob; the first ``--num-images`` (sorted) are
 drawn. Ground truth is shown for images of the config's test dataset. The drawing is
-:func:`mmsgformer.visualization.predictions.draw_prediction_grid`.
+:func:`mmsgformer.visualization.predictions.draw_prediction_grid`. CHECKPOINT may be a ``.onnx``
+file exported from CONFIG (``tools/deployment/export_onnx.py``), run by ONNX Runtime.
 """
 import argparse
 import os.path as osp
@@ -18,7 +19,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Detector demo: ground truth beside prediction')
     parser.add_argument('images', help='image file, folder of images, or glob (quote it)')
     parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help='checkpoint file, or a .onnx file exported from '
+                                           'the config (run by ONNX Runtime)')
     parser.add_argument('--num-images', type=int, default=6,
                         help='draw at most this many images (default 6)')
     parser.add_argument('--out-file', default='demo_prediction.png',
@@ -26,7 +28,8 @@ def parse_args(argv=None):
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='draw predictions with at least this score')
     parser.add_argument('--device', default=None,
-                        help='e.g. cpu or cuda:0 (default: cuda:0 if available)')
+                        help='e.g. cpu or cuda:0 (default: cuda:0 if available; a .onnx runs on '
+                             'the CPU)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value pairs')
     args = parser.parse_args(argv)
@@ -38,6 +41,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from mmsgformer.apis import init_model
+    from mmsgformer.deployment import ExportError, init_onnx_model
     from mmsgformer.utils.safe_loading import CheckpointError
     from mmsgformer.visualization import expand_images
     from mmsgformer.visualization.predictions import (class_names, draw_prediction_grid,
@@ -47,8 +51,11 @@ def main(argv=None):
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'error: checkpoint not found: {args.checkpoint}')
     try:
-        model = init_model(args.config, args.checkpoint, args.device, args.cfg_options)
-    except CheckpointError as err:  # unreadable, unsafe or NaN/Inf weights
+        if args.checkpoint.endswith('.onnx'):
+            model = init_onnx_model(args.checkpoint, args.config, args.cfg_options)
+        else:
+            model = init_model(args.config, args.checkpoint, args.device, args.cfg_options)
+    except (CheckpointError, ExportError) as err:  # unreadable, unsafe or NaN/Inf weights
         raise SystemExit(f'error: {err}')
     cfg = model.cfg
     images = expand_images(args.images)[:args.num_images]

@@ -6,11 +6,13 @@
     python tools/analysis_tools/benchmark.py --whole-model configs/maskrcnn_sgformer_s_coco.py \\
         --sizes 800x1333@1
     python tools/analysis_tools/benchmark.py --summary --threads 2 --official PATH
+    python tools/analysis_tools/benchmark.py --onnx --threads 2   # ONNX Runtime vs PyTorch
 
 One run measures every model at every size and mode. For each (size, batch, mode) all models
 are warmed up, then every repetition times each model once, in an order rotated per repetition
 (machine noise hits all models alike); the reported time is the median over repetitions.
-``--summary`` measures the fixed comparisons of the summary table instead.
+``--summary`` measures the fixed comparisons of the summary table instead; ``--onnx`` exported
+whole models under ONNX Runtime against PyTorch eager (export time and file size printed).
 
 Modes: ``infer`` = eval mode under ``torch.no_grad``, one forward; ``train`` = train mode, one
 forward and a backward of the sum of the outputs (backbones: sum of the four feature maps;
@@ -28,7 +30,7 @@ import torch
 
 from mmsgformer.analysis.baselines import DEFAULT_MODELS
 from mmsgformer.analysis.benchmark import (DEFAULT_SIZES, DTYPES, BenchmarkOptions, run,
-                                           run_summary)
+                                           run_onnx, run_summary)
 
 
 def parse_args(argv=None):
@@ -90,6 +92,10 @@ def parse_args(argv=None):
     p.add_argument('--summary', action='store_true',
                    help='measure and print the summary table (see docs/benchmark.md); uses '
                         '--threads, --reps, --warmup, --official, --out')
+    p.add_argument('--onnx', action='store_true',
+                   help='ONNX Runtime against PyTorch eager on the CPU: exports SG-Former-S '
+                        'classification, UperNet-S and Mask R-CNN-S and times both (see '
+                        'docs/deployment.md); uses --threads, --reps, --warmup, --seed')
     p.add_argument('--summary-model', default='sgformer_s',
                    help='the SG-Former of --summary (default %(default)s)')
     p.add_argument('--summary-sizes', nargs=3, metavar=('SMALL', 'LARGE', 'MEMORY'),
@@ -106,6 +112,8 @@ def parse_args(argv=None):
     if args.compile_mode and args.compile_backend != 'inductor':
         p.error(f'--compile-mode applies to the inductor backend only, not '
                 f'{args.compile_backend!r}')
+    if args.onnx and (args.summary or args.whole_model or args.models):
+        p.error('--onnx measures fixed models; drop --summary/--models/--whole-model')
     if args.summary and (args.whole_model or args.models):
         p.error('--summary measures fixed models; drop --models/--whole-model')
     return args
@@ -115,7 +123,9 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     options = BenchmarkOptions(**{f.name: getattr(args, f.name)
                                   for f in dataclasses.fields(BenchmarkOptions) if f.init})
-    if args.summary:
+    if args.onnx:
+        run_onnx(options)
+    elif args.summary:
         run_summary(options)
     else:
         run(options)

@@ -12,7 +12,9 @@ general table, :func:`~.summary.run_summary` the summary table of the fixed comp
 * :mod:`.memory` - CPU peak memory of one step in a fresh process;
 * :mod:`.measure` - one run of everything: timing, memory and MACs as rows;
 * :mod:`.report` - the general table and its JSON file;
-* :mod:`.summary` - the summary table (:data:`~.summary.COMPARISONS`).
+* :mod:`.summary` - the summary table (:data:`~.summary.COMPARISONS`);
+* :mod:`.onnx_runtime` - exported whole models under ONNX Runtime against PyTorch eager
+  (:func:`~.onnx_runtime.run_onnx`, ``--onnx``).
 
 One run measures every model at every size and mode. For each (size, batch, mode) all models
 are warmed up, then every repetition times each model once, in an order rotated per repetition
@@ -45,10 +47,11 @@ matrix product in the benchmark's dtype, measured in the same run (before and af
 larger is used).
 """
 from .models import OFFICIAL_MODELS, build_official
+from .onnx_runtime import ONNX_RUNS, run_onnx
 from .options import DEFAULT_SIZES, DTYPES, BenchmarkOptions, parse_size
 from .report import run
 from .summary import COMPARISONS, SUMMARY_SIZES, format_summary, run_summary
 
 __all__ = ['BenchmarkOptions', 'DEFAULT_SIZES', 'DTYPES', 'parse_size', 'run', 'run_summary',
            'format_summary', 'COMPARISONS', 'SUMMARY_SIZES', 'OFFICIAL_MODELS',
-           'build_official']
+           'build_official', 'ONNX_RUNS', 'run_onnx']

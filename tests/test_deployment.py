@@ -223,11 +223,24 @@ def test_failed_export_leaves_no_file(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+def test_model_fixing_the_size_is_refused(tmp_path):
+    from mmsgformer.deployment.export import trace_to_onnx
+
+    class FixesTheWidth(torch.nn.Module):
+        output_names = ('scores',)
+
+        def forward(self, input):
+            return input.mean((2, 3)) * (2 if input.shape[-1] == 96 else 1)
+
+    with pytest.raises(ExportError, match='fixes the input size'):
+        trace_to_onnx(FixesTheWidth(), _images(2, 96, 96), str(tmp_path / 'm.onnx'), 18)
+
+
 def test_too_small_input_is_refused_before_onnx_runtime(classifier, monkeypatch):
     model = init_onnx_model(classifier['onnx'], classifier['cfg'])
     monkeypatch.setattr(model, 'engine', None)  # never reached
-    with pytest.raises(ExportError, match='smaller than the minimum side 32'):
-        model.run(np.zeros((1, 3, 31, 64), np.float32))
+    with pytest.raises(ExportError, match='smaller than the minimum side 64'):
+        model.run(np.zeros((1, 3, 63, 96), np.float32))
 
 
 # ------------------------------------------------------------------ tools/test.py with .onnx

@@ -25,8 +25,9 @@ from .errors import ExportError
 MIN_OPSET = 18
 """The oldest opset the exporter (``torch.onnx.export(..., dynamo=True)``) writes."""
 DEFAULT_OPSET = 18
-MIN_INPUT_SIZE = 32
-"""The smallest input side every exported model takes (SG-Former downsamples by 32)."""
+MIN_INPUT_SIZE = 64
+"""The smallest input side every exported model takes: SG-Former downsamples by 32 and its
+smallest maps keep at least 2 pixels a side (a side of 1 would be fixed while tracing)."""
 EXAMPLE_SIZES: Dict[str, Tuple[int, int]] = {'cls': (224, 224), 'seg': (256, 256),
                                              'det': (320, 320)}
 """The ``(H, W)`` of the example batch traced per task (the exported sizes stay dynamic)."""
@@ -157,12 +158,28 @@ def write_metadata(path: str, properties: Dict[str, str]) -> None:
 
 
 def trace_to_onnx(module: nn.Module, example: torch.Tensor, path: str, opset: int) -> None:
-    """``torch.onnx.export`` with the dynamo exporter and dynamic batch, height and width."""
+    """``torch.export`` with dynamic batch, height and width, then the ONNX translation.
+
+    The graph is captured here rather than inside ``torch.onnx.export``, which would fall back
+    to fixed sizes where the model's code fixes a size while tracing; that is an
+    :class:`ExportError` naming the first broken constraints instead.
+    """
+    from torch._dynamo.exc import UserError
+    from torch.fx.experimental.symbolic_shapes import ConstraintViolationError
+
     with torch.no_grad():
-        torch.onnx.export(module, (example,), path, dynamo=True, opset_version=opset,
+        try:
+            program = torch.export.export(module, (example,), dynamic_shapes=dynamic_shapes(),
+                                          strict=False)
+        except (ConstraintViolationError, UserError) as err:
+            if 'onstraint' not in str(err):
+                raise
+            reasons = '\n'.join(str(err).splitlines()[:4])
+            raise ExportError(f'the model fixes the input size while tracing, so the file '
+                              f'cannot take every size:\n{reasons}') from err
+        torch.onnx.export(program, f=path, dynamo=True, opset_version=opset,
                           input_names=['input'], output_names=list(module.output_names),
-                          dynamic_shapes=dynamic_shapes(), external_data=False,
-                          verbose=False)
+                          external_data=False, verbose=False)
 
 
 def export_onnx(config: Union[str, os.PathLike, Config], checkpoint: Optional[str] = None,

@@ -52,7 +52,7 @@ def _export(tmp_path_factory, name: str, config: str, cfg_options=None, sharpen:
     checkpoint = str(folder / f'{name}.pth')
     model = _save_random_checkpoint(cfg, checkpoint, sharpen)
     out = export_onnx(config, checkpoint, out=str(folder / f'{name}.onnx'),
-                      example_size=(96, 96), cfg_options=cfg_options)
+                      example_size=(66, 66), cfg_options=cfg_options)
     return dict(model=model, cfg=cfg, checkpoint=checkpoint, onnx=out, folder=folder)
 
 
@@ -233,7 +233,7 @@ def test_model_fixing_the_size_is_refused(tmp_path):
             return input.mean((2, 3)) * (2 if input.shape[-1] == 96 else 1)
 
     with pytest.raises(ExportError, match='fixes the input size'):
-        trace_to_onnx(FixesTheWidth(), _images(2, 96, 96), str(tmp_path / 'm.onnx'), 18)
+        trace_to_onnx(FixesTheWidth(), _images(2, 66, 96), str(tmp_path / 'm.onnx'), 18)
 
 
 def test_too_small_input_is_refused_before_onnx_runtime(classifier, monkeypatch):

@@ -28,9 +28,13 @@ DEFAULT_OPSET = 18
 MIN_INPUT_SIZE = 64
 """The smallest input side every exported model takes: SG-Former downsamples by 32 and its
 smallest maps keep at least 2 pixels a side (a side of 1 would be fixed while tracing)."""
-EXAMPLE_SIZES: Dict[str, Tuple[int, int]] = {'cls': (224, 224), 'seg': (256, 256),
+EXAMPLE_SIZES: Dict[str, Tuple[int, int]] = {'cls': (226, 226), 'seg': (258, 258),
                                              'det': (320, 320)}
-"""The ``(H, W)`` of the example batch traced per task (the exported sizes stay dynamic)."""
+"""The ``(H, W)`` of the example batch traced per task (the exported sizes stay dynamic).
+
+Classification and segmentation trace sizes whose SG-Former maps (1/4 to 1/32) are multiples of
+neither the 7x7 windows nor the key-reduction ratios, so that every padding path is traced
+with padding; detection pads to 32 in the graph itself."""
 SYMBOLIC_DIMS: Dict[str, Tuple[int, ...]] = {
     'input': (0, 2, 3), 'scores': (0,), 'seg_map': (0, 1, 2), 'dets': (0,), 'labels': (0,),
     'masks': (0, 2, 3)}
@@ -151,9 +155,8 @@ def write_metadata(path: str, properties: Dict[str, str]) -> None:
     import onnx
 
     proto = onnx.load(path)
-    for key, value in properties.items():
-        onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props},
-                                            key: value})
+    existing = {prop.key: prop.value for prop in proto.metadata_props}
+    onnx.helper.set_model_props(proto, {**existing, **properties})
     onnx.save(proto, path)
 
 
@@ -171,12 +174,14 @@ def trace_to_onnx(module: nn.Module, example: torch.Tensor, path: str, opset: in
         try:
             program = torch.export.export(module, (example,), dynamic_shapes=dynamic_shapes(),
                                           strict=False)
-        except (ConstraintViolationError, UserError) as err:
-            if 'onstraint' not in str(err):
+        except (ConstraintViolationError, UserError, AssertionError) as err:
+            # torch 2.14 can fail with "Cannot create Dim ..." while it words the violation
+            if not any(word in str(err) for word in ('onstraint', 'Cannot create Dim')):
                 raise
             reasons = '\n'.join(str(err).splitlines()[:4])
             raise ExportError(f'the model fixes the input size while tracing, so the file '
-                              f'cannot take every size:\n{reasons}') from err
+                              f'cannot take every size (TORCH_LOGS=+dynamic shows where):\n'
+                              f'{reasons}') from err
         torch.onnx.export(program, f=path, dynamo=True, opset_version=opset,
                           input_names=['input'], output_names=list(module.output_names),
                           external_data=False, verbose=False)

@@ -42,6 +42,29 @@ def test_is_compiling_without_torch_compiler_api(monkeypatch):
     assert torch.compile(_sign_of_compiling_without_new_api, backend='eager')(x).item() == 1
 
 
+class _SignOfTracing(torch.nn.Module):
+    def forward(self, x):
+        return x + 1 if compat.is_tracing() else x - 1
+
+
+@pytest.mark.parametrize('trace', ['eager', 'compile', 'export', 'jit.trace'])
+def test_is_tracing_under_every_graph_recorder(trace):
+    """Eager runs see False; torch.compile, torch.export and torch.jit.trace record the branch
+    taken under True (torch.export's ONNX exporter runs torch.export)."""
+    module, x = _SignOfTracing(), torch.zeros(1)
+    if trace == 'eager':
+        out = module(x)
+    elif trace == 'compile':
+        out = torch.compile(module, backend='eager')(x)
+    elif trace == 'export':
+        if compat.TORCH_VERSION < (2, 2):
+            pytest.skip('ExportedProgram.module() is torch >= 2.2')
+        out = torch.export.export(module, (x,)).module()(x)
+    else:
+        out = torch.jit.trace(module, x, check_trace=False)(x)
+    assert out.item() == (-1 if trace == 'eager' else 1)
+
+
 def test_is_autocast_enabled_per_device():
     assert not compat.is_autocast_enabled('cpu')
     with torch.autocast('cpu', dtype=torch.bfloat16):

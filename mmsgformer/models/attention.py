@@ -12,8 +12,13 @@ All four share the locally-enhanced positional encoding (LePE, a depth-wise 3x3 
 linear projection of the input) that is added to the attention output before ``proj``.
 
 Tensors are ``(B, N, C)`` token sequences in row-major order of an ``(H, W)`` map. Size handling
-for inputs that windows or key reduction do not divide lives in :func:`pad_map` and the two
-places that call it; no other code depends on the input size.
+for inputs that windows or key reduction do not divide lives in
+:func:`~mmsgformer.models.layers.pad_map`, the two places that call it and
+:meth:`HybridScaleAttention._window_validity`; sizes may be symbolic (an export with dynamic
+height and width), see :mod:`mmsgformer.models.layers`.
+
+The module reads top-down: the reallocation specs, the shared parts, the four attentions, then
+the attention function that computes the significance statistic.
 
 Each module keeps the projections that read the same input fused into one ``in_proj`` linear
 layer (the official implementation has up to four separate ones); ``convert_official_state_dict``
@@ -29,7 +34,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..utils.compat import is_autocast_enabled, is_compiling
+from ..utils.compat import is_autocast_enabled
+from .layers import (Size, ceil_div, dropout, known_zero, map_to_tokens, pad_map,
+                     tokens_to_map)
+from .memory_saving import gather_merge, split_linear
 
 LOCAL_WINDOW = 7
 """Side of the windows of the local half of hybrid-scale attention."""
@@ -54,7 +62,7 @@ class ReallocationSpec:
     part_counts: Tuple[int, ...]
     merge_sizes: Tuple[int, ...]
 
-    def group_sizes(self, num_tokens: int) -> Tuple[int, ...]:
+    def group_sizes(self, num_tokens: Size) -> Tuple[Size, ...]:
         """Number of tokens in each group for a sequence of ``num_tokens``."""
         part = num_tokens // self.parts
         sizes = [part * count for count in self.part_counts[:-1]]
@@ -71,36 +79,278 @@ REALLOCATION_SPECS = {
 }
 
 
-def dropout(rate: float) -> nn.Module:
-    """``nn.Dropout(rate)``, or ``nn.Identity`` for rate 0 (one call less per use in eval)."""
-    return nn.Dropout(rate) if rate > 0 else nn.Identity()
+# ---------------------------------------------------------------- shared parts
+class _AttentionBase(nn.Module):
+    """Shared parts: the fused input projection, LePE and the output projection.
+
+    Args:
+        dims: Channels.
+        num_heads: Attention heads.
+        in_proj_dims: Output channels of the fused input projection, LePE's included.
+        proj_drop: Dropout rate after ``proj``.
+    """
+
+    def __init__(self, dims: int, num_heads: int, in_proj_dims: int, proj_drop: float = 0.) -> None:
+        super().__init__()
+        if dims % num_heads:
+            raise ValueError(f'embed_dims {dims} must be divisible by num_heads {num_heads}')
+        self.dims = dims
+        self.num_heads = num_heads
+        self.head_dims = dims // num_heads
+        self.scale = self.head_dims ** -0.5
+        self.in_proj = nn.Linear(dims, in_proj_dims)
+        self.lepe = LocallyEnhancedPositionalEncoding(dims)
+        self.proj = nn.Linear(dims, dims)
+        self.proj_drop = dropout(proj_drop)
+
+    def split_heads(self, x: torch.Tensor, num_heads: int) -> torch.Tensor:
+        """``(B, L, heads * d)`` -> ``(B, heads, L, d)``."""
+        return x.unflatten(-1, (num_heads, self.head_dims)).transpose(1, 2)
+
+    def output(self, x: torch.Tensor, lepe_input: torch.Tensor,
+               hw_shape: Tuple[Size, Size]) -> torch.Tensor:
+        """``proj(attention output + LePE)``."""
+        return self.proj_drop(self.proj(x + self.lepe(lepe_input, hw_shape)))
 
 
-def pad_map(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Zero-pads a ``(B, H, W, ...)`` map at the bottom and right to multiples of ``multiple``."""
-    pad_h = -x.shape[1] % multiple
-    pad_w = -x.shape[2] % multiple
-    if pad_h == 0 and pad_w == 0:
-        return x
-    trailing = (0, 0) * (x.dim() - 3)
-    return F.pad(x, trailing + (0, pad_w, 0, pad_h))
+class LocallyEnhancedPositionalEncoding(nn.Module):
+    """LePE: a depth-wise 3x3 convolution over the map of already projected tokens.
+
+    Args:
+        dims: Channels.
+    """
+
+    def __init__(self, dims: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(dims, dims, 3, padding=1, groups=dims)
+
+    def forward(self, x: torch.Tensor, hw_shape: Tuple[Size, Size]) -> torch.Tensor:
+        return map_to_tokens(self.conv(tokens_to_map(x, hw_shape)))
 
 
+# ---------------------------------------------------------------- the attentions
+class HybridScaleAttention(_AttentionBase):
+    """Hybrid-scale attention: global heads on reduced keys, local heads in 7x7 windows.
+
+    Also returns the significance map: for every token, the attention it receives as a local
+    key (averaged over the heads and real queries of its window) plus the attention its reduced
+    global key receives (averaged over heads and all queries).
+
+    Any size: the global half zero-pads the map to a multiple of ``sr_ratio`` before the
+    reduction (each reduced key covers at least one real token); the local half pads to multiples
+    of 7 and masks the padded keys; its significance sums over real queries only, divided by 49
+    as in a full window (see :meth:`_window_validity`). Padded positions are cropped away. At
+    multiples of 224 no padding happens.
+
+    Args:
+        dims: Channels.
+        num_heads: Heads; the first half is global, the second local. Must be even.
+        sr_ratio: Key-reduction ratio (kernel and stride of the reduction convolution).
+        proj_drop: Dropout rate after ``proj``.
+    """
+
+    def __init__(self, dims: int, num_heads: int, sr_ratio: int, proj_drop: float = 0.) -> None:
+        if num_heads % 2:
+            raise ValueError(f'hybrid-scale attention splits heads in two halves; num_heads '
+                             f'must be even, got {num_heads}')
+        # in_proj: [global q | local q | local k | local v | LePE input]
+        super().__init__(dims, num_heads, in_proj_dims=3 * dims, proj_drop=proj_drop)
+        self.sr_ratio = sr_ratio
+        self.sr = nn.Conv2d(dims, dims, sr_ratio, stride=sr_ratio)
+        self.sr_norm = nn.LayerNorm(dims)
+        self.sr_act = nn.GELU()
+        self.global_kv = nn.Linear(dims, dims)
+
+    def forward(self, x: torch.Tensor, hw_shape: Tuple[Size, Size],
+                significance: Optional[torch.Tensor] = None
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Returns the attended tokens ``(B, N, C)`` and a new significance map ``(B, H, W)``.
+
+        An incoming ``significance`` (of an earlier block) is not used.
+        """
+        q_global, qkv_local, lepe_input = self._in_proj_parts(x)
+        out_global, sig_global = self._global(x, q_global, hw_shape)
+        out_local, sig_local = self._local(qkv_local, hw_shape)
+        out = self.output(torch.cat([out_global, out_local], dim=-1), lepe_input, hw_shape)
+        return out, sig_global + sig_local
+
+    def _in_proj_parts(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """The global queries, the local queries, keys and values, and LePE's input.
+
+        In training as three products (:func:`~mmsgformer.models.memory_saving.split_linear`):
+        the local part, copied into windows, is then not kept alive by the other two.
+        """
+        return split_linear(x, self.in_proj, [self.dims // 2, 3 * self.dims // 2, self.dims])
+
+    def _global(self, x: torch.Tensor, q: torch.Tensor, hw_shape: Tuple[Size, Size]
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+        height, width = hw_shape
+        heads = self.num_heads // 2
+        reduced = self.sr(pad_map(x.unflatten(1, hw_shape), self.sr_ratio).permute(0, 3, 1, 2))
+        reduced_hw = reduced.shape[-2:]
+        kv = self.global_kv(self.sr_act(self.sr_norm(map_to_tokens(reduced))))
+        k, v = self.split_heads(kv, 2 * heads).chunk(2, dim=1)
+        out, significance = attention(self.split_heads(q, heads), k, v, self.scale,
+                                      need_key_significance=True)
+        # every token gets the significance of the reduced key covering it
+        rows, cols, sr = *reduced_hw, self.sr_ratio
+        significance = significance.view(-1, rows, 1, cols, 1).expand(-1, -1, sr, -1, sr)
+        significance = significance.reshape(-1, rows * sr, cols * sr)
+        return out.transpose(1, 2).flatten(2), significance[:, :height, :width]
+
+    def _local(self, qkv: torch.Tensor, hw_shape: Tuple[Size, Size]
+               ) -> Tuple[torch.Tensor, torch.Tensor]:
+        batch = qkv.shape[0]
+        height, width = hw_shape
+        heads, w = self.num_heads // 2, LOCAL_WINDOW
+        padded = pad_map(qkv.unflatten(1, hw_shape), w)
+        rows, cols = ceil_div(height, w), ceil_div(width, w)
+        # (B, rows, w, cols, w, 3, heads, d) -> (3, B * rows * cols, heads, w * w, d)
+        windows = padded.reshape(batch, rows, w, cols, w, 3, heads, self.head_dims)
+        windows = windows.permute(5, 0, 1, 3, 6, 2, 4, 7).reshape(
+            3, batch * rows * cols, heads, w * w, self.head_dims)
+        key_mask, query_weights = self._window_validity(batch, rows, cols, hw_shape, qkv.device,
+                                                        significance_dtype(qkv.dtype))
+        out, significance = attention(windows[0], windows[1], windows[2], self.scale,
+                                      key_mask=key_mask, query_weights=query_weights,
+                                      need_key_significance=True)
+        # (B * rows * cols, heads, w * w, d) -> (B, rows * w, cols * w, heads * d)
+        out = out.reshape(batch, rows, cols, heads, w, w, self.head_dims)
+        out = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(batch, rows * w, cols * w, -1)
+        significance = significance.reshape(batch, rows, cols, w, w).transpose(2, 3)
+        significance = significance.reshape(batch, rows * w, cols * w)
+        return (out[:, :height, :width].flatten(1, 2),
+                significance[:, :height, :width])
+
+    @staticmethod
+    def _window_validity(batch: Size, rows: Size, cols: Size, hw_shape: Tuple[Size, Size],
+                         device: torch.device, dtype: torch.dtype
+                         ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """Key mask and query weights of padded windows; ``(None, None)`` where there is
+        known to be no padding.
+
+        Returns a boolean key mask ``(B * rows * cols, 1, 1, w * w)`` and query weights
+        ``(B * rows * cols, w * w)`` in ``dtype``, ``1 / (w * w)`` for real tokens and 0 for
+        padding: a window's local significance then sums to (its real tokens) / 49, so every
+        real token's expected share is 1/49 as in full windows, and border tokens are not
+        favoured.
+        """
+        w = LOCAL_WINDOW
+        if known_zero(rows * w - hw_shape[0]) and known_zero(cols * w - hw_shape[1]):
+            return None, None
+        valid_rows = torch.arange(rows * w, device=device) < hw_shape[0]
+        valid_cols = torch.arange(cols * w, device=device) < hw_shape[1]
+        valid = valid_rows[:, None] & valid_cols[None, :]
+        valid = valid.reshape(rows, w, cols, w).transpose(1, 2).reshape(1, rows * cols, w * w)
+        valid = valid.expand(batch, -1, -1).reshape(batch * rows * cols, w * w)
+        return valid[:, None, None, :], valid.to(dtype) / (w * w)
+
+
+class SignificanceGuidedAttention(_AttentionBase):
+    """Attention of every head to keys reallocated by the previous block's significance map.
+
+    Args:
+        dims: Channels.
+        num_heads: Heads.
+        sr_ratio: The stage's key-reduction ratio, which selects the reallocation.
+        proj_drop: Dropout rate after ``proj``.
+    """
+
+    def __init__(self, dims: int, num_heads: int, sr_ratio: int, proj_drop: float = 0.) -> None:
+        if sr_ratio not in REALLOCATION_SPECS:
+            raise ValueError(f'significance-guided attention is defined for sr_ratios '
+                             f'{sorted(REALLOCATION_SPECS)}, got {sr_ratio}')
+        # in_proj: [q | LePE input]
+        super().__init__(dims, num_heads, in_proj_dims=2 * dims, proj_drop=proj_drop)
+        self.reallocation = TokenReallocation(REALLOCATION_SPECS[sr_ratio])
+        self.kv = nn.Linear(dims, 2 * dims)
+
+    def forward(self, x: torch.Tensor, hw_shape: Tuple[Size, Size],
+                significance: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, None]:
+        """Attends to keys reallocated by ``significance`` ``(B, H, W)``; consumes the map."""
+        if significance is None:
+            raise ValueError('significance-guided attention needs the significance map of a '
+                             'preceding hybrid-scale block')
+        q, lepe_input = self.in_proj(x).chunk(2, dim=-1)
+        keys = self.reallocation(x, significance.flatten(1))
+        k, v = self.split_heads(self.kv(keys), 2 * self.num_heads).chunk(2, dim=1)
+        out, _ = attention(self.split_heads(q, self.num_heads), k, v, self.scale)
+        return self.output(out.transpose(1, 2).flatten(2), lepe_input, hw_shape), None
+
+
+class TokenReallocation(nn.Module):
+    """Merges tokens into keys by significance (the paper's evolving token reallocation).
+
+    Tokens are sorted by ascending significance and split into groups (see
+    :class:`ReallocationSpec`); every ``k`` consecutive tokens of a group become one key through a
+    learned weighted sum (``nn.Linear(k, 1)`` over the token axis, shared by all channels), so
+    significant regions keep fine keys and the rest is summarised coarsely. When a group's size
+    is not a multiple of ``k`` (inputs that are not multiples of 224) it is zero-padded at its
+    least significant end.
+
+    Args:
+        spec: The grouping.
+    """
+
+    def __init__(self, spec: ReallocationSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.merges = nn.ModuleList(nn.Linear(size, 1) for size in spec.merge_sizes)
+
+    def forward(self, x: torch.Tensor, significance: torch.Tensor) -> torch.Tensor:
+        """Maps tokens ``(B, N, C)`` and significance ``(B, N)`` to keys ``(B, M, C)``."""
+        order = torch.sort(significance, dim=1).indices  # the official call, ties included
+        return gather_merge(x, order, self.spec.group_sizes(x.shape[1]), self.merges)
+
+    def allocation(self, significance: torch.Tensor) -> torch.Tensor:
+        """How many tokens share each token's key: ``(B, N)`` merge sizes (for visualisation)."""
+        order = torch.sort(significance, dim=1).indices
+        sizes = [torch.full((n,), merge.in_features, device=significance.device)
+                 for n, merge in zip(self.spec.group_sizes(significance.shape[1]), self.merges)]
+        allocation = torch.empty_like(order)
+        return allocation.scatter_(1, order, torch.cat(sizes).expand_as(order))
+
+
+class GlobalAttention(_AttentionBase):
+    """Plain multi-head self-attention over all tokens (stages with ``sr_ratio == 1``).
+
+    Args:
+        dims: Channels.
+        num_heads: Heads.
+        proj_drop: Dropout rate after ``proj``.
+    """
+
+    def __init__(self, dims: int, num_heads: int, proj_drop: float = 0.) -> None:
+        # in_proj: [q | k | v | LePE input]
+        super().__init__(dims, num_heads, in_proj_dims=4 * dims, proj_drop=proj_drop)
+
+    def forward(self, x: torch.Tensor, hw_shape: Tuple[Size, Size],
+                significance: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, None]:
+        """Self-attention of all tokens; a ``significance`` map passing by is not used."""
+        qkv, lepe_input = self.in_proj(x).split([3 * self.dims, self.dims], dim=-1)
+        q, k, v = self.split_heads(qkv, 3 * self.num_heads).chunk(3, dim=1)
+        out, _ = attention(q, k, v, self.scale)
+        return self.output(out.transpose(1, 2).flatten(2), lepe_input, hw_shape), None
+
+
+# ---------------------------------------------------------------- attention and significance
 SIGNIFICANCE_CHUNK_ELEMENTS = 1 << 22
 """Attention weights formed at once (per query chunk) when computing key significance."""
 
 ONE_PASS_DEVICE_TYPES = ('cpu',)
-"""Devices where :func:`attention` forms the softmax once for the output and the significance.
+"""Devices where :func:`attention` forms the softmax once for the output and the significance
+(two matrix products and one softmax, instead of the fused kernel followed by
+:func:`key_significance`, which forms the logits and the softmax a second time; the same
+significance bit for bit). Faster on the CPU (docs/benchmark.md); on CUDA the fused kernels
+stay."""
 
-Measured on the CPU (SG-Former-S's hybrid-scale shapes at 224x224, batch 8, float32, no grad):
-one pass (two matrix products, one softmax) took 0.53-0.68x the time of the fused SDPA kernel
-followed by :func:`key_significance` (which forms the logits and the softmax a second time),
-with the same significance bit for bit. On CUDA the fused kernels stay (not measured here)."""
 
-
-def _query_chunk(q: torch.Tensor, num_keys: int) -> int:
+def _query_chunk(q: torch.Tensor, num_keys: Size) -> Optional[int]:
     """Queries per chunk so that a chunk's attention weights hold about
-    ``SIGNIFICANCE_CHUNK_ELEMENTS`` elements."""
+    ``SIGNIFICANCE_CHUNK_ELEMENTS`` elements; None (all queries at once) where the sizes are
+    symbolic (a traced graph has no loop over a dynamic number of chunks)."""
+    if not all(isinstance(size, int) for size in (*q.shape, num_keys)):
+        return None
     rows_per_query = max(1, q.numel() // q.shape[-1] // q.shape[-2] * num_keys)
     return max(1, SIGNIFICANCE_CHUNK_ELEMENTS // rows_per_query)
 
@@ -116,8 +366,9 @@ def _chunked_softmax_attention(q: torch.Tensor, k: torch.Tensor, v: Optional[tor
     num_queries = q.shape[-2]
     chunk = _query_chunk(q, k.shape[-2])
     outs, total = [], None
-    for start in range(0, num_queries, chunk):
-        logits = torch.matmul(q[..., start:start + chunk, :], keys_t) * scale
+    for start in [0] if chunk is None else range(0, num_queries, chunk):
+        end = None if chunk is None else start + chunk
+        logits = torch.matmul(q[..., start:end, :], keys_t) * scale
         if key_mask is not None:
             logits = logits.masked_fill(~key_mask, float('-inf'))
         weights = logits.softmax(dim=-1)  # (..., heads, chunk, Lk)
@@ -127,7 +378,7 @@ def _chunked_softmax_attention(q: torch.Tensor, k: torch.Tensor, v: Optional[tor
             part = weights.sum(dim=(-3, -2))
         else:
             per_query = weights.sum(dim=-3)
-            chunk_weights = query_weights[..., start:start + chunk].to(q.dtype).unsqueeze(-2)
+            chunk_weights = query_weights[..., start:end].to(q.dtype).unsqueeze(-2)
             part = torch.matmul(chunk_weights, per_query).squeeze(-2)
         total = part if total is None else total + part
     num_heads = q.shape[-3]
@@ -238,349 +489,3 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
         return out, _significance_interceptors[-1](key_significance, q, k, scale, key_mask,
                                                    query_weights)
     return out, key_significance(q, k, scale, key_mask, query_weights)
-
-
-class LocallyEnhancedPositionalEncoding(nn.Module):
-    """LePE: a depth-wise 3x3 convolution over the map of already projected tokens.
-
-    Args:
-        dims: Channels.
-    """
-
-    def __init__(self, dims: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(dims, dims, 3, padding=1, groups=dims)
-
-    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
-        return map_to_tokens(self.conv(tokens_to_map(x, hw_shape)))
-
-
-def tokens_to_map(x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
-    """``(B, H*W, C)`` tokens as an NCHW map (a channels-last view, no copy)."""
-    return x.unflatten(1, hw_shape).permute(0, 3, 1, 2)
-
-
-def map_to_tokens(x: torch.Tensor) -> torch.Tensor:
-    """NCHW map as ``(B, H*W, C)`` tokens (free for channels-last maps)."""
-    return x.permute(0, 2, 3, 1).flatten(1, 2)
-
-
-class _AttentionBase(nn.Module):
-    """Shared parts: the fused input projection, LePE and the output projection.
-
-    Args:
-        dims: Channels.
-        num_heads: Attention heads.
-        in_proj_dims: Output channels of the fused input projection, LePE's included.
-        proj_drop: Dropout rate after ``proj``.
-    """
-
-    def __init__(self, dims: int, num_heads: int, in_proj_dims: int, proj_drop: float = 0.) -> None:
-        super().__init__()
-        if dims % num_heads:
-            raise ValueError(f'embed_dims {dims} must be divisible by num_heads {num_heads}')
-        self.dims = dims
-        self.num_heads = num_heads
-        self.head_dims = dims // num_heads
-        self.scale = self.head_dims ** -0.5
-        self.in_proj = nn.Linear(dims, in_proj_dims)
-        self.lepe = LocallyEnhancedPositionalEncoding(dims)
-        self.proj = nn.Linear(dims, dims)
-        self.proj_drop = dropout(proj_drop)
-
-    def split_heads(self, x: torch.Tensor, num_heads: int) -> torch.Tensor:
-        """``(B, L, heads * d)`` -> ``(B, heads, L, d)``."""
-        return x.unflatten(-1, (num_heads, self.head_dims)).transpose(1, 2)
-
-    def output(self, x: torch.Tensor, lepe_input: torch.Tensor,
-               hw_shape: Tuple[int, int]) -> torch.Tensor:
-        """``proj(attention output + LePE)``."""
-        return self.proj_drop(self.proj(x + self.lepe(lepe_input, hw_shape)))
-
-
-class HybridScaleAttention(_AttentionBase):
-    """Hybrid-scale attention: global heads on reduced keys, local heads in 7x7 windows.
-
-    Also returns the significance map: for every token, the attention it receives as a local
-    key (averaged over the heads and real queries of its window) plus the attention its reduced
-    global key receives (averaged over heads and all queries).
-
-    Any size: the global half zero-pads the map to a multiple of ``sr_ratio`` before the
-    reduction (each reduced key covers at least one real token); the local half pads to multiples
-    of 7 and masks the padded keys; its significance sums over real queries only, divided by 49
-    as in a full window (see :meth:`_window_validity`). Padded positions are cropped away. At
-    multiples of 224 no padding happens.
-
-    Args:
-        dims: Channels.
-        num_heads: Heads; the first half is global, the second local. Must be even.
-        sr_ratio: Key-reduction ratio (kernel and stride of the reduction convolution).
-        proj_drop: Dropout rate after ``proj``.
-    """
-
-    def __init__(self, dims: int, num_heads: int, sr_ratio: int, proj_drop: float = 0.) -> None:
-        if num_heads % 2:
-            raise ValueError(f'hybrid-scale attention splits heads in two halves; num_heads '
-                             f'must be even, got {num_heads}')
-        # in_proj: [global q | local q | local k | local v | LePE input]
-        super().__init__(dims, num_heads, in_proj_dims=3 * dims, proj_drop=proj_drop)
-        self.sr_ratio = sr_ratio
-        self.sr = nn.Conv2d(dims, dims, sr_ratio, stride=sr_ratio)
-        self.sr_norm = nn.LayerNorm(dims)
-        self.sr_act = nn.GELU()
-        self.global_kv = nn.Linear(dims, dims)
-
-    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int],
-                significance: Optional[torch.Tensor] = None
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Returns the attended tokens ``(B, N, C)`` and a new significance map ``(B, H, W)``.
-
-        An incoming ``significance`` (of an earlier block) is not used.
-        """
-        q_global, qkv_local, lepe_input = self._in_proj_parts(x)
-        out_global, sig_global = self._global(x, q_global, hw_shape)
-        out_local, sig_local = self._local(qkv_local, hw_shape)
-        out = self.output(torch.cat([out_global, out_local], dim=-1), lepe_input, hw_shape)
-        return out, sig_global + sig_local
-
-    def _in_proj_parts(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """The global queries, the local queries, keys and values, and LePE's input.
-
-        When autograd records, as three products with slices of ``in_proj``'s weight (the same
-        math; the matrix-product kernels may round differently): slices of one output would
-        each keep the whole output alive for backward, while the local part, copied into
-        windows, is not needed after the copy. That frees 1.5 channels per token of every
-        hybrid-scale block in training.
-        """
-        sizes = [self.dims // 2, 3 * self.dims // 2, self.dims]
-        if not (torch.is_grad_enabled() and (x.requires_grad or self.in_proj.weight.requires_grad)):
-            return self.in_proj(x).split(sizes, -1)
-        return tuple(F.linear(x, weight, bias) for weight, bias in
-                     zip(self.in_proj.weight.split(sizes), self.in_proj.bias.split(sizes)))
-
-    def _global(self, x: torch.Tensor, q: torch.Tensor, hw_shape: Tuple[int, int]
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
-        height, width = hw_shape
-        heads = self.num_heads // 2
-        reduced = self.sr(pad_map(x.unflatten(1, hw_shape), self.sr_ratio).permute(0, 3, 1, 2))
-        reduced_hw = reduced.shape[-2:]
-        kv = self.global_kv(self.sr_act(self.sr_norm(map_to_tokens(reduced))))
-        k, v = self.split_heads(kv, 2 * heads).chunk(2, dim=1)
-        out, significance = attention(self.split_heads(q, heads), k, v, self.scale,
-                                      need_key_significance=True)
-        # every token gets the significance of the reduced key covering it
-        rows, cols, sr = *reduced_hw, self.sr_ratio
-        significance = significance.view(-1, rows, 1, cols, 1).expand(-1, -1, sr, -1, sr)
-        significance = significance.reshape(-1, rows * sr, cols * sr)
-        return out.transpose(1, 2).flatten(2), significance[:, :height, :width]
-
-    def _local(self, qkv: torch.Tensor, hw_shape: Tuple[int, int]
-               ) -> Tuple[torch.Tensor, torch.Tensor]:
-        batch = qkv.shape[0]
-        height, width = hw_shape
-        heads, w = self.num_heads // 2, LOCAL_WINDOW
-        padded = pad_map(qkv.unflatten(1, hw_shape), w)
-        rows, cols = padded.shape[1] // w, padded.shape[2] // w
-        # (B, rows, w, cols, w, 3, heads, d) -> (3, B * rows * cols, heads, w * w, d)
-        windows = padded.reshape(batch, rows, w, cols, w, 3, heads, self.head_dims)
-        windows = windows.permute(5, 0, 1, 3, 6, 2, 4, 7).reshape(
-            3, batch * rows * cols, heads, w * w, self.head_dims)
-        key_mask, query_weights = self._window_validity(batch, rows, cols, hw_shape, qkv.device,
-                                                        significance_dtype(qkv.dtype))
-        out, significance = attention(windows[0], windows[1], windows[2], self.scale,
-                                      key_mask=key_mask, query_weights=query_weights,
-                                      need_key_significance=True)
-        # (B * rows * cols, heads, w * w, d) -> (B, rows * w, cols * w, heads * d)
-        out = out.reshape(batch, rows, cols, heads, w, w, self.head_dims)
-        out = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(batch, rows * w, cols * w, -1)
-        significance = significance.reshape(batch, rows, cols, w, w).transpose(2, 3)
-        significance = significance.reshape(batch, rows * w, cols * w)
-        return (out[:, :height, :width].flatten(1, 2),
-                significance[:, :height, :width])
-
-    @staticmethod
-    def _window_validity(batch: int, rows: int, cols: int, hw_shape: Tuple[int, int],
-                         device: torch.device, dtype: torch.dtype
-                         ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
-        """Key mask and query weights of padded windows; ``(None, None)`` without padding.
-
-        Returns a boolean key mask ``(B * rows * cols, 1, 1, w * w)`` and query weights
-        ``(B * rows * cols, w * w)`` in ``dtype``, ``1 / (w * w)`` for real tokens and 0 for
-        padding: a window's local significance then sums to (its real tokens) / 49, so every
-        real token's expected share is 1/49 as in full windows, and border tokens are not
-        favoured.
-        """
-        w = LOCAL_WINDOW
-        if rows * w == hw_shape[0] and cols * w == hw_shape[1]:
-            return None, None
-        valid_rows = torch.arange(rows * w, device=device) < hw_shape[0]
-        valid_cols = torch.arange(cols * w, device=device) < hw_shape[1]
-        valid = valid_rows[:, None] & valid_cols[None, :]
-        valid = valid.reshape(rows, w, cols, w).transpose(1, 2).reshape(1, rows * cols, w * w)
-        valid = valid.expand(batch, -1, -1).reshape(batch * rows * cols, w * w)
-        return valid[:, None, None, :], valid.to(dtype) / (w * w)
-
-
-def _group_tokens(tokens: torch.Tensor, size: int) -> torch.Tensor:
-    """One group's tokens ``(B, n, C)`` as ``(B, M, size, C)``, zero-padded at the front
-    (the least significant end) to a multiple of ``size``."""
-    if tokens.shape[1] % size:
-        tokens = F.pad(tokens, (0, 0, -tokens.shape[1] % size, 0))
-    return tokens.unflatten(1, (-1, size))
-
-
-def merge_groups(ordered: torch.Tensor, group_sizes: Sequence[int],
-                 weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor]
-                 ) -> torch.Tensor:
-    """Keys of tokens sorted by significance: each group's every ``size`` tokens merged by its
-    ``weights[g]`` ``(1, size)`` and ``biases[g]`` ``(1,)`` (see :class:`TokenReallocation`)."""
-    keys = []
-    for tokens, weight, bias in zip(ordered.split(list(group_sizes), dim=1), weights, biases):
-        if tokens.shape[1] == 0:
-            continue
-        tokens = _group_tokens(tokens, weight.shape[1])  # (B, M_g, size, C)
-        merged = torch.matmul(weight.to(tokens.dtype), tokens).squeeze(2)
-        keys.append(merged + bias.to(tokens.dtype))
-    return torch.cat(keys, dim=1)
-
-
-class GatherMerge(torch.autograd.Function):
-    """Token reallocation (gather by significance order, then :func:`merge_groups`) keeping
-    only the tokens (kept anyway by the input projection), the order and the merge weights for
-    backward.
-
-    The plain graph keeps the gathered copy of the tokens (and a transposed copy of it for the
-    merge products): 1.5 token-sized tensors per significance-guided block in training. Here
-    the gather is recomputed in backward (a copy, no product). Used in float32 / float64
-    training without autocast.
-
-    Args (of :meth:`apply`):
-        x: Tokens ``(B, N, C)``.
-        order: ``(B, N)`` token indices in ascending significance.
-        group_sizes: Tokens per group (:meth:`ReallocationSpec.group_sizes`).
-        *params: Weight ``(1, size)`` and bias ``(1,)`` of every group, alternating.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, order: torch.Tensor, group_sizes: Sequence[int],
-                *params: torch.Tensor) -> torch.Tensor:
-        weights = params[0::2]
-        ctx.save_for_backward(x, order, *weights)
-        ctx.group_sizes = list(group_sizes)
-        return merge_groups(x.gather(1, order.unsqueeze(-1).expand_as(x)), group_sizes,
-                            weights, params[1::2])
-
-    @staticmethod
-    def backward(ctx, grad_keys: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
-        x, order, *weights = ctx.saved_tensors
-        index = order.unsqueeze(-1).expand_as(x)
-        ordered = x.gather(1, index)
-        grad_groups, grad_params, start = [], [], 0
-        for tokens, weight in zip(ordered.split(ctx.group_sizes, dim=1), weights):
-            num_tokens = tokens.shape[1]
-            if num_tokens == 0:
-                grad_params += [torch.zeros_like(weight), weight.new_zeros(1)]
-                continue
-            tokens = _group_tokens(tokens, weight.shape[1])
-            grad = grad_keys[:, start:start + tokens.shape[1]]  # (B, M_g, C)
-            start += tokens.shape[1]
-            grad_params += [torch.einsum('bmc,bmsc->s', grad, tokens)[None],
-                            grad.sum().reshape(1)]
-            grad_tokens = (weight[0, :, None] * grad[:, :, None, :]).flatten(1, 2)
-            grad_groups.append(grad_tokens[:, grad_tokens.shape[1] - num_tokens:])
-        grad_x = torch.zeros_like(x).scatter_add_(1, index, torch.cat(grad_groups, dim=1))
-        return (grad_x, None, None, *grad_params)
-
-
-class TokenReallocation(nn.Module):
-    """Merges tokens into keys by significance (the paper's evolving token reallocation).
-
-    Tokens are sorted by ascending significance and split into groups (see
-    :class:`ReallocationSpec`); every ``k`` consecutive tokens of a group become one key through a
-    learned weighted sum (``nn.Linear(k, 1)`` over the token axis, shared by all channels), so
-    significant regions keep fine keys and the rest is summarised coarsely. When a group's size
-    is not a multiple of ``k`` (inputs that are not multiples of 224) it is zero-padded at its
-    least significant end.
-
-    Args:
-        spec: The grouping.
-    """
-
-    def __init__(self, spec: ReallocationSpec) -> None:
-        super().__init__()
-        self.spec = spec
-        self.merges = nn.ModuleList(nn.Linear(size, 1) for size in spec.merge_sizes)
-
-    def forward(self, x: torch.Tensor, significance: torch.Tensor) -> torch.Tensor:
-        """Maps tokens ``(B, N, C)`` and significance ``(B, N)`` to keys ``(B, M, C)``."""
-        order = torch.sort(significance, dim=1).indices  # the official call, ties included
-        group_sizes = self.spec.group_sizes(x.shape[1])
-        params = [p for merge in self.merges for p in (merge.weight, merge.bias)]
-        if (torch.is_grad_enabled() and (x.requires_grad or params[0].requires_grad)
-                and x.dtype in (torch.float32, torch.float64)
-                and not is_autocast_enabled(x.device.type) and not is_compiling()):
-            return GatherMerge.apply(x, order, group_sizes, *params)
-        return merge_groups(x.gather(1, order.unsqueeze(-1).expand_as(x)), group_sizes,
-                            params[0::2], params[1::2])
-
-    def allocation(self, significance: torch.Tensor) -> torch.Tensor:
-        """How many tokens share each token's key: ``(B, N)`` merge sizes (for visualisation)."""
-        order = torch.sort(significance, dim=1).indices
-        sizes = [torch.full((n,), merge.in_features, device=significance.device)
-                 for n, merge in zip(self.spec.group_sizes(significance.shape[1]), self.merges)]
-        allocation = torch.empty_like(order)
-        return allocation.scatter_(1, order, torch.cat(sizes).expand_as(order))
-
-
-class SignificanceGuidedAttention(_AttentionBase):
-    """Attention of every head to keys reallocated by the previous block's significance map.
-
-    Args:
-        dims: Channels.
-        num_heads: Heads.
-        sr_ratio: The stage's key-reduction ratio, which selects the reallocation.
-        proj_drop: Dropout rate after ``proj``.
-    """
-
-    def __init__(self, dims: int, num_heads: int, sr_ratio: int, proj_drop: float = 0.) -> None:
-        if sr_ratio not in REALLOCATION_SPECS:
-            raise ValueError(f'significance-guided attention is defined for sr_ratios '
-                             f'{sorted(REALLOCATION_SPECS)}, got {sr_ratio}')
-        # in_proj: [q | LePE input]
-        super().__init__(dims, num_heads, in_proj_dims=2 * dims, proj_drop=proj_drop)
-        self.reallocation = TokenReallocation(REALLOCATION_SPECS[sr_ratio])
-        self.kv = nn.Linear(dims, 2 * dims)
-
-    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int],
-                significance: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, None]:
-        """Attends to keys reallocated by ``significance`` ``(B, H, W)``; consumes the map."""
-        if significance is None:
-            raise ValueError('significance-guided attention needs the significance map of a '
-                             'preceding hybrid-scale block')
-        q, lepe_input = self.in_proj(x).chunk(2, dim=-1)
-        keys = self.reallocation(x, significance.flatten(1))
-        k, v = self.split_heads(self.kv(keys), 2 * self.num_heads).chunk(2, dim=1)
-        out, _ = attention(self.split_heads(q, self.num_heads), k, v, self.scale)
-        return self.output(out.transpose(1, 2).flatten(2), lepe_input, hw_shape), None
-
-
-class GlobalAttention(_AttentionBase):
-    """Plain multi-head self-attention over all tokens (stages with ``sr_ratio == 1``).
-
-    Args:
-        dims: Channels.
-        num_heads: Heads.
-        proj_drop: Dropout rate after ``proj``.
-    """
-
-    def __init__(self, dims: int, num_heads: int, proj_drop: float = 0.) -> None:
-        # in_proj: [q | k | v | LePE input]
-        super().__init__(dims, num_heads, in_proj_dims=4 * dims, proj_drop=proj_drop)
-
-    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int],
-                significance: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, None]:
-        """Self-attention of all tokens; a ``significance`` map passing by is not used."""
-        qkv, lepe_input = self.in_proj(x).split([3 * self.dims, self.dims], dim=-1)
-        q, k, v = self.split_heads(qkv, 3 * self.num_heads).chunk(3, dim=1)
-        out, _ = attention(q, k, v, self.scale)
-        return self.output(out.transpose(1, 2).flatten(2), lepe_input, hw_shape), None

@@ -11,7 +11,7 @@ from typing import Any, List, Optional
 
 import torch
 
-__all__ = ['TORCH_VERSION', 'is_compiling', 'is_autocast_enabled', 'has_safe_globals',
+__all__ = ['TORCH_VERSION', 'is_compiling', 'is_tracing', 'is_autocast_enabled', 'has_safe_globals',
            'add_safe_globals', 'unsafe_globals_in_checkpoint']
 
 
@@ -36,6 +36,21 @@ def is_compiling() -> bool:
         return compiler.is_compiling()
     import torch._dynamo as dynamo  # (a plain `import torch._dynamo` would make torch local)
     return dynamo.is_compiling()
+
+
+def is_tracing() -> bool:
+    """Whether the caller is being recorded into a graph rather than run eagerly: by
+    ``torch.compile``, ``torch.export`` (and the ONNX exporter built on it), ``torch.jit.trace``
+    or the TorchScript ONNX exporter.
+
+    Code that branches on a size or a value, or that replaces modules by its own autograd
+    functions, takes the general path then. ``torch.compiler.is_exporting`` exists since
+    torch 2.7; older torch reports ``torch.export`` through :func:`is_compiling`.
+    """
+    if is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return True
+    is_exporting = getattr(getattr(torch, 'compiler', None), 'is_exporting', None)
+    return is_exporting is not None and is_exporting()
 
 
 def is_autocast_enabled(device_type: str) -> bool:

@@ -22,8 +22,9 @@ from mmengine.config import Config
 
 from .errors import ExportError
 
-MIN_OPSET = 18
-"""The oldest opset the exporter (``torch.onnx.export(..., dynamo=True)``) writes."""
+MIN_OPSET = 16
+"""The oldest opset written: the exporter translates to opset 18 and converts down to 16 and
+17; older ones it cannot convert to (it would keep 18)."""
 DEFAULT_OPSET = 18
 MIN_INPUT_SIZE = 64
 """The smallest input side every exported model takes: SG-Former downsamples by 32 and its
@@ -45,8 +46,8 @@ def check_opset(opset: int) -> None:
     """Raises :class:`ExportError` for an opset the exporter cannot write."""
     if opset < MIN_OPSET:
         raise ExportError(f'opset {opset} is too old: the exporter writes opset {MIN_OPSET} or '
-                          f'newer (the adaptive pooling, resizing and reductions of the graph '
-                          f'need it); pass --opset {MIN_OPSET} or newer')
+                          f'newer (it translates to opset 18 and cannot convert the graph\'s '
+                          f'operators further down); pass --opset {MIN_OPSET} or newer')
 
 
 def load_export_weights(model: nn.Module, checkpoint: str) -> None:
@@ -139,11 +140,24 @@ def fixed_dims(path: str, output_names: Sequence[str]) -> Dict[str, Tuple[int, .
     return fixed
 
 
-def verify_export(path: str, output_names: Sequence[str]) -> None:
-    """``onnx.checker`` and the symbolic contract dimensions, else :class:`ExportError`."""
+def written_opset(path: str) -> int:
+    """The default-domain opset of an ONNX file."""
+    import onnx
+
+    imports = onnx.load(path, load_external_data=False).opset_import
+    return next(entry.version for entry in imports if entry.domain in ('', 'ai.onnx'))
+
+
+def verify_export(path: str, output_names: Sequence[str], opset: int) -> None:
+    """``onnx.checker``, the opset asked for and the symbolic contract dimensions, else
+    :class:`ExportError`."""
     import onnx
 
     onnx.checker.check_model(path, full_check=True)
+    written = written_opset(path)
+    if written != opset:
+        raise ExportError(f'the graph could not be converted to opset {opset} (the exporter '
+                          f'kept opset {written}); pass --opset {written}')
     fixed = fixed_dims(path, output_names)
     if fixed:
         raise ExportError(f'the exported graph fixes dimensions {fixed} that must stay '
@@ -243,7 +257,7 @@ def export_onnx(config: Union[str, os.PathLike, Config], checkpoint: Optional[st
         trace_to_onnx(module, example, temporary, opset)
         write_metadata(temporary, {'mmsgformer.task': task,
                                    'mmsgformer.min_input_size': str(MIN_INPUT_SIZE)})
-        verify_export(temporary, module.output_names)
+        verify_export(temporary, module.output_names, opset)
         os.replace(temporary, out)
     finally:
         if osp.exists(temporary):

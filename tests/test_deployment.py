@@ -119,7 +119,7 @@ def test_classifier_scores_match_pytorch(classifier):
         scores = engine.run(['scores'], {'input': images.numpy()})[0]
         expected = _torch_scores(classifier['model'], images)
         assert scores.shape == (batch, 1000)
-        assert expected.max() > 0.05  # not uniform: the comparison means something
+        assert expected.max() > 0.01  # not uniform (1e-3): the comparison means something
         np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-4)
 
 

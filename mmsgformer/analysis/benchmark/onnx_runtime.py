@@ -68,12 +68,11 @@ def measure_onnx_run(run: OnnxRun, folder: str, options: BenchmarkOptions) -> di
     """Exports one run's model into ``folder`` and times it under both runtimes."""
     import onnxruntime as ort
 
+    import mmsgformer
     from mmsgformer.apis import build_model
     from mmsgformer.deployment import export_onnx
     from mmsgformer.deployment.export import export_module, prepare_for_export
     from mmsgformer.utils.config import load_config, task_of
-
-    import mmsgformer
 
     torch.manual_seed(options.seed)
     cfg = load_config(osp.join(osp.dirname(mmsgformer.__file__), 'configs', run.config))

@@ -1,6 +1,7 @@
 # Two commands do all the set-up (see README):
 #   make demo   - installs what is missing, then runs the main job (the detection demo)
 #   make test   - installs what is missing, then runs the test suite
+#   make lint   - ruff: lint, import order and format check (configured in pyproject.toml)
 # The virtual environment lives in $(VENV) (default .venv; override with MMSGFORMER_VENV).
 #
 #   make test-torch21 - the attention, backbone, checkpoint, classification and segmentation tests
@@ -16,7 +17,7 @@ VENV21 ?= $(or $(MMSGFORMER_VENV_TORCH21),$(CACHE)/venv-torch2.1.2)
 TORCH21_TESTS := tests/test_compat.py tests/test_attention.py tests/test_backbone.py \
 	tests/test_checkpoint.py tests/test_classification.py tests/test_segmentation_configs.py
 
-.PHONY: setup demo seg-demo test setup-torch21 test-torch21
+.PHONY: setup demo seg-demo lint test setup-torch21 test-torch21
 
 setup:
 	bash tools/setup_env.sh
@@ -26,6 +27,10 @@ demo: setup
 
 seg-demo: setup
 	bash tools/run_seg_demo.sh
+
+lint: setup
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
 
 test: setup
 	$(PYTHON) -m pytest -q tests

@@ -6,6 +6,7 @@ wrapper (:mod:`mmsgformer.engine`). It imports neither mmdet, mmseg nor mmpretra
 adds the checkpoint allow-list to torch's (:func:`mmsgformer.utils.register_safe_globals`), so that
 MMEngine checkpoints load through MMEngine's and the stock tools' ``torch.load``.
 """
+
 from . import engine  # noqa: F401  (registers the hooks and the CPU model wrapper)
 from .models import SGFormer  # noqa: F401  (registers the backbone)
 from .utils import register_safe_globals

@@ -13,22 +13,30 @@ ours is registered there *and* in MMEngine's root registry (:func:`register_in_r
 Importing :mod:`mmsgformer` (what ``custom_imports=dict(imports=['mmsgformer'])`` does) registers
 every class that a config of ours names.
 """
-from typing import Type, TypeVar
+
+from typing import TypeVar
 
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
-MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmsgformer',
-                  locations=['mmsgformer.models'])
-HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmsgformer',
-                 locations=['mmsgformer.engine'])
-MODEL_WRAPPERS = Registry('model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope='mmsgformer',
-                          locations=['mmsgformer.engine'])
+MODELS = Registry(
+    'model', parent=MMENGINE_MODELS, scope='mmsgformer', locations=['mmsgformer.models']
+)
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmsgformer', locations=['mmsgformer.engine'])
+MODEL_WRAPPERS = Registry(
+    'model_wrapper',
+    parent=MMENGINE_MODEL_WRAPPERS,
+    scope='mmsgformer',
+    locations=['mmsgformer.engine'],
+)
 
-_ROOTS = {id(MODELS): MMENGINE_MODELS, id(HOOKS): MMENGINE_HOOKS,
-          id(MODEL_WRAPPERS): MMENGINE_MODEL_WRAPPERS}
+_ROOTS = {
+    id(MODELS): MMENGINE_MODELS,
+    id(HOOKS): MMENGINE_HOOKS,
+    id(MODEL_WRAPPERS): MMENGINE_MODEL_WRAPPERS,
+}
 
 T = TypeVar('T', bound=type)
 
@@ -40,7 +48,7 @@ def register_in_root(registry: Registry):
         registry: :data:`MODELS`, :data:`HOOKS` or :data:`MODEL_WRAPPERS`.
     """
     if id(registry) not in _ROOTS:
-        raise ValueError(f'{registry!r} is not one of mmsgformer\'s registries')
+        raise ValueError(f"{registry!r} is not one of mmsgformer's registries")
 
     def register(cls: T) -> T:
         registry.register_module(module=cls)

@@ -1,5 +1,6 @@
 """Shared test helpers: the repository, configs, the official reference outputs, a tiny
 architecture and the forms official checkpoints come in."""
+
 import argparse
 import os
 import os.path as osp
@@ -13,8 +14,8 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 REFERENCE_FILE = osp.join(REPO, 'tests', 'data', 'sgformer_reference.pth')
 """Made by ``tools/model_converters/make_reference.py`` with the official code (in the repo)."""
 SHARED_FIXTURE = os.environ.get(
-    'MMSGFORMER_FIXTURE',
-    osp.join(REPO, '..', 'shared', 'fixtures', 'sgformer_tiny_reference.pth'))
+    'MMSGFORMER_FIXTURE', osp.join(REPO, '..', 'shared', 'fixtures', 'sgformer_tiny_reference.pth')
+)
 """An older reference made on another machine (outside the repo; an extra check if present)."""
 
 DETECTION_DEMO_CONFIG = osp.join(REPO, 'configs', 'demo', 'maskrcnn_sgformer_tiny_shapes.py')
@@ -29,19 +30,21 @@ def tiny_detection_config(data_root, imports=('mmsgformer',), extra: str = '') -
     text config cannot inherit one, so the demo is first written out in full (as a text config)
     to ``data_root/demo_config.py``."""
     from mmengine.config import Config
+
     base = osp.join(str(data_root), 'demo_config.py')
     Config.fromfile(DETECTION_DEMO_CONFIG).dump(base)
     return (
         f"_base_ = ['{base}']\n"
-        f"custom_imports = dict(imports={list(imports)!r}, allow_failed_imports=False)\n"
+        f'custom_imports = dict(imports={list(imports)!r}, allow_failed_imports=False)\n'
         f"data_root = '{data_root}/'\n"
-        "train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,\n"
-        "                        dataset=dict(data_root=data_root))\n"
-        "val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,\n"
-        "                      dataset=dict(data_root=data_root))\n"
-        "test_dataloader = val_dataloader\n"
+        'train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,\n'
+        '                        dataset=dict(data_root=data_root))\n'
+        'val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,\n'
+        '                      dataset=dict(data_root=data_root))\n'
+        'test_dataloader = val_dataloader\n'
         "val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')\n"
-        "test_evaluator = val_evaluator\n" + extra)
+        'test_evaluator = val_evaluator\n' + extra
+    )
 
 
 def _cpu_half_matmul() -> bool:
@@ -53,13 +56,19 @@ def _cpu_half_matmul() -> bool:
 
 
 requires_cpu_half = pytest.mark.skipif(
-    not _cpu_half_matmul(), reason=f'torch {torch.__version__} has no float16 matmul on the CPU '
-                                   f'(torch 2.1; on the GPU it has)')
+    not _cpu_half_matmul(),
+    reason=f'torch {torch.__version__} has no float16 matmul on the CPU '
+    f'(torch 2.1; on the GPU it has)',
+)
 """For float16 tests on the CPU (``make test-torch21`` runs some tests under torch 2.1)."""
 
 # A small architecture for fast tests, every block kind included.
-TINY_ARCH = dict(embed_dims=[32, 64, 128, 256], num_heads=[2, 2, 4, 8], depths=[2, 2, 2, 1],
-                 mlp_ratios=[4, 4, 4, 4])
+TINY_ARCH = dict(
+    embed_dims=[32, 64, 128, 256],
+    num_heads=[2, 2, 4, 8],
+    depths=[2, 2, 2, 1],
+    mlp_ratios=[4, 4, 4, 4],
+)
 TINY_CLASSIFIER_OPTIONS = {'model.backbone.arch': dict(TINY_ARCH), 'model.head.in_channels': 256}
 """``cfg_options`` that make :data:`CLASSIFICATION_CONFIG` a classifier with :data:`TINY_ARCH`."""
 
@@ -68,8 +77,9 @@ def flatten_config(value, prefix: str = '') -> dict:
     """``{'a.b[0].c': leaf}`` for every leaf of a config value (lists of dicts by index)."""
     if isinstance(value, dict):
         items = [(f'{prefix}.{key}' if prefix else key, v) for key, v in value.items()]
-    elif isinstance(value, (list, tuple)) and any(isinstance(v, (dict, list, tuple))
-                                                  for v in value):
+    elif isinstance(value, (list, tuple)) and any(
+        isinstance(v, (dict, list, tuple)) for v in value
+    ):
         items = [(f'{prefix}[{i}]', v) for i, v in enumerate(value)]
     else:
         return {prefix: value}
@@ -96,6 +106,7 @@ def changes_from_upstream(upstream: str, config: str, folder) -> dict:
         folder: A folder for that config (``tmp_path``).
     """
     from mmengine.config import Config
+
     library, _, path = upstream.partition('::')
     installed = osp.join(osp.dirname(__import__(library).__file__), '.mim', 'configs', path)
     if not osp.isfile(installed):
@@ -106,20 +117,33 @@ def changes_from_upstream(upstream: str, config: str, folder) -> dict:
     theirs = flatten_config(Config.fromfile(text).to_dict())
     ours = flatten_config(Config.fromfile(config).to_dict())
     theirs = {k: v for k, v in theirs.items() if not k.endswith('_scope_')}
-    return {k: ours.get(k, ABSENT) for k in set(theirs) | set(ours)
-            if theirs.get(k, ABSENT) != ours.get(k, ABSENT)}
+    return {
+        k: ours.get(k, ABSENT)
+        for k in set(theirs) | set(ours)
+        if theirs.get(k, ABSENT) != ours.get(k, ABSENT)
+    }
 
 
 def official_wrappers(state_dict):
     """The forms official files come in: timm training checkpoints and plain state dicts."""
     prefixed = {f'module.{k}': v for k, v in state_dict.items()}
-    timm_file = dict(epoch=299, arch='sgformer_s', state_dict=state_dict,
-                     state_dict_ema={k: v + 1 for k, v in state_dict.items()},
-                     optimizer={'state': {}, 'param_groups': [{'lr': 1e-3, 'params': [0]}]},
-                     args=argparse.Namespace(model='sgformer_s', lr=1e-3, drop_path=0.1,
-                                             data='/imagenet', img_size=224))
-    return {'plain': state_dict, 'timm': timm_file, 'model_key': dict(model=state_dict),
-            'module_prefix': prefixed, 'timm_module_prefix': dict(state_dict=prefixed)}
+    timm_file = dict(
+        epoch=299,
+        arch='sgformer_s',
+        state_dict=state_dict,
+        state_dict_ema={k: v + 1 for k, v in state_dict.items()},
+        optimizer={'state': {}, 'param_groups': [{'lr': 1e-3, 'params': [0]}]},
+        args=argparse.Namespace(
+            model='sgformer_s', lr=1e-3, drop_path=0.1, data='/imagenet', img_size=224
+        ),
+    )
+    return {
+        'plain': state_dict,
+        'timm': timm_file,
+        'model_key': dict(model=state_dict),
+        'module_prefix': prefixed,
+        'timm_module_prefix': dict(state_dict=prefixed),
+    }
 
 
 # ---- checks run on the CPU by their own test files and on CUDA by tests/test_cuda.py ----------
@@ -129,9 +153,10 @@ def check_with_cp_matches_plain(device: str = 'cpu') -> None:
     the sum of squares: the sum of the outputs would have gradients near zero (every output
     ends in a LayerNorm)."""
     from mmsgformer.models import SGFormer
+
     torch.manual_seed(0)
-    plain = SGFormer(arch=TINY_ARCH, drop_path_rate=0.).to(device).train()
-    checkpointed = SGFormer(arch=TINY_ARCH, drop_path_rate=0., with_cp=True).to(device).train()
+    plain = SGFormer(arch=TINY_ARCH, drop_path_rate=0.0).to(device).train()
+    checkpointed = SGFormer(arch=TINY_ARCH, drop_path_rate=0.0, with_cp=True).to(device).train()
     checkpointed.load_state_dict(plain.state_dict())
     x = torch.randn(2, 3, 75, 83, device=device)
     out_plain = plain(x)
@@ -142,8 +167,7 @@ def check_with_cp_matches_plain(device: str = 'cpu') -> None:
     sum(o.square().sum() for o in out_cp).backward()
     grads_cp = dict(checkpointed.named_parameters())
     for name, param in plain.named_parameters():
-        torch.testing.assert_close(param.grad, grads_cp[name].grad, atol=1e-5, rtol=1e-4,
-                                   msg=name)
+        torch.testing.assert_close(param.grad, grads_cp[name].grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
 def autograd_node_names(tensor):
@@ -157,18 +181,24 @@ def autograd_node_names(tensor):
     return {type(fn).__name__ for fn in seen.values()}
 
 
-RECOMPUTING_FUNCTIONS = {'ConvGeluLinearBackward', 'LayerNormLinearBackward',
-                         'NormGeluConvBackward', 'GatherMergeBackward'}
+RECOMPUTING_FUNCTIONS = {
+    'ConvGeluLinearBackward',
+    'LayerNormLinearBackward',
+    'NormGeluConvBackward',
+    'GatherMergeBackward',
+}
 
 
-def check_memory_functions_match_plain_graph(monkeypatch, device: str = 'cpu',
-                                             batch: int = 2) -> None:
+def check_memory_functions_match_plain_graph(
+    monkeypatch, device: str = 'cpu', batch: int = 2
+) -> None:
     """The whole backbone with every recomputing function (and the split input projection) has
     the plain graph's gradients, on ``device`` (tests/test_attention.py on the CPU,
     tests/test_cuda.py on CUDA)."""
     from mmsgformer.models import SGFormer, memory_saving
+
     torch.manual_seed(0)
-    model = SGFormer(arch=TINY_ARCH, drop_path_rate=0.).to(device).train()
+    model = SGFormer(arch=TINY_ARCH, drop_path_rate=0.0).to(device).train()
     x = torch.randn(batch, 3, 97, 131, device=device)
     directions = [torch.randn_like(o) for o in model(x)]  # a loss with gradients of order 1
     grads, nodes = [], []

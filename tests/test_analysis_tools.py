@@ -1,5 +1,6 @@
 """The analysis tools run through their command lines (tiny models, one iteration, no timing
 assertions) and count SG-Former-S's MACs like the paper."""
+
 import json
 import os
 import os.path as osp
@@ -7,20 +8,26 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, TINY_ARCH
 
 TOOLS = osp.join(REPO, 'tools', 'analysis_tools')
 TINY_JSON = json.dumps(TINY_ARCH, separators=(',', ':'))
 # --cfg-options for the ImageNet classifier with the tiny arch (arch='s' replaced by a dict)
-CLS_TINY_OPTIONS = [f'model.backbone.arch.{k}={json.dumps(v, separators=(",", ":"))}'
-                    for k, v in TINY_ARCH.items()] + ['model.head.in_channels=256']
+CLS_TINY_OPTIONS = [
+    f'model.backbone.arch.{k}={json.dumps(v, separators=(",", ":"))}' for k, v in TINY_ARCH.items()
+] + ['model.head.in_channels=256']
 
 
 def run_tool(script, *args, timeout=300):
     env = dict(os.environ, PYTHONWARNINGS='ignore')
-    proc = subprocess.run([sys.executable, osp.join(TOOLS, script), *map(str, args)],
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+    proc = subprocess.run(
+        [sys.executable, osp.join(TOOLS, script), *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc.stdout
 
@@ -31,7 +38,7 @@ def table_rows(stdout, first_column):
     header = lines[start]
     assert set(lines[start + 1].replace(' ', '')) == {'-'}
     rows = []
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.strip():
             break
         rows.append(line.split())
@@ -40,10 +47,29 @@ def table_rows(stdout, first_column):
 
 def test_benchmark_backbone(tmp_path):
     out = tmp_path / 'bench.json'
-    stdout = run_tool('benchmark.py', '--custom', f'tiny={TINY_JSON}', '--models', 'tiny',
-                      '--sizes', '64x64@1', '--modes', 'train', '--threads', '1',
-                      '--warmup', '0', '--reps', '1', '--matmul-size', '256',
-                      '--macs-cache', '', '--out', out)
+    stdout = run_tool(
+        'benchmark.py',
+        '--custom',
+        f'tiny={TINY_JSON}',
+        '--models',
+        'tiny',
+        '--sizes',
+        '64x64@1',
+        '--modes',
+        'train',
+        '--threads',
+        '1',
+        '--warmup',
+        '0',
+        '--reps',
+        '1',
+        '--matmul-size',
+        '256',
+        '--macs-cache',
+        '',
+        '--out',
+        out,
+    )
     header, rows = table_rows(stdout, 'model')
     for column in ('img/s', 'ms/img', 'peak MiB', 'GMAC/img', 'GMAC/s', '% mm', 'vs baseline'):
         assert column in header
@@ -62,10 +88,31 @@ def test_benchmark_backbone(tmp_path):
 def test_benchmark_compile_vs_eager(tmp_path):
     """Eager and compiled twins in one run (dynamo's eager backend: tracing without codegen)."""
     out = tmp_path / 'bench.json'
-    stdout = run_tool('benchmark.py', '--custom', f'tiny={TINY_JSON}', '--models', 'tiny',
-                      '--sizes', '64x64@1', '--modes', 'infer', '--threads', '1',
-                      '--warmup', '0', '--reps', '1', '--matmul-size', '256', '--no-macs',
-                      '--compile-vs-eager', '--compile-backend', 'eager', '--out', out)
+    stdout = run_tool(
+        'benchmark.py',
+        '--custom',
+        f'tiny={TINY_JSON}',
+        '--models',
+        'tiny',
+        '--sizes',
+        '64x64@1',
+        '--modes',
+        'infer',
+        '--threads',
+        '1',
+        '--warmup',
+        '0',
+        '--reps',
+        '1',
+        '--matmul-size',
+        '256',
+        '--no-macs',
+        '--compile-vs-eager',
+        '--compile-backend',
+        'eager',
+        '--out',
+        out,
+    )
     _, rows = table_rows(stdout, 'model')
     assert [r[0] for r in rows] == ['tiny', 'tiny+compile']
     assert 'tiny+compile 64x64@1 infer' in stdout  # its compile time
@@ -73,38 +120,103 @@ def test_benchmark_compile_vs_eager(tmp_path):
     assert eager['vs'] == {} and eager['compile_s'] is None and eager['peak_mib'] > 0
     assert set(compiled['vs']) == {'tiny'} and compiled['compile_s'] > 0
     assert compiled['peak_mib'] is None  # memory subprocesses run eager models only
-    stdout = run_tool('benchmark.py', '--whole-model', 'configs/sgformer_s_in1k.py',
-                      '--cfg-options', *CLS_TINY_OPTIONS, '--sizes', '64@1', '--modes', 'infer',
-                      '--threads', '1', '--warmup', '0', '--reps', '1', '--matmul-size', '256',
-                      '--no-memory', '--no-macs', '--compile-vs-eager', '--compile-backend',
-                      'eager')
+    stdout = run_tool(
+        'benchmark.py',
+        '--whole-model',
+        'configs/sgformer_s_in1k.py',
+        '--cfg-options',
+        *CLS_TINY_OPTIONS,
+        '--sizes',
+        '64@1',
+        '--modes',
+        'infer',
+        '--threads',
+        '1',
+        '--warmup',
+        '0',
+        '--reps',
+        '1',
+        '--matmul-size',
+        '256',
+        '--no-memory',
+        '--no-macs',
+        '--compile-vs-eager',
+        '--compile-backend',
+        'eager',
+    )
     _, rows = table_rows(stdout, 'model')
     assert [r[0] for r in rows] == ['sgformer_s_in1k', 'sgformer_s_in1k+compile']
-    for bad, message in ((['--compile', '--compile-vs-eager'], 'exclusive'),
-                         (['--compile-vs-eager', '--compile-backend', 'eager',
-                           '--compile-mode', 'reduce-overhead'], 'inductor backend only')):
-        proc = subprocess.run([sys.executable, osp.join(TOOLS, 'benchmark.py'), *bad],
-                              cwd=REPO, capture_output=True, text=True)
+    for bad, message in (
+        (['--compile', '--compile-vs-eager'], 'exclusive'),
+        (
+            [
+                '--compile-vs-eager',
+                '--compile-backend',
+                'eager',
+                '--compile-mode',
+                'reduce-overhead',
+            ],
+            'inductor backend only',
+        ),
+    ):
+        proc = subprocess.run(
+            [sys.executable, osp.join(TOOLS, 'benchmark.py'), *bad],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 2 and message in proc.stderr
 
 
 def test_benchmark_whole_classifier_with_cfg_options(tmp_path):
     out = tmp_path / 'whole.json'
-    stdout = run_tool('benchmark.py', '--whole-model', 'configs/sgformer_s_in1k.py',
-                      '--cfg-options', *CLS_TINY_OPTIONS, '--sizes', '64', '--batch-sizes', '2',
-                      '--threads', '1', '--warmup', '0', '--reps', '1', '--matmul-size', '256',
-                      '--no-memory', '--macs-cache', '', '--out', out)
+    stdout = run_tool(
+        'benchmark.py',
+        '--whole-model',
+        'configs/sgformer_s_in1k.py',
+        '--cfg-options',
+        *CLS_TINY_OPTIONS,
+        '--sizes',
+        '64',
+        '--batch-sizes',
+        '2',
+        '--threads',
+        '1',
+        '--warmup',
+        '0',
+        '--reps',
+        '1',
+        '--matmul-size',
+        '256',
+        '--no-memory',
+        '--macs-cache',
+        '',
+        '--out',
+        out,
+    )
     _, rows = table_rows(stdout, 'model')
-    assert [r[:4] for r in rows] == [['sgformer_s_in1k', '64x64', '2', 'infer'],
-                                     ['sgformer_s_in1k', '64x64', '2', 'train']]
+    assert [r[:4] for r in rows] == [
+        ['sgformer_s_in1k', '64x64', '2', 'infer'],
+        ['sgformer_s_in1k', '64x64', '2', 'train'],
+    ]
     data = json.loads(out.read_text())
     assert all(r['peak_mib'] is None and r['gmac_img'] > 0 for r in data['results'])
 
 
 def test_get_flops_classifier_tiny(tmp_path):
     out = tmp_path / 'flops.json'
-    stdout = run_tool('get_flops.py', 'configs/sgformer_s_in1k.py', '--shape', '64', '64',
-                      '--cfg-options', *CLS_TINY_OPTIONS, '--by-operator', '--out', out)
+    stdout = run_tool(
+        'get_flops.py',
+        'configs/sgformer_s_in1k.py',
+        '--shape',
+        '64',
+        '64',
+        '--cfg-options',
+        *CLS_TINY_OPTIONS,
+        '--by-operator',
+        '--out',
+        out,
+    )
     header, rows = table_rows(stdout, 'model')
     assert header.split()[:5] == ['model', 'part', 'input', 'params', 'GMACs']
     assert rows[0][:3] == ['sgformer_s_in1k', 'whole', '64x64']
@@ -117,7 +229,9 @@ def test_get_flops_classifier_tiny(tmp_path):
 def test_sgformer_s_macs_match_paper():
     # in-process (the CLI path is covered above): the counter get_flops.py and benchmark.py use
     import torch
+
     from mmsgformer.analysis import build_backbone, count_macs
+
     model = build_backbone('sgformer_s')
     model.eval()
     result = count_macs(model, (torch.randn(1, 3, 224, 224),))
@@ -131,7 +245,9 @@ def test_timm_baselines_match_mmdet(mmdet_name):
     """The timm_* baselines (for machines without mmcv's ops) are the same networks as mmdet's:
     same parameter count and the same four output shapes at an odd size."""
     import torch
+
     from mmsgformer.analysis import build_backbone
+
     shapes, params = [], []
     for name in (mmdet_name, 'timm_' + mmdet_name):
         model = build_backbone(name)

@@ -1,13 +1,18 @@
 """The inference API, for the three tasks: ``init_model`` (random weights, a saved whole-model
 checkpoint, a backbone-only one) and ``inference_model`` on files and arrays, checked against
 the task library's own inference of the same model."""
+
 import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import (
+    CLASSIFICATION_CONFIG,
+    DETECTION_DEMO_CONFIG,
+    SEGMENTATION_DEMO_CONFIG,
+    TINY_CLASSIFIER_OPTIONS,
+)
 
-from conftest import (CLASSIFICATION_CONFIG, DETECTION_DEMO_CONFIG, SEGMENTATION_DEMO_CONFIG,
-                      TINY_CLASSIFIER_OPTIONS)
 from mmsgformer.apis import describe_weights, inference_model, init_model
 
 # Every detection scored, so that a model with random weights predicts boxes to compare.
@@ -27,7 +32,7 @@ def images(tmp_path_factory):
     paths = []
     for i, (h, w) in enumerate([(96, 128), (70, 90)]):
         image = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
-        image[h // 4:h // 2, w // 4:w // 2] = (30, 200, 60)  # something shaped to detect
+        image[h // 4 : h // 2, w // 4 : w // 2] = (30, 200, 60)  # something shaped to detect
         paths.append(str(folder / f'image{i}.png'))
         assert cv2.imwrite(paths[-1], image)
     return paths, [cv2.imread(p) for p in paths]
@@ -45,11 +50,14 @@ def _task_library_predictions(task, model, paths):
     config's whole test pipeline with ``test_step``."""
     if task == 'det':
         from mmdet.apis import inference_detector
+
         return inference_detector(model, paths)
     if task == 'seg':
         from mmseg.apis import inference_model as mmseg_inference
+
         return [mmseg_inference(model, p) for p in paths]  # (one batch: one size)
     from mmengine.dataset import Compose, pseudo_collate
+
     pipeline = Compose(model.cfg.test_dataloader.dataset.pipeline)
     with torch.no_grad():
         return [model.test_step(pseudo_collate([pipeline(dict(img_path=p))]))[0] for p in paths]
@@ -81,13 +89,16 @@ def test_random_weights_predict_as_the_task_library(task, images):
 @pytest.mark.parametrize('task', sorted(TASKS))
 def test_saved_checkpoint_read_once_and_loaded(task, images, tmp_path, monkeypatch):
     from mmengine.config import Config
+
     config, options, _, key = TASKS[task]
     torch.manual_seed(0)
     with pytest.warns(UserWarning):
         trained = init_model(config, device='cpu', cfg_options=options)
     path = str(tmp_path / 'model.pth')
-    torch.save(dict(state_dict=trained.state_dict(), meta=dict(dataset_meta=dict(
-        classes=('a', 'b')))), path)
+    torch.save(
+        dict(state_dict=trained.state_dict(), meta=dict(dataset_meta=dict(classes=('a', 'b')))),
+        path,
+    )
 
     loads = []
     torch_load = torch.load
@@ -101,8 +112,10 @@ def test_saved_checkpoint_read_once_and_loaded(task, images, tmp_path, monkeypat
     assert (model.cfg is cfg) == (options is None)  # options are applied to a copy
     for name, value in trained.state_dict().items():
         torch.testing.assert_close(model.state_dict()[name], value, msg=name)
-    torch.testing.assert_close(_prediction(inference_model(model, images[0][0]), key),
-                               _prediction(inference_model(trained, images[0][0]), key))
+    torch.testing.assert_close(
+        _prediction(inference_model(model, images[0][0]), key),
+        _prediction(inference_model(trained, images[0][0]), key),
+    )
 
 
 def test_backbone_checkpoint_read_once(tmp_path, monkeypatch):
@@ -124,6 +137,7 @@ def test_backbone_checkpoint_read_once(tmp_path, monkeypatch):
 
 def test_nonfinite_checkpoint_refused(tmp_path):
     from mmsgformer.utils.safe_loading import NonFiniteCheckpointError
+
     config, options, _, _ = TASKS['cls']
     with pytest.warns(UserWarning):
         model = init_model(config, device='cpu', cfg_options=options)

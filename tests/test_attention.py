@@ -4,15 +4,23 @@ The references below are written independently of the implementation: dense ``N 
 with explicit softmax and a same-window mask instead of window partitioning, per-token loops
 instead of vectorised gathers.
 """
+
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import check_memory_functions_match_plain_graph, requires_cpu_half
+
 import mmsgformer.models.attention as attention_module
-from mmsgformer.models.attention import (LOCAL_WINDOW, REALLOCATION_SPECS, GlobalAttention,
-                                         HybridScaleAttention, SignificanceGuidedAttention,
-                                         TokenReallocation, attention, key_significance)
+from mmsgformer.models.attention import (
+    LOCAL_WINDOW,
+    REALLOCATION_SPECS,
+    GlobalAttention,
+    HybridScaleAttention,
+    SignificanceGuidedAttention,
+    TokenReallocation,
+    attention,
+    key_significance,
+)
 
 torch.manual_seed(0)
 
@@ -54,9 +62,10 @@ def reference_hybrid(module: HybridScaleAttention, x, hw):
     cols = torch.arange(w).repeat(h) // LOCAL_WINDOW
     same = (rows[:, None] == rows[None, :]) & (cols[:, None] == cols[None, :])
     out_l, weights_l = softmax_attention(split(q_l), split(k_l), split(v_l), module.scale, same)
-    sig_l = (weights_l.mean(1).sum(1) / LOCAL_WINDOW ** 2).reshape(b, h, w)
-    out = torch.cat([out_g.transpose(1, 2).reshape(b, n, -1),
-                     out_l.transpose(1, 2).reshape(b, n, -1)], -1)
+    sig_l = (weights_l.mean(1).sum(1) / LOCAL_WINDOW**2).reshape(b, h, w)
+    out = torch.cat(
+        [out_g.transpose(1, 2).reshape(b, n, -1), out_l.transpose(1, 2).reshape(b, n, -1)], -1
+    )
     return module.proj(out + lepe(module, lepe_in, hw)), sig_g + sig_l
 
 
@@ -74,12 +83,12 @@ def reference_reallocation(module: TokenReallocation, x, significance):
         bounds.append(n)
         image_keys = []
         for g, merge in enumerate(module.merges):
-            members = order[bounds[g]:bounds[g + 1]]
+            members = order[bounds[g] : bounds[g + 1]]
             size = merge.in_features
             members = [None] * (-len(members) % size) + members  # zero tokens in front
             for start in range(0, len(members), size):
                 total = merge.bias.clone().expand(c).clone()
-                for slot, token in enumerate(members[start:start + size]):
+                for slot, token in enumerate(members[start : start + size]):
                     if token is not None:
                         total = total + merge.weight[0, slot] * x[i, token]
                 image_keys.append(total)
@@ -99,8 +108,9 @@ def test_hybrid_scale_attention_equals_dense_math(hw, sr):
     torch.testing.assert_close(sig, ref_sig, atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize('sr,n', [(8, 3136), (8, 130), (4, 784), (4, 91), (2, 196), (2, 15),
-                                  (8, 3)])
+@pytest.mark.parametrize(
+    'sr,n', [(8, 3136), (8, 130), (4, 784), (4, 91), (2, 196), (2, 15), (8, 3)]
+)
 def test_token_reallocation_equals_loop(sr, n):
     module = TokenReallocation(REALLOCATION_SPECS[sr])
     for merge in module.merges:
@@ -122,6 +132,7 @@ def test_gather_merge_equals_plain_graph_and_keeps_less(sr, n):
     graph (gradcheck in float64), the gathered copies not kept."""
     from mmsgformer.models.layers import merge_groups
     from mmsgformer.models.memory_saving import GatherMerge
+
     gen = torch.Generator().manual_seed(0)
     module = TokenReallocation(REALLOCATION_SPECS[sr])
     for p in module.parameters():
@@ -135,6 +146,7 @@ def test_gather_merge_equals_plain_graph_and_keeps_less(sr, n):
     def plain():
         ordered = x.gather(1, order.unsqueeze(-1).expand_as(x))
         return merge_groups(ordered, group_sizes, params[0::2], params[1::2])
+
     results = {}
     for fused, fn in ((True, lambda: module(x, significance)), (False, plain)):
         x.grad = None
@@ -152,7 +164,8 @@ def test_gather_merge_equals_plain_graph_and_keeps_less(sr, n):
     args = [x.detach().double()] + [p.detach().double() for p in params]
     assert torch.autograd.gradcheck(
         lambda x, *params: GatherMerge.apply(x, order, group_sizes, *params),
-        [a.requires_grad_() for a in args])
+        [a.requires_grad_() for a in args],
+    )
 
 
 def test_significance_guided_attention_equals_dense_math():
@@ -167,7 +180,9 @@ def test_significance_guided_attention_equals_dense_math():
         k, v = module.kv(keys).chunk(2, -1)
         split = lambda t: t.reshape(2, -1, 4, 8).transpose(1, 2)  # noqa: E731
         attended, _ = softmax_attention(split(q), split(k), split(v), module.scale)
-        expected = module.proj(attended.transpose(1, 2).reshape(2, 99, 32) + lepe(module, lepe_in, hw))
+        expected = module.proj(
+            attended.transpose(1, 2).reshape(2, 99, 32) + lepe(module, lepe_in, hw)
+        )
     assert consumed is None
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
@@ -181,7 +196,9 @@ def test_global_attention_equals_dense_math():
         q, k, v, lepe_in = module.in_proj(x).chunk(4, -1)
         split = lambda t: t.reshape(2, -1, 4, 8).transpose(1, 2)  # noqa: E731
         attended, _ = softmax_attention(split(q), split(k), split(v), module.scale)
-        expected = module.proj(attended.transpose(1, 2).reshape(2, 15, 32) + lepe(module, lepe_in, hw))
+        expected = module.proj(
+            attended.transpose(1, 2).reshape(2, 15, 32) + lepe(module, lepe_in, hw)
+        )
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -192,8 +209,9 @@ def test_key_significance_accumulates_over_query_chunks(monkeypatch, masked):
     query_weights = torch.rand(2, 100) if masked else None
     _, weights = softmax_attention(q, k, v, 0.25, mask)
     per_key = weights.mean(1)
-    expected = (per_key.mean(1) if query_weights is None
-                else (query_weights[:, :, None] * per_key).sum(1))
+    expected = (
+        per_key.mean(1) if query_weights is None else (query_weights[:, :, None] * per_key).sum(1)
+    )
     monkeypatch.setattr(attention_module, 'SIGNIFICANCE_CHUNK_ELEMENTS', 3 * 37 * 7)  # 7 queries
     chunked = key_significance(q, k, 0.25, mask, query_weights)
     torch.testing.assert_close(chunked, expected, atol=1e-6, rtol=1e-5)
@@ -212,17 +230,18 @@ def test_one_pass_equals_fused_output_and_separate_significance(monkeypatch, mas
     query_weights = torch.rand(2, 100, generator=gen) if masked else None
     sdpa_calls = []
     sdpa = F.scaled_dot_product_attention
-    monkeypatch.setattr(F, 'scaled_dot_product_attention',
-                        lambda *a, **kw: sdpa_calls.append(1) or sdpa(*a, **kw))
+    monkeypatch.setattr(
+        F, 'scaled_dot_product_attention', lambda *a, **kw: sdpa_calls.append(1) or sdpa(*a, **kw)
+    )
     results = {}
     for one_pass in (True, False):
-        monkeypatch.setattr(attention_module, 'ONE_PASS_DEVICE_TYPES',
-                            ('cpu',) if one_pass else ())
+        monkeypatch.setattr(attention_module, 'ONE_PASS_DEVICE_TYPES', ('cpu',) if one_pass else ())
         for chunk_elements in (1 << 22, 3 * 37 * 7):  # one chunk; chunks of 7 queries
             monkeypatch.setattr(attention_module, 'SIGNIFICANCE_CHUNK_ELEMENTS', chunk_elements)
             sdpa_calls.clear()
-            results[one_pass, chunk_elements] = attention(q, k, v, 0.25, mask, query_weights,
-                                                          need_key_significance=True)
+            results[one_pass, chunk_elements] = attention(
+                q, k, v, 0.25, mask, query_weights, need_key_significance=True
+            )
             assert len(sdpa_calls) == (0 if one_pass else 1)
     reference = results[False, 1 << 22]
     for out, significance in results.values():
@@ -235,8 +254,9 @@ def test_one_pass_only_without_autograd_and_autocast(monkeypatch):
     its precision, the MAC counter's interceptor sees the statistic separately."""
     sdpa_calls = []
     sdpa = F.scaled_dot_product_attention
-    monkeypatch.setattr(F, 'scaled_dot_product_attention',
-                        lambda *a, **kw: sdpa_calls.append(1) or sdpa(*a, **kw))
+    monkeypatch.setattr(
+        F, 'scaled_dot_product_attention', lambda *a, **kw: sdpa_calls.append(1) or sdpa(*a, **kw)
+    )
     q, k, v = (torch.randn(1, 2, n, 8) for n in (20, 9, 9))
 
     def calls(*tensors, context=None):
@@ -244,6 +264,7 @@ def test_one_pass_only_without_autograd_and_autocast(monkeypatch):
         with context or torch.no_grad():
             attention(*tensors, 0.3, need_key_significance=True)
         return len(sdpa_calls)
+
     assert calls(q, k, v) == 0
     assert calls(q.double(), k.double(), v.double()) == 0
     assert calls(q.requires_grad_(), k, v, context=torch.enable_grad()) == 1
@@ -253,8 +274,9 @@ def test_one_pass_only_without_autograd_and_autocast(monkeypatch):
         assert calls(q.detach(), k, v) == 1
 
 
-@pytest.mark.parametrize('dtype', [torch.bfloat16,
-                                   pytest.param(torch.float16, marks=requires_cpu_half)])
+@pytest.mark.parametrize(
+    'dtype', [torch.bfloat16, pytest.param(torch.float16, marks=requires_cpu_half)]
+)
 def test_autocast_close_to_float32_and_significance_in_float32(dtype):
     module = HybridScaleAttention(64, 4, 2).eval()
     x = torch.randn(2, 10 * 13, 64)
@@ -276,11 +298,13 @@ def test_fp16_logits_beyond_half_range_stay_finite():
     element or two (seen: 0.8 with seed 7); the output is compared on average.
     """
     gen = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(1, 2, n, 32, generator=gen) * s for n, s in ((50, 60), (40, 60), (40, 1)))
+    q, k, v = (
+        torch.randn(1, 2, n, 32, generator=gen) * s for n, s in ((50, 60), (40, 60), (40, 1))
+    )
     assert not torch.isfinite(q.half() @ k.half().transpose(-2, -1)).all()
-    ref_out, ref_sig = attention(q, k, v, 32 ** -0.5, need_key_significance=True)
+    ref_out, ref_sig = attention(q, k, v, 32**-0.5, need_key_significance=True)
     with torch.autocast('cpu', dtype=torch.float16):
-        out, sig = attention(q, k, v, 32 ** -0.5, need_key_significance=True)
+        out, sig = attention(q, k, v, 32**-0.5, need_key_significance=True)
     assert torch.isfinite(out).all() and torch.isfinite(sig).all()
     torch.testing.assert_close(sig, ref_sig, atol=1e-5, rtol=1e-4)
     assert (out.float() - ref_out).abs().mean() < 1e-2
@@ -289,8 +313,10 @@ def test_fp16_logits_beyond_half_range_stay_finite():
 @requires_cpu_half
 def test_fp16_training_step_with_large_activations():
     from conftest import TINY_ARCH
+
     from mmsgformer.models import SGFormer
-    model = SGFormer(arch=TINY_ARCH, drop_path_rate=0.).train()
+
+    model = SGFormer(arch=TINY_ARCH, drop_path_rate=0.0).train()
     with torch.no_grad():  # make attention logits huge in the first stage
         for block in model.stages[0].blocks:
             block.attn.in_proj.weight.mul_(30)
@@ -311,6 +337,7 @@ def test_group_norm_by_reduction_equals_native(channels_last, dtype):
     """SGFormer's GroupNorm(1, C) on CUDA (statistics from a general reduction) is the
     straightforward math: checked against F.group_norm in float32, values and gradients."""
     from mmsgformer.models.layers import group_norm_by_reduction
+
     torch.manual_seed(0)
     x = torch.randn(3, 16, 9, 13) * 3 + 1
     if channels_last:
@@ -336,6 +363,7 @@ def saved_bytes(fn):
     def pack(t):
         storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
         return t
+
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         fn()
     return sum(storages.values())
@@ -344,9 +372,10 @@ def saved_bytes(fn):
 def test_conv_gelu_linear_equals_plain_mlp_and_keeps_less():
     """The MLP tail that recomputes its hidden activations in backward: same values and
     gradients as the plain graph (gradcheck in float64 too), two hidden-size tensors fewer kept."""
-    from mmsgformer.models.memory_saving import ConvGeluLinear
     from mmsgformer.models import sgformer as sgformer_module
+    from mmsgformer.models.memory_saving import ConvGeluLinear
     from mmsgformer.models.sgformer import ConvMlp
+
     gen = torch.Generator().manual_seed(0)
     mlp = ConvMlp(8, 32)
     hw = (9, 13)
@@ -374,7 +403,8 @@ def test_conv_gelu_linear_equals_plain_mlp_and_keeps_less():
     h = torch.randn(2, 6, 4, 5, dtype=torch.double, generator=gen)
     args = [h.contiguous(memory_format=torch.channels_last)] + [
         torch.randn(*shape, dtype=torch.double, generator=gen)
-        for shape in ((6, 1, 3, 3), (6,), (3, 6), (3,))]
+        for shape in ((6, 1, 3, 3), (6,), (3, 6), (3,))
+    ]
     assert torch.autograd.gradcheck(ConvGeluLinear.apply, [a.requires_grad_() for a in args])
 
 
@@ -392,13 +422,21 @@ def test_hybrid_scale_training_keeps_no_local_projection():
         x.grad = None
         with pytest.MonkeyPatch.context() as patch:
             if not split:
-                patch.setattr(HybridScaleAttention, '_in_proj_parts',
-                              lambda self, x: self.in_proj(x).split([16, 48, 32], -1))
+                patch.setattr(
+                    HybridScaleAttention,
+                    '_in_proj_parts',
+                    lambda self, x: self.in_proj(x).split([16, 48, 32], -1),
+                )
             out, significance = module(x, hw)
             nbytes = saved_bytes(lambda: module(x, hw))
         (out.square().sum() + (out * significance.flatten(1)[..., None]).sum()).backward()
-        results[split] = (out, significance, x.grad.clone(),
-                          [p.grad.clone() for p in module.parameters()], nbytes)
+        results[split] = (
+            out,
+            significance,
+            x.grad.clone(),
+            [p.grad.clone() for p in module.parameters()],
+            nbytes,
+        )
     split, plain = results[True], results[False]
     for a, b in zip(split[:3] + tuple(split[3]), plain[:3] + tuple(plain[3])):
         torch.testing.assert_close(a, b)  # float32 rounding: other matrix-product blockings
@@ -412,6 +450,7 @@ def test_norm_gelu_conv_equals_plain_graph_and_keeps_less(where):
     from mmsgformer.models import memory_saving
     from mmsgformer.models.memory_saving import NormGeluConv
     from mmsgformer.models.sgformer import ConvStem, PatchMerging
+
     gen = torch.Generator().manual_seed(0)
     module = ConvStem(3, 8) if where == 'stem' else PatchMerging(8, 16)
     for p in module.parameters():  # non-trivial norm parameters
@@ -429,8 +468,12 @@ def test_norm_gelu_conv_equals_plain_graph_and_keeps_less(where):
             out, _ = module(x)
             nbytes = saved_bytes(lambda: module(x))
         out.square().sum().backward()
-        results[fused] = (out, x.grad.clone(), [p.grad.clone() for p in module.parameters()],
-                          nbytes)
+        results[fused] = (
+            out,
+            x.grad.clone(),
+            [p.grad.clone() for p in module.parameters()],
+            nbytes,
+        )
     (out_f, gx_f, gp_f, bytes_f), (out_p, gx_p, gp_p, bytes_p) = results[True], results[False]
     torch.testing.assert_close(out_f, out_p, atol=0, rtol=0)
     torch.testing.assert_close(gx_f, gx_p)
@@ -447,15 +490,22 @@ def test_norm_gelu_conv_equals_plain_graph_and_keeps_less(where):
         x = torch.randn(2, channels, 5, 6, dtype=torch.double, generator=gen)
         weight = torch.randn(4, 1, 3, 3, dtype=torch.double, generator=gen)
         norm = [torch.randn(4, dtype=torch.double, generator=gen) for _ in range(2)]
-        first = (None if channels == 4 else
-                 torch.randn(4, channels, *((3, 3) if first_args else (1, 1)),
-                             dtype=torch.double, generator=gen))
-        tensors = [t.requires_grad_() for t in [x] + norm + [weight]
-                   + ([] if first is None else [first])]
+        first = (
+            None
+            if channels == 4
+            else torch.randn(
+                4, channels, *((3, 3) if first_args else (1, 1)), dtype=torch.double, generator=gen
+            )
+        )
+        tensors = [
+            t.requires_grad_() for t in [x] + norm + [weight] + ([] if first is None else [first])
+        ]
 
         def fn(x, norm_weight, norm_bias, weight, first=None, first_args=first_args):
-            return NormGeluConv.apply(x, first, first_args, norm_weight, norm_bias, 1e-5,
-                                      weight, [2, 2], [1, 1], 4)
+            return NormGeluConv.apply(
+                x, first, first_args, norm_weight, norm_bias, 1e-5, weight, [2, 2], [1, 1], 4
+            )
+
         assert torch.autograd.gradcheck(fn, tensors)
 
 
@@ -463,6 +513,7 @@ def test_layer_norm_linear_equals_plain_graph_and_keeps_less():
     """The block's second LayerNorm and fc1 recompute the normed tokens in backward: same
     values and gradients as the plain modules, one token-sized tensor fewer kept."""
     from mmsgformer.models.memory_saving import LayerNormLinear, norm_linear
+
     gen = torch.Generator().manual_seed(0)
     norm, linear = torch.nn.LayerNorm(8, eps=1e-6), torch.nn.Linear(8, 24)
     for p in norm.parameters():
@@ -477,28 +528,36 @@ def test_layer_norm_linear_equals_plain_graph_and_keeps_less():
         out = fn()
         assert (type(out.grad_fn).__name__ == 'LayerNormLinearBackward') == fused
         out.square().sum().backward()
-        results[fused] = (out, x.grad.clone(),
-                          [p.grad.clone() for m in (norm, linear) for p in m.parameters()],
-                          saved_bytes(fn))
+        results[fused] = (
+            out,
+            x.grad.clone(),
+            [p.grad.clone() for m in (norm, linear) for p in m.parameters()],
+            saved_bytes(fn),
+        )
     (out_f, gx_f, gp_f, bytes_f), (out_p, gx_p, gp_p, bytes_p) = results[True], results[False]
     torch.testing.assert_close(out_f, out_p, atol=0, rtol=0)
     torch.testing.assert_close(gx_f, gx_p)
     for a, b in zip(gp_f, gp_p):
         torch.testing.assert_close(a, b)
     assert bytes_p - bytes_f == 2 * 35 * 8 * 4  # the normed tokens
-    args = [torch.randn(*shape, dtype=torch.double, generator=gen)
-            for shape in ((2, 5, 4), (4,), (4,), (3, 4), (3,))]
+    args = [
+        torch.randn(*shape, dtype=torch.double, generator=gen)
+        for shape in ((2, 5, 4), (4,), (4,), (3, 4), (3,))
+    ]
     assert torch.autograd.gradcheck(
         lambda x, nw, nb, w, b: LayerNormLinear.apply(x, nw, nb, 1e-6, w, b),
-        [a.requires_grad_() for a in args])
+        [a.requires_grad_() for a in args],
+    )
 
 
 def test_inference_residual_in_place_same_outputs():
     """Inference adds the residuals in place into the branch outputs: the same features bit for
     bit, under autocast too (a float32 residual stream is not added into a bf16 branch)."""
     from conftest import TINY_ARCH
+
     from mmsgformer.models import SGFormer
     from mmsgformer.models import sgformer as sgformer_module
+
     model = SGFormer(arch=TINY_ARCH).eval()
     x = torch.randn(2, 3, 64, 96)
     adds = []
@@ -508,6 +567,7 @@ def test_inference_residual_in_place_same_outputs():
         out = plain_add(a, b)
         adds.append(out.data_ptr() == b.data_ptr())
         return out
+
     with torch.no_grad(), pytest.MonkeyPatch.context() as patch:
         patch.setattr(sgformer_module, 'residual_add', spy)
         fast = model(x)
@@ -532,6 +592,7 @@ def test_training_memory_functions_same_model_gradients(monkeypatch):
 
 def test_conv_gelu_linear_under_autocast_close_to_float32():
     from mmsgformer.models.sgformer import ConvMlp
+
     torch.manual_seed(0)
     mlp = ConvMlp(16, 64)
     x = torch.randn(2, 10 * 12, 16, requires_grad=True)

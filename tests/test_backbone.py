@@ -1,12 +1,12 @@
 """SGFormer backbone: equivalence with the official model, any size, freezing, checkpointing."""
+
 import copy
 import os.path as osp
 
 import pytest
 import torch
+from conftest import REFERENCE_FILE, TINY_ARCH, check_with_cp_matches_plain, requires_cpu_half
 
-from conftest import (REFERENCE_FILE, TINY_ARCH, check_with_cp_matches_plain,
-                      requires_cpu_half)
 from mmsgformer.models import SGFormer
 from mmsgformer.models.attention import HybridScaleAttention, attention, key_significance
 from mmsgformer.models.sgformer import FiniteInputCheck
@@ -28,13 +28,15 @@ def expected_sizes(height, width):
 @pytest.fixture(scope='module')
 def tiny():
     torch.manual_seed(0)
-    return SGFormer(arch=TINY_ARCH, drop_path_rate=0.).eval()
+    return SGFormer(arch=TINY_ARCH, drop_path_rate=0.0).eval()
 
 
 def check_float32_equivalence(reference: dict) -> None:
     """Our float32 model with the reference's official weights reproduces its outputs."""
-    arch = {k: reference['arch'][k] for k in ('embed_dims', 'num_heads', 'depths', 'mlp_ratios',
-                                              'sr_ratios')}
+    arch = {
+        k: reference['arch'][k]
+        for k in ('embed_dims', 'num_heads', 'depths', 'mlp_ratios', 'sr_ratios')
+    }
     model, head = ours_from_official(arch, reference['state_dict'])
     assert sorted(head) == ['head.bias', 'head.weight']
     stages, logits = run_ours(model, head, reference['inputs'])
@@ -82,7 +84,7 @@ def test_reference_file(reference):
         assert f'block{stage}.1.attn.f1.weight' in keys  # significance-guided
     assert 'block4.0.attn.kv.weight' in keys  # global
     assert len(reference['meta']['official_sgformer_py_sha256']) == 64
-    assert osp.getsize(REFERENCE_FILE) < 2 * 2 ** 20
+    assert osp.getsize(REFERENCE_FILE) < 2 * 2**20
 
 
 def test_make_reference_names_the_missing_official_files(tmp_path):
@@ -91,12 +93,15 @@ def test_make_reference_names_the_missing_official_files(tmp_path):
 
 
 @pytest.mark.parametrize('through_attention', [False, True])
-@pytest.mark.parametrize('dtype,expected_dtype,tolerance', [
-    (torch.float64, torch.float64, 1e-15),
-    (torch.float32, torch.float32, 1e-6),
-    pytest.param(torch.float16, torch.float32, 1e-6, marks=requires_cpu_half),
-    (torch.bfloat16, torch.float32, 1e-6),
-])
+@pytest.mark.parametrize(
+    'dtype,expected_dtype,tolerance',
+    [
+        (torch.float64, torch.float64, 1e-15),
+        (torch.float32, torch.float32, 1e-6),
+        pytest.param(torch.float16, torch.float32, 1e-6, marks=requires_cpu_half),
+        (torch.bfloat16, torch.float32, 1e-6),
+    ],
+)
 def test_significance_precision(dtype, expected_dtype, tolerance, through_attention):
     """The significance statistic keeps float32/float64 inputs' precision, float32 for halves.
 
@@ -104,13 +109,16 @@ def test_significance_precision(dtype, expected_dtype, tolerance, through_attent
     computation misses float64's by ~1e-8, a half-precision one float32's by ~1e-3.
     """
     generator = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(2, 3, 49, 8, generator=generator, dtype=torch.float64).to(dtype)
-               for _ in range(3))
+    q, k, v = (
+        torch.randn(2, 3, 49, 8, generator=generator, dtype=torch.float64).to(dtype)
+        for _ in range(3)
+    )
     weights = torch.rand(2, 49, generator=generator, dtype=torch.float64)
     for query_weights in (None, weights):
         if through_attention:
-            significance = attention(q, k, v, 0.35, query_weights=query_weights,
-                                     need_key_significance=True)[1]
+            significance = attention(
+                q, k, v, 0.35, query_weights=query_weights, need_key_significance=True
+            )[1]
         else:
             significance = key_significance(q, k, 0.35, query_weights=query_weights)
         assert significance.dtype == expected_dtype
@@ -124,10 +132,11 @@ def test_significance_precision(dtype, expected_dtype, tolerance, through_attent
 
 def test_padded_window_weights_in_float64():
     """Padded windows weight real queries by 1/49 in the statistic's precision."""
-    _, weights = HybridScaleAttention._window_validity(1, 2, 2, (10, 12), torch.device('cpu'),
-                                                       torch.float64)
+    _, weights = HybridScaleAttention._window_validity(
+        1, 2, 2, (10, 12), torch.device('cpu'), torch.float64
+    )
     assert weights.dtype == torch.float64
-    assert set(weights.unique().tolist()) == {0., 1 / 49}
+    assert set(weights.unique().tolist()) == {0.0, 1 / 49}
 
 
 @pytest.mark.parametrize('arch,params', [('s', 22_545_981), ('m', 38_689_316), ('b', 77_950_293)])
@@ -150,7 +159,7 @@ def test_any_size_every_out_index(tiny, height, width, batch):
         assert out.is_contiguous()
 
 
-@pytest.mark.parametrize('out_indices', [(0, ), (1, 3), (2, ), 3, (-1, ), (0, 1, 2, 3)])
+@pytest.mark.parametrize('out_indices', [(0,), (1, 3), (2,), 3, (-1,), (0, 1, 2, 3)])
 def test_out_indices(out_indices):
     model = SGFormer(arch=TINY_ARCH, out_indices=out_indices).eval()
     indices = [out_indices] if isinstance(out_indices, int) else list(out_indices)
@@ -158,8 +167,7 @@ def test_out_indices(out_indices):
     with torch.no_grad():
         outs = model(torch.randn(2, 3, 61, 75))
     sizes = expected_sizes(61, 75)
-    assert [o.shape[1:] for o in outs] == [
-        (TINY_ARCH['embed_dims'][i], *sizes[i]) for i in indices]
+    assert [o.shape[1:] for o in outs] == [(TINY_ARCH['embed_dims'][i], *sizes[i]) for i in indices]
 
 
 def test_train_mode_odd_size_batch_one():
@@ -188,7 +196,7 @@ def test_batch_independence(tiny, height, width):
 
 
 def test_every_parameter_gets_a_gradient():
-    model = SGFormer(arch=TINY_ARCH, drop_path_rate=0.).train()  # no branch may be dropped
+    model = SGFormer(arch=TINY_ARCH, drop_path_rate=0.0).train()  # no branch may be dropped
     # 77x101: every attention pads (stage maps 20x26, 10x13, 5x7, 3x4) and every merge group of
     # the token reallocation is populated.
     outs = model(torch.randn(2, 3, 77, 101))
@@ -199,7 +207,7 @@ def test_every_parameter_gets_a_gradient():
 
 @pytest.mark.parametrize('frozen_stages', [-1, 0, 1, 2, 4])
 def test_frozen_stages(frozen_stages):
-    model = SGFormer(arch=TINY_ARCH, frozen_stages=frozen_stages, drop_path_rate=0.)
+    model = SGFormer(arch=TINY_ARCH, frozen_stages=frozen_stages, drop_path_rate=0.0)
     model.train()
     frozen_prefixes = []
     if frozen_stages >= 0:
@@ -239,7 +247,9 @@ def test_with_cp_same_outputs_and_gradients():
 
 def test_drop_path_schedule_and_eval_determinism():
     model = SGFormer(arch=TINY_ARCH, drop_path_rate=0.3)
-    rates = [b.drop_path.rate for s in model.stages for b in s.blocks if hasattr(b.drop_path, 'rate')]
+    rates = [
+        b.drop_path.rate for s in model.stages for b in s.blocks if hasattr(b.drop_path, 'rate')
+    ]
     assert rates == pytest.approx(torch.linspace(0, 0.3, 7)[1:].tolist())
     model.eval()
     x = torch.randn(1, 3, 64, 64)
@@ -247,14 +257,17 @@ def test_drop_path_schedule_and_eval_determinism():
         torch.testing.assert_close(model(x), model(x))
 
 
-@pytest.mark.parametrize('x,message', [
-    (torch.randn(3, 64, 64), '4D tensor'),
-    (torch.randn(1, 1, 64, 64), 'in_channels=3'),
-    (torch.zeros(1, 3, 64, 64, dtype=torch.uint8), 'floating-point'),
-    (torch.randn(0, 3, 64, 64), 'empty batch'),
-    (torch.randn(1, 3, 31, 64), 'at least 32x32'),
-    (torch.full((1, 3, 64, 64), float('nan')), 'NaN'),
-])
+@pytest.mark.parametrize(
+    'x,message',
+    [
+        (torch.randn(3, 64, 64), '4D tensor'),
+        (torch.randn(1, 1, 64, 64), 'in_channels=3'),
+        (torch.zeros(1, 3, 64, 64, dtype=torch.uint8), 'floating-point'),
+        (torch.randn(0, 3, 64, 64), 'empty batch'),
+        (torch.randn(1, 3, 31, 64), 'at least 32x32'),
+        (torch.full((1, 3, 64, 64), float('nan')), 'NaN'),
+    ],
+)
 def test_bad_input_messages(tiny, x, message):
     with pytest.raises((ValueError, TypeError), match=message):
         tiny(x)
@@ -277,14 +290,17 @@ def test_non_finite_input_in_deferred_training_check(tiny, monkeypatch):
         tiny(bad)
 
 
-@pytest.mark.parametrize('arch,message', [
-    ('xl', "does not exist"),
-    (dict(embed_dims=[32, 64, 128, 256], num_heads=[2, 2, 4, 8], depths=[2, 2, 2]), 'keys'),
-    (dict(TINY_ARCH, depths=[2, 2, 2]), '4 values'),
-    (dict(TINY_ARCH, num_heads=[1, 2, 4, 8]), 'even'),
-    (dict(TINY_ARCH, sr_ratios=[8, 3, 2, 1]), 'sr_ratios'),
-    (dict(TINY_ARCH, embed_dims=[30, 64, 128, 256], num_heads=[4, 2, 4, 8]), 'divisible'),
-])
+@pytest.mark.parametrize(
+    'arch,message',
+    [
+        ('xl', 'does not exist'),
+        (dict(embed_dims=[32, 64, 128, 256], num_heads=[2, 2, 4, 8], depths=[2, 2, 2]), 'keys'),
+        (dict(TINY_ARCH, depths=[2, 2, 2]), '4 values'),
+        (dict(TINY_ARCH, num_heads=[1, 2, 4, 8]), 'even'),
+        (dict(TINY_ARCH, sr_ratios=[8, 3, 2, 1]), 'sr_ratios'),
+        (dict(TINY_ARCH, embed_dims=[30, 64, 128, 256], num_heads=[4, 2, 4, 8]), 'divisible'),
+    ],
+)
 def test_bad_arch_messages(arch, message):
     with pytest.raises(ValueError, match=message):
         SGFormer(arch=arch)

@@ -1,12 +1,12 @@
 """The benchmark library's summary table (tiny models and sizes; the numbers are not checked,
 only that every row compares what it says, from the same run)."""
+
 import json
 
 import pytest
-
 from conftest import TINY_ARCH
 
-FAKE_OFFICIAL = '''
+FAKE_OFFICIAL = """
 import torch
 import torch.nn as nn
 
@@ -22,42 +22,58 @@ class Net(nn.Module):
 
 def sgformer_s(num_classes=1000, **kwargs):
     return Net()
-'''
+"""
 
 
 @pytest.fixture
 def options(tmp_path):
     from mmsgformer.analysis.benchmark import BenchmarkOptions
+
     (tmp_path / 'sgformer.py').write_text(FAKE_OFFICIAL)
     (tmp_path / 'pos_embed.py').write_text('')
     other = dict(TINY_ARCH, depths=[1, 1, 1, 1])
     return BenchmarkOptions(
-        custom=[f'tiny={json.dumps(TINY_ARCH)}', f'other={json.dumps(other)}'], sizes=[],
-        modes=['infer'], device='cpu', threads=1, warmup=0, reps=2, macs_cache='',
-        matmul_size=128, out=str(tmp_path / 'summary.json'), official=str(tmp_path),
-        summary_model='tiny', summary_baseline='other')
+        custom=[f'tiny={json.dumps(TINY_ARCH)}', f'other={json.dumps(other)}'],
+        sizes=[],
+        modes=['infer'],
+        device='cpu',
+        threads=1,
+        warmup=0,
+        reps=2,
+        macs_cache='',
+        matmul_size=128,
+        out=str(tmp_path / 'summary.json'),
+        official=str(tmp_path),
+        summary_model='tiny',
+        summary_baseline='other',
+    )
 
 
 def test_summary_rows_compare_one_run(options, monkeypatch, capsys):
     from mmsgformer.analysis.benchmark import summary
-    monkeypatch.setattr(summary, 'SUMMARY_SIZES', dict(small=(64, 64, 2), large=(96, 64, 1),
-                                                       memory=(64, 96, 1)))
+
+    monkeypatch.setattr(
+        summary, 'SUMMARY_SIZES', dict(small=(64, 64, 2), large=(96, 64, 1), memory=(64, 96, 1))
+    )
     rows = summary.run_summary(options)
     printed = capsys.readouterr().out
     data = json.loads(open(options.out).read())
     small, large, step = data['small'], data['large'], data['step_mib']
     assert set(small) == {'tiny', 'other', 'official_sgformer_s'}
     assert set(large) == {'tiny', 'other'}
-    expected = [small['tiny']['img_s'] / small['official_sgformer_s']['img_s'],
-                small['tiny']['img_s'] / small['other']['img_s'],
-                large['tiny']['img_s'] / large['other']['img_s'],
-                small['tiny']['pct_mm'] / 100,
-                step['tiny'] / step['other']]
+    expected = [
+        small['tiny']['img_s'] / small['official_sgformer_s']['img_s'],
+        small['tiny']['img_s'] / small['other']['img_s'],
+        large['tiny']['img_s'] / large['other']['img_s'],
+        small['tiny']['pct_mm'] / 100,
+        step['tiny'] / step['other'],
+    ]
     assert [r['value'] for r in rows] == pytest.approx(expected)
     assert small['tiny']['size'] == '64x64' and small['tiny']['batch'] == 2
     assert large['tiny']['size'] == '96x64' and step['tiny'] > 0 and step['other'] > 0
-    for r, (target, direction) in zip(rows, [(1.3, '>='), (1.0, '>='), (0.5, '>='), (0.8, '>='),
-                                              (1.0, '<=')]):
+    for r, (target, direction) in zip(
+        rows, [(1.3, '>='), (1.0, '>='), (0.5, '>='), (0.8, '>='), (1.0, '<=')]
+    ):
         shown = '80%' if target == 0.8 else f'{target:g}'
         assert r['target'] == f'{direction} {shown}'
         assert r['met'] == (r['value'] >= target if direction == '>=' else r['value'] <= target)
@@ -67,9 +83,11 @@ def test_summary_rows_compare_one_run(options, monkeypatch, capsys):
 
 def test_summary_without_official_skips_that_row(options, monkeypatch):
     from mmsgformer.analysis.benchmark import summary
+
     monkeypatch.setattr(summary, 'measure_memory_cpu', lambda *a: None)  # a failed child
-    options = options.replace(official=None, out=None,
-                              summary_sizes=['64x64@1', '64x32@1', '32x32@1'])
+    options = options.replace(
+        official=None, out=None, summary_sizes=['64x64@1', '64x32@1', '32x32@1']
+    )
     rows = summary.run_summary(options)
     assert [r['label'].split(', ')[1] for r in rows[1:3]] == ['64x64@1', '64x32@1']
     assert rows[0]['value'] is None and rows[0]['met'] is None
@@ -80,5 +98,6 @@ def test_summary_without_official_skips_that_row(options, monkeypatch):
 
 def test_official_needs_a_folder():
     from mmsgformer.analysis.benchmark import build_official
+
     with pytest.raises(ValueError, match='--official PATH'):
         build_official('official_sgformer_s', None)

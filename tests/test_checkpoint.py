@@ -1,4 +1,5 @@
 """Every way of loading weights into SGFormer, and the errors for files that do not fit."""
+
 import http.server
 import os
 import os.path as osp
@@ -9,13 +10,17 @@ import threading
 
 import pytest
 import torch
-
 from conftest import REPO, TINY_ARCH, official_wrappers
+
 from mmsgformer.models import SGFormer
 from mmsgformer.models.official_keys import convert_official_state_dict
-from mmsgformer.utils import (CheckpointDownloadError, CorruptCheckpointError,
-                              UnsafeCheckpointError, load_checkpoint_file)
-from mmsgformer.utils import safe_loading
+from mmsgformer.utils import (
+    CheckpointDownloadError,
+    CorruptCheckpointError,
+    UnsafeCheckpointError,
+    load_checkpoint_file,
+    safe_loading,
+)
 from mmsgformer.utils.compat import TORCH_VERSION, has_safe_globals
 
 
@@ -48,8 +53,9 @@ def official(reference):
     return reference['state_dict'], converted
 
 
-@pytest.mark.parametrize('form', ['plain', 'timm', 'model_key', 'module_prefix',
-                                  'timm_module_prefix'])
+@pytest.mark.parametrize(
+    'form', ['plain', 'timm', 'model_key', 'module_prefix', 'timm_module_prefix']
+)
 def test_official_files_load(tmp_path, reference_arch, official, form, loader):
     raw, converted = official
     path = tmp_path / f'{form}.pth'
@@ -71,22 +77,31 @@ def test_official_file_reproduces_reference(tmp_path, reference, reference_arch)
 
 def mmengine_checkpoint(state_dict):
     """What an MMEngine run saves besides the weights: meta, message hub logs, numpy state."""
-    from mmengine.logging import HistoryBuffer
     import numpy as np
-    return dict(meta=dict(epoch=3, iter=300, seed=0, dataset_meta=dict(classes=('a', 'b'))),
-                state_dict=state_dict,
-                message_hub=dict(log_scalars={'train/loss': HistoryBuffer([1.0, 0.5], [1, 1])},
-                                 runtime_info={'iter': 300, 'best_score': np.float64(0.5)}),
-                optimizer={'state': {}, 'param_groups': []},
-                rng=np.random.get_state())
+    from mmengine.logging import HistoryBuffer
+
+    return dict(
+        meta=dict(epoch=3, iter=300, seed=0, dataset_meta=dict(classes=('a', 'b'))),
+        state_dict=state_dict,
+        message_hub=dict(
+            log_scalars={'train/loss': HistoryBuffer([1.0, 0.5], [1, 1])},
+            runtime_info={'iter': 300, 'best_score': np.float64(0.5)},
+        ),
+        optimizer={'state': {}, 'param_groups': []},
+        rng=np.random.get_state(),
+    )
 
 
 def test_our_training_checkpoint_loads(tmp_path, reference_arch, official, loader):
     """An MMEngine checkpoint of a detector: backbone.* keys among others, with logs and meta."""
     _, converted = official
     state = {f'backbone.{k}': v for k, v in converted.items()}
-    state.update({'neck.lateral_convs.0.conv.weight': torch.zeros(4, 4, 1, 1),
-                  'roi_head.bbox_head.fc_cls.weight': torch.zeros(3, 4)})
+    state.update(
+        {
+            'neck.lateral_convs.0.conv.weight': torch.zeros(4, 4, 1, 1),
+            'roi_head.bbox_head.fc_cls.weight': torch.zeros(3, 4),
+        }
+    )
     path = tmp_path / 'epoch_3.pth'
     torch.save(mmengine_checkpoint(state), path)
     model = build(reference_arch, path)
@@ -100,6 +115,7 @@ def test_whole_model_in_official_layout_through_mmengine(tmp_path, reference_arc
     """A whole-model checkpoint whose backbone keys are in the official layout (e.g. a detector
     trained with the official code) loads through MMEngine's own load_checkpoint."""
     from mmengine.runner import load_checkpoint
+
     raw, converted = official
     raw = {k: v for k, v in raw.items() if not k.startswith('head.')}  # the classifier's
     model = torch.nn.Module()
@@ -127,8 +143,11 @@ def test_pos_embed_resized_on_load(tmp_path, reference_arch, official):
     finetuned = dict(converted)
     width = reference_arch['embed_dims'][0]
     grid = converted['pos_embed'].reshape(1, 56, 56, -1).permute(0, 3, 1, 2)
-    finetuned['pos_embed'] = torch.nn.functional.interpolate(
-        grid, size=(96, 96), mode='bicubic', align_corners=False).permute(0, 2, 3, 1).reshape(1, 96 * 96, -1)
+    finetuned['pos_embed'] = (
+        torch.nn.functional.interpolate(grid, size=(96, 96), mode='bicubic', align_corners=False)
+        .permute(0, 2, 3, 1)
+        .reshape(1, 96 * 96, -1)
+    )
     path = tmp_path / 'at384.pth'
     torch.save(dict(state_dict=finetuned), path)
     model = build(reference_arch, path)
@@ -146,8 +165,17 @@ def test_converter_round_trip(tmp_path, reference, reference_arch):
     src = tmp_path / 'sgformer_tiny.pth'
     dst = tmp_path / 'out' / 'sgformer_tiny_converted.pth'
     torch.save(official_wrappers(reference['state_dict'])['timm'], src)
-    result = subprocess.run([sys.executable, osp.join(REPO, 'tools/model_converters/sgformer2mm.py'),
-                             str(src), str(dst)], capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run(
+        [
+            sys.executable,
+            osp.join(REPO, 'tools/model_converters/sgformer2mm.py'),
+            str(src),
+            str(dst),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert result.returncode == 0, result.stderr
     converted = torch.load(dst, weights_only=True)
     assert converted['meta']['depths'] == reference_arch['depths']
@@ -159,12 +187,22 @@ def test_converter_round_trip(tmp_path, reference, reference_arch):
     model.init_weights()
     with torch.no_grad():
         feats = model(reference['inputs'])
-    logits = (feats[-1].mean((2, 3)) @ converted['state_dict']['head.fc.weight'].T
-              + converted['state_dict']['head.fc.bias'])
+    logits = (
+        feats[-1].mean((2, 3)) @ converted['state_dict']['head.fc.weight'].T
+        + converted['state_dict']['head.fc.bias']
+    )
     torch.testing.assert_close(logits, reference['logits'], atol=1e-4, rtol=0)
     # A second conversion of our own output is refused with a clear message.
-    again = subprocess.run([sys.executable, osp.join(REPO, 'tools/model_converters/sgformer2mm.py'),
-                            str(dst), str(tmp_path / 'x.pth')], capture_output=True, text=True)
+    again = subprocess.run(
+        [
+            sys.executable,
+            osp.join(REPO, 'tools/model_converters/sgformer2mm.py'),
+            str(dst),
+            str(tmp_path / 'x.pth'),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert again.returncode != 0 and 'not an official SG-Former checkpoint' in again.stderr
 
 
@@ -180,8 +218,11 @@ def test_other_arch_shapes_named(tmp_path):
     path = tmp_path / 'bigger.pth'
     torch.save(big.state_dict(), path)
     model = build(TINY_ARCH, path)
-    with pytest.raises(RuntimeError, match=r'shapes differ.*pos_embed: checkpoint \(1, 3136, 64\) '
-                                           r'vs model \(1, 3136, 32\)'):
+    with pytest.raises(
+        RuntimeError,
+        match=r'shapes differ.*pos_embed: checkpoint \(1, 3136, 64\) '
+        r'vs model \(1, 3136, 32\)',
+    ):
         model.init_weights()
 
 
@@ -193,13 +234,16 @@ def test_deeper_arch_refused_unless_not_strict(tmp_path):
         build(TINY_ARCH, path).init_weights()
     model = build(TINY_ARCH, path, strict=False)
     model.init_weights()
-    torch.testing.assert_close(model.stages[1].blocks[1].attn.kv.weight,
-                               deeper.stages[1].blocks[1].attn.kv.weight)
+    torch.testing.assert_close(
+        model.stages[1].blocks[1].attn.kv.weight, deeper.stages[1].blocks[1].attn.kv.weight
+    )
 
 
 def test_checkpoint_of_another_model(tmp_path):
     path = tmp_path / 'resnet.pth'
-    torch.save({'conv1.weight': torch.zeros(64, 3, 7, 7), 'layer1.0.bn1.weight': torch.ones(64)}, path)
+    torch.save(
+        {'conv1.weight': torch.zeros(64, 3, 7, 7), 'layer1.0.bn1.weight': torch.ones(64)}, path
+    )
     with pytest.raises(RuntimeError, match='does not hold weights for this SGFormer'):
         build(TINY_ARCH, path).init_weights()
 
@@ -216,17 +260,18 @@ def test_truncated_file(tmp_path, reference):
     path = tmp_path / 'truncated.pth'
     torch.save(reference['state_dict'], path)
     data = path.read_bytes()
-    path.write_bytes(data[:len(data) // 2])
+    path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CorruptCheckpointError, match='truncated'):
         build(TINY_ARCH, path).init_weights()
 
 
-
-
 def test_init_cfg_unknown_key_names_the_accepted_ones(tmp_path):
     model = build(TINY_ARCH, tmp_path / 'x.pth', map_locaton='cpu')
-    with pytest.raises(ValueError, match=r"unknown keys in SGFormer init_cfg: \['map_locaton'\].*"
-                                         r"'map_location'"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown keys in SGFormer init_cfg: \['map_locaton'\].*"
+        r"'map_location'",
+    ):
         model.init_weights()
 
 
@@ -265,26 +310,34 @@ class _Payload:
 def _payloads(target):
     """Malicious objects, and what the refusal names (our unpickler's words or torch's)."""
     from mmengine.logging import HistoryBuffer
+
     return {
         # a global outside the allow-list
         'open_file': (_Payload(open, str(target), 'w'), r'GLOBAL (io|builtins)\.open'),
         'os_system': (_Payload(os.system, f'touch {target}'), r'GLOBAL (posix|os)\.system'),
         # the allow-list's getattr must not reach other attributes ...
-        'getattr_escape': (_Payload(getattr, HistoryBuffer, '__init__'),
-                           r"refused getattr\(.*HistoryBuffer.*'__init__'"),
+        'getattr_escape': (
+            _Payload(getattr, HistoryBuffer, '__init__'),
+            r"refused getattr\(.*HistoryBuffer.*'__init__'",
+        ),
         # ... nor may what it returns be called ...
-        'call_method': (_Payload(HistoryBuffer.mean, HistoryBuffer([1.0], [1])),
-                        r'refused to call <function HistoryBuffer.mean|'
-                        r'call reduce for unrecognized function <function HistoryBuffer.mean'),
+        'call_method': (
+            _Payload(HistoryBuffer.mean, HistoryBuffer([1.0], [1])),
+            r'refused to call <function HistoryBuffer.mean|'
+            r'call reduce for unrecognized function <function HistoryBuffer.mean',
+        ),
         # ... nor have its state set
-        'build_function': (_Payload(getattr, HistoryBuffer, 'mean', state={'pwned': True}),
-                           r"refused to set the state of a <class 'function'>|"
-                           r"Can only build .* but got <class 'function'>"),
+        'build_function': (
+            _Payload(getattr, HistoryBuffer, 'mean', state={'pwned': True}),
+            r"refused to set the state of a <class 'function'>|"
+            r"Can only build .* but got <class 'function'>",
+        ),
     }
 
 
-@pytest.mark.parametrize('payload', ['open_file', 'os_system', 'getattr_escape', 'call_method',
-                                     'build_function'])
+@pytest.mark.parametrize(
+    'payload', ['open_file', 'os_system', 'getattr_escape', 'call_method', 'build_function']
+)
 def test_malicious_pickle_is_refused(tmp_path, monkeypatch, loader, payload):
     monkeypatch.delenv('MMSGFORMER_ALLOW_UNSAFE_CHECKPOINTS', raising=False)
     target = tmp_path / 'pwned.txt'
@@ -298,6 +351,7 @@ def test_malicious_pickle_is_refused(tmp_path, monkeypatch, loader, payload):
         load_checkpoint_file(path)
     assert not target.exists()
     from mmengine.logging import HistoryBuffer
+
     assert not hasattr(HistoryBuffer.mean, 'pwned')
 
 
@@ -307,6 +361,7 @@ def test_malicious_pickle_refused_by_mmengine_load_checkpoint(tmp_path, monkeypa
     if TORCH_VERSION < (2, 6):
         pytest.skip('MMEngine loads with full unpickling where torch defaults to it (< 2.6)')
     from mmengine.runner import load_checkpoint
+
     target = tmp_path / 'pwned.txt'
     path = tmp_path / 'malicious.pth'
     torch.save({'state_dict': {}, 'payload': _Payload(os.system, f'touch {target}')}, path)
@@ -322,16 +377,19 @@ def test_import_registers_allow_list_with_torch(tmp_path):
         pytest.skip(f'torch {torch.__version__} has no weights_only allow-list')
     path = tmp_path / 'epoch_1.pth'
     torch.save(mmengine_checkpoint({'w': torch.ones(2)}), path)
-    script = ('import pickle, sys, torch\n'
-              'try:\n'
-              '    torch.load(sys.argv[1], weights_only=True)\n'
-              'except pickle.UnpicklingError as err:\n'
-              '    print("refused before:", "HistoryBuffer" in str(err))\n'
-              'import mmsgformer\n'
-              'print("after:", torch.load(sys.argv[1], weights_only=True)["message_hub"]'
-              '["log_scalars"]["train/loss"].current())\n')
-    result = subprocess.run([sys.executable, '-c', script, str(path)], capture_output=True,
-                            text=True, cwd=REPO)
+    script = (
+        'import pickle, sys, torch\n'
+        'try:\n'
+        '    torch.load(sys.argv[1], weights_only=True)\n'
+        'except pickle.UnpicklingError as err:\n'
+        '    print("refused before:", "HistoryBuffer" in str(err))\n'
+        'import mmsgformer\n'
+        'print("after:", torch.load(sys.argv[1], weights_only=True)["message_hub"]'
+        '["log_scalars"]["train/loss"].current())\n'
+    )
+    result = subprocess.run(
+        [sys.executable, '-c', script, str(path)], capture_output=True, text=True, cwd=REPO
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split('\n')[:2] == ['refused before: True', 'after: 0.5']
 
@@ -391,8 +449,9 @@ def test_url_checkpoint_downloaded_once_into_hub_cache(tmp_path, server):
 
 
 def test_url_checkpoint_goes_through_the_safe_loader(tmp_path, server):
-    torch.save({'payload': _Payload(open, str(tmp_path / 'pwned.txt'), 'w')},
-               tmp_path / 'www' / 'bad.pth')
+    torch.save(
+        {'payload': _Payload(open, str(tmp_path / 'pwned.txt'), 'w')}, tmp_path / 'www' / 'bad.pth'
+    )
     with pytest.raises(UnsafeCheckpointError, match='allow-list'):
         build(TINY_ARCH, f'{server.url}/bad.pth').init_weights()
     assert not (tmp_path / 'pwned.txt').exists()
@@ -410,6 +469,9 @@ def test_url_unreachable_is_a_clear_error(tmp_path, monkeypatch):
     with socket.socket() as sock:  # a port that nothing listens on
         sock.bind(('127.0.0.1', 0))
         port = sock.getsockname()[1]
-    with pytest.raises(CheckpointDownloadError, match=r'could not download .*127\.0\.0\.1.*'
-                                                      r'server reachable'):
+    with pytest.raises(
+        CheckpointDownloadError,
+        match=r'could not download .*127\.0\.0\.1.*'
+        r'server reachable',
+    ):
         build(TINY_ARCH, f'http://127.0.0.1:{port}/sgformer_s.pth').init_weights()

@@ -1,19 +1,21 @@
-"""The ImageNet classifier configs: official logits through converter + config, evaluation pipeline."""
+"""The ImageNet classifier configs: official logits through converter + config, evaluation
+pipeline."""
+
 import os.path as osp
 import subprocess
 import sys
 
 import pytest
 import torch
+from conftest import ABSENT, REPO, changes_from_upstream, official_wrappers
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
-from conftest import ABSENT, REPO, changes_from_upstream, official_wrappers
-
 
 def build_classifier(config, **backbone):
-    from mmpretrain.registry import MODELS
     from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+
     cfg = Config.fromfile(osp.join(REPO, config))
     init_default_scope(cfg.default_scope)
     cfg.model.backbone.update(backbone)
@@ -43,33 +45,49 @@ def test_in1k_recipe_is_mmpretrain_swin_with_sgformer(size, tmp_path):
     label smoothing, its pipelines and runtime) with SG-Former in Swin's place: a value of
     mmpretrain's recipe spelled out wrong in our pure-Python configs fails here."""
     drop_path, channels = IN1K_SIZES[size]
-    changes = changes_from_upstream(SWIN_IN1K, osp.join(REPO, f'configs/sgformer_{size}_in1k.py'),
-                                    tmp_path)
+    changes = changes_from_upstream(
+        SWIN_IN1K, osp.join(REPO, f'configs/sgformer_{size}_in1k.py'), tmp_path
+    )
     # where a size's value happens to be Swin-T's, it is no change
     assert changes.pop('model.backbone.drop_path_rate', 0.2) == drop_path
     assert changes.pop('model.head.in_channels', 768) == channels
     assert changes == {
         # the backbone, its last stage into the pooled head
-        'model.backbone.type': 'mmsgformer.SGFormer', 'model.backbone.arch': size,
-        'model.backbone.out_indices': (3, ), 'model.backbone.img_size': ABSENT,
+        'model.backbone.type': 'mmsgformer.SGFormer',
+        'model.backbone.arch': size,
+        'model.backbone.out_indices': (3,),
+        'model.backbone.img_size': ABSENT,
         # no weight decay on SG-Former's position embedding either; no gradient clipping
-        'optim_wrapper.paramwise_cfg.custom_keys..pos_embed.decay_mult': 0.,
+        'optim_wrapper.paramwise_cfg.custom_keys..pos_embed.decay_mult': 0.0,
         'optim_wrapper.clip_grad.max_norm': ABSENT,
         # mmsgformer's classes, atomic checkpoints, the divergence guard
-        'custom_imports.imports': ['mmsgformer'], 'custom_imports.allow_failed_imports': False,
+        'custom_imports.imports': ['mmsgformer'],
+        'custom_imports.allow_failed_imports': False,
         'default_hooks.checkpoint.type': 'mmsgformer.AtomicCheckpointHook',
-        'custom_hooks[0].type': 'mmsgformer.DivergenceGuardHook'}
+        'custom_hooks[0].type': 'mmsgformer.DivergenceGuardHook',
+    }
 
 
 def test_converted_checkpoint_gives_official_logits(tmp_path, reference, reference_arch):
     from mmsgformer.utils import register_safe_globals
+
     register_safe_globals()
     src, dst = tmp_path / 'official.pth', tmp_path / 'converted.pth'
     torch.save(official_wrappers(reference['state_dict'])['timm'], src)
-    subprocess.run([sys.executable, osp.join(REPO, 'tools/model_converters/sgformer2mm.py'),
-                    str(src), str(dst)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            osp.join(REPO, 'tools/model_converters/sgformer2mm.py'),
+            str(src),
+            str(dst),
+        ],
+        check=True,
+        capture_output=True,
+    )
     _, model = build_classifier('configs/sgformer_s_in1k.py', arch=reference_arch)
-    model.head.fc = torch.nn.Linear(reference_arch['embed_dims'][-1], reference['arch']['num_classes'])
+    model.head.fc = torch.nn.Linear(
+        reference_arch['embed_dims'][-1], reference['arch']['num_classes']
+    )
     load_checkpoint(model, str(dst), map_location='cpu', strict=True)
     model.eval()
     with torch.no_grad():
@@ -95,16 +113,26 @@ def test_tools_test_reports_imagenet_top1(tmp_path, reference, reference_arch):
     """tools/test.py on an ImageNet-layout folder: labels chosen as the model's own predictions
     (computed here through the config's pipeline) must give top-1 = 100."""
     import numpy as np
-    from PIL import Image
     from mmengine.dataset import Compose
     from mmengine.registry import init_default_scope
+    from PIL import Image
+
     from mmsgformer.utils import register_safe_globals
+
     register_safe_globals()
 
     src, ckpt = tmp_path / 'official.pth', tmp_path / 'converted.pth'
     torch.save(official_wrappers(reference['state_dict'])['timm'], src)
-    subprocess.run([sys.executable, osp.join(REPO, 'tools/model_converters/sgformer2mm.py'),
-                    str(src), str(ckpt)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            osp.join(REPO, 'tools/model_converters/sgformer2mm.py'),
+            str(src),
+            str(ckpt),
+        ],
+        check=True,
+        capture_output=True,
+    )
     root = tmp_path / 'imagenet'
     (root / 'val').mkdir(parents=True)
     (root / 'meta').mkdir()
@@ -116,26 +144,42 @@ def test_tools_test_reports_imagenet_top1(tmp_path, reference, reference_arch):
         names.append(f'img{i}.JPEG')
     (tmp_path / 'configs').symlink_to(osp.join(REPO, 'configs'))
     config = tmp_path / 'tiny_in1k.py'
-    config.write_text(TINY_CLASSIFIER.format(arch=reference_arch, root=str(root),
-                                             channels=reference_arch['embed_dims'][-1]))
+    config.write_text(
+        TINY_CLASSIFIER.format(
+            arch=reference_arch, root=str(root), channels=reference_arch['embed_dims'][-1]
+        )
+    )
 
     cfg = Config.fromfile(str(config))
     init_default_scope('mmpretrain')
     from mmpretrain.registry import MODELS
+
     model = MODELS.build(dict(cfg.model, data_preprocessor=cfg.data_preprocessor)).eval()
     load_checkpoint(model, str(ckpt), map_location='cpu')
     pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
     labels = []
     for name in names:
         data = model.data_preprocessor(
-            {k: [v] for k, v in pipeline(dict(img_path=str(root / 'val' / name))).items()})
+            {k: [v] for k, v in pipeline(dict(img_path=str(root / 'val' / name))).items()}
+        )
         with torch.no_grad():
             labels.append(int(model(data['inputs'], mode='tensor').argmax()))
     (root / 'meta' / 'val.txt').write_text(
-        ''.join(f'{n} {label}\n' for n, label in zip(names, labels)))
+        ''.join(f'{n} {label}\n' for n, label in zip(names, labels))
+    )
 
-    result = subprocess.run([sys.executable, osp.join(REPO, 'tools/test.py'), str(config), str(ckpt),
-                             '--work-dir', str(tmp_path / 'work')],
-                            capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run(
+        [
+            sys.executable,
+            osp.join(REPO, 'tools/test.py'),
+            str(config),
+            str(ckpt),
+            '--work-dir',
+            str(tmp_path / 'work'),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'accuracy/top1: 100.0' in result.stdout + result.stderr

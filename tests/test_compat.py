@@ -1,5 +1,6 @@
 """The torch-version fallbacks of mmsgformer.utils.compat, on the installed torch and with the
 newer APIs removed (what torch 2.1 lacks). `make test-torch21` runs this file under torch 2.1.2."""
+
 import types
 
 import pytest
@@ -25,6 +26,7 @@ def _sign_of_compiling_without_new_api(x):
 class _TorchWithoutCompilerIsCompiling:
     """torch as compat sees it on torch 2.1/2.2: ``torch.compiler`` has no ``is_compiling``
     (removing it from the installed torch would break its own dynamo, which calls it)."""
+
     compiler = types.SimpleNamespace()
 
     def __getattr__(self, name):
@@ -35,6 +37,7 @@ def test_is_compiling_without_torch_compiler_api(monkeypatch):
     """torch 2.1/2.2: torch.compiler has no is_compiling; the fallback still tells eager from
     compiled."""
     import torch._dynamo
+
     monkeypatch.setattr(compat, 'torch', _TorchWithoutCompilerIsCompiling())
     torch._dynamo.reset()
     x = torch.zeros(1)
@@ -84,6 +87,7 @@ def test_without_safe_globals_api(monkeypatch):
 @pytest.mark.skipif(not compat.has_safe_globals(), reason='torch < 2.4 has no allow-list')
 def test_register_safe_globals_adds_the_list_to_torch():
     from mmengine.logging import HistoryBuffer
+
     assert register_safe_globals() is True
     assert HistoryBuffer in torch.serialization.get_safe_globals()
 

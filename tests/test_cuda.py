@@ -4,13 +4,17 @@ Skipped where no GPU is present (CI); run on a GPU machine with ``pytest tests/t
 TF32 is switched off for the float32 checks so that they compare the same arithmetic as on the
 CPU.
 """
+
 import copy
 
 import pytest
 import torch
+from conftest import (
+    TINY_ARCH,
+    check_memory_functions_match_plain_graph,
+    check_with_cp_matches_plain,
+)
 
-from conftest import (TINY_ARCH, check_memory_functions_match_plain_graph,
-                      check_with_cp_matches_plain)
 from mmsgformer.models import SGFormer
 from mmsgformer.models.official_keys import convert_official_state_dict
 
@@ -85,7 +89,7 @@ def test_compile_fullgraph_matches_eager():
     """One graph (fullgraph=True fails on any graph break) with the eager outputs (up to the
     rounding of inductor's fused kernels)."""
     torch.manual_seed(0)
-    model = SGFormer(arch=TINY_ARCH, drop_path_rate=0.).cuda().eval()
+    model = SGFormer(arch=TINY_ARCH, drop_path_rate=0.0).cuda().eval()
     compiled = torch.compile(model, fullgraph=True, dynamic=False)
     x = torch.randn(2, 3, 97, 131, device='cuda')
     with torch.no_grad():
@@ -108,8 +112,9 @@ def test_conv_gelu_linear_same_gradients_cuda(dtype, monkeypatch):
     """The MLP tail that recomputes its hidden activations: same gradients as the plain graph on
     CUDA, in float32 and under bf16 autocast."""
     from mmsgformer.models import sgformer as sgformer_module
+
     torch.manual_seed(0)
-    model = SGFormer(arch=TINY_ARCH, drop_path_rate=0.).cuda().train()
+    model = SGFormer(arch=TINY_ARCH, drop_path_rate=0.0).cuda().train()
     x = torch.randn(2, 3, 97, 131, device='cuda')
     grads = []
     for fused in (True, False):

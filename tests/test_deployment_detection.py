@@ -4,11 +4,12 @@ The detection demo's heads on a random ResNet-18 (a stand-in backbone: the heads
 test) are exported once with dynamic batch, height and width; ONNX Runtime then runs sizes
 other than the traced one and must give mmdet's own ``predict`` (``rescale=False``).
 """
+
 import pytest
 import torch
+from conftest import DETECTION_DEMO_CONFIG
 from torchvision.ops import box_iou
 
-from conftest import DETECTION_DEMO_CONFIG
 from mmsgformer.apis import build_model
 from mmsgformer.deployment import ExportError
 from mmsgformer.deployment.detection import DetectorExport
@@ -26,8 +27,9 @@ MAX_PER_IMG = 100
 def _detector() -> torch.nn.Module:
     """The demo's Mask R-CNN on a seeded ResNet-18; 30 proposals, 100 detections per image."""
     cfg = load_config(DETECTION_DEMO_CONFIG)
-    cfg.model.backbone = dict(type='ResNet', depth=18, out_indices=(0, 1, 2, 3),
-                              norm_eval=True, init_cfg=None)
+    cfg.model.backbone = dict(
+        type='ResNet', depth=18, out_indices=(0, 1, 2, 3), norm_eval=True, init_cfg=None
+    )
     cfg.model.neck.in_channels = [64, 128, 256, 512]
     cfg.model.test_cfg.rpn.max_per_img = 30
     cfg.model.test_cfg.rcnn.max_per_img = MAX_PER_IMG
@@ -43,9 +45,12 @@ def _images(batch: int, height: int, width: int) -> torch.Tensor:
 def _mmdet_predict(detector: torch.nn.Module, images: torch.Tensor) -> list:
     """``detector.predict`` with ``rescale=False``: the instances of each image."""
     from mmdet.structures import DetDataSample
+
     size = tuple(images.shape[2:])
-    samples = [DetDataSample(metainfo=dict(img_shape=size, ori_shape=size,
-                                           scale_factor=(1., 1.))) for _ in images]
+    samples = [
+        DetDataSample(metainfo=dict(img_shape=size, ori_shape=size, scale_factor=(1.0, 1.0)))
+        for _ in images
+    ]
     with torch.no_grad():
         data = detector.data_preprocessor(dict(inputs=list(images), data_samples=samples))
         results = detector.predict(data['inputs'], data['data_samples'], rescale=False)
@@ -64,8 +69,11 @@ def _check_matches(expected, dets, labels, masks) -> None:
     assert (dets[~real, 4] == 0).all() and not masks[~real].any()
     ious = box_iou(expected.bboxes, dets[:, :4])
     for i in range(len(expected)):
-        same = (labels == expected.labels[i]) & (ious[i] >= 0.99) & \
-            ((dets[:, 4] - expected.scores[i]).abs() <= 1e-3)
+        same = (
+            (labels == expected.labels[i])
+            & (ious[i] >= 0.99)
+            & ((dets[:, 4] - expected.scores[i]).abs() <= 1e-3)
+        )
         assert same.any(), f'detection {i} of mmdet is missing: {expected[i]}'
         mask = masks[int(same.nonzero()[0])].bool()
         union = (mask | expected.masks[i]).sum()
@@ -79,24 +87,43 @@ def exported(tmp_path_factory):
     path = str(tmp_path_factory.mktemp('detection') / 'maskrcnn.onnx')
     # sides from 65 on: the FPN's extra level (stride 64) is fixed while tracing at 1 cell
     side = dict(min=65, max=4096)
-    dims = {0: torch.export.Dim('batch', max=64), 2: torch.export.Dim('height', **side),
-            3: torch.export.Dim('width', **side)}
+    dims = {
+        0: torch.export.Dim('batch', max=64),
+        2: torch.export.Dim('height', **side),
+        3: torch.export.Dim('width', **side),
+    }
     with torch.no_grad():
-        torch.onnx.export(module, (_images(2, 128, 160),), path, dynamo=True,
-                          dynamic_shapes=(dims,), opset_version=18, input_names=['input'],
-                          output_names=list(module.output_names))
-    return dict(detector=detector, module=module, path=path,
-                session=ort.InferenceSession(path, providers=['CPUExecutionProvider']))
+        torch.onnx.export(
+            module,
+            (_images(2, 128, 160),),
+            path,
+            dynamo=True,
+            dynamic_shapes=(dims,),
+            opset_version=18,
+            input_names=['input'],
+            output_names=list(module.output_names),
+        )
+    return dict(
+        detector=detector,
+        module=module,
+        path=path,
+        session=ort.InferenceSession(path, providers=['CPUExecutionProvider']),
+    )
 
 
 def test_dims_are_symbolic_and_operators_standard(exported):
     model = onnx.load(exported['path'])
     assert {node.domain for node in model.graph.node} <= {'', 'ai.onnx'}
-    dims = {value.name: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
-            for value in [*model.graph.input, *model.graph.output]}
-    assert dims == {'input': ['batch', 3, 'height', 'width'],
-                    'dets': ['batch', MAX_PER_IMG, 5], 'labels': ['batch', MAX_PER_IMG],
-                    'masks': ['batch', MAX_PER_IMG, 'height', 'width']}
+    dims = {
+        value.name: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+        for value in [*model.graph.input, *model.graph.output]
+    }
+    assert dims == {
+        'input': ['batch', 3, 'height', 'width'],
+        'dets': ['batch', MAX_PER_IMG, 5],
+        'labels': ['batch', MAX_PER_IMG],
+        'masks': ['batch', MAX_PER_IMG, 'height', 'width'],
+    }
     assert exported['module'].output_names == ('dets', 'labels', 'masks')
 
 
@@ -122,8 +149,8 @@ def test_faster_rcnn_has_no_masks():
     with torch.no_grad():
         dets, labels = module(_images(1, 97, 131))
     expected = _mmdet_predict(detector, _images(1, 97, 131))[0]
-    assert torch.equal(labels[0][:len(expected)], expected.labels)
-    torch.testing.assert_close(dets[0, :len(expected), :4], expected.bboxes)
+    assert torch.equal(labels[0][: len(expected)], expected.labels)
+    torch.testing.assert_close(dets[0, : len(expected), :4], expected.bboxes)
 
 
 def test_unsupported_detectors_are_refused():

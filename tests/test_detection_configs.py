@@ -3,16 +3,17 @@
 The backbone's ``init_cfg`` is disabled, so nothing is loaded or downloaded. The COCO
 configs' Mask R-CNN sizes are checked (S ~41M as in the paper; M see EXPECTED_PARAMS_M).
 """
+
 import glob
 import os.path as osp
 
 import pytest
 import torch
-
 from conftest import ABSENT, REPO, changes_from_upstream, flatten_config
 
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'maskrcnn_*.py'))) + sorted(
-    glob.glob(osp.join(REPO, 'configs', 'demo', 'maskrcnn_*.py')))
+    glob.glob(osp.join(REPO, 'configs', 'demo', 'maskrcnn_*.py'))
+)
 
 # Mask R-CNN parameter counts (millions) and allowed deviation. S: the paper's 41M. M: the
 # paper prints 51M, but the released SG-Former-M backbone alone has 38.2M parameters (38.7M
@@ -33,6 +34,7 @@ def build_detector(config):
     cfg.model.backbone.init_cfg = None
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     from mmdet.registry import MODELS
+
     return cfg, MODELS.build(cfg.model)
 
 
@@ -55,14 +57,21 @@ def test_detector_forward(config):
     num_classes = cfg.model.roi_head.bbox_head.num_classes
 
     packed = demo_mm_inputs(
-        batch_size=1, image_shapes=[(3, 64, 96)], num_items=[2],
-        num_classes=num_classes, with_mask=True)
+        batch_size=1,
+        image_shapes=[(3, 64, 96)],
+        num_items=[2],
+        num_classes=num_classes,
+        with_mask=True,
+    )
 
     model.train()
     data = model.data_preprocessor(packed, True)
     losses = model(**data, mode='loss')
-    total = sum(v.sum() if isinstance(v, torch.Tensor) else sum(x.sum() for x in v)
-                for k, v in losses.items() if 'loss' in k)
+    total = sum(
+        v.sum() if isinstance(v, torch.Tensor) else sum(x.sum() for x in v)
+        for k, v in losses.items()
+        if 'loss' in k
+    )
     assert torch.isfinite(total)
     for key in ('loss_rpn_cls', 'loss_cls', 'loss_bbox', 'loss_mask'):
         assert key in losses
@@ -81,8 +90,7 @@ def test_detector_forward(config):
 
 @pytest.mark.parametrize('size', sorted(EXPECTED_PARAMS_M))
 def test_model_sizes(size):
-    _, model = build_detector(
-        osp.join(REPO, 'configs', f'maskrcnn_sgformer_{size}_coco.py'))
+    _, model = build_detector(osp.join(REPO, 'configs', f'maskrcnn_sgformer_{size}_coco.py'))
     params_m = sum(p.numel() for p in model.parameters()) / 1e6
     expected, tol = EXPECTED_PARAMS_M[size]
     assert abs(params_m - expected) < tol, params_m
@@ -90,8 +98,14 @@ def test_model_sizes(size):
 
 # What a 3x config may change in its 1x config: the multi-scale training pipeline, the epochs
 # and the lr steps (and the `_ms_scales` helper of the shared 3x piece).
-SCHEDULE_AND_PIPELINE = ('train_pipeline', 'train_dataloader.dataset.pipeline', 'max_epochs',
-                         'train_cfg.max_epochs', 'param_scheduler', '_ms_scales')
+SCHEDULE_AND_PIPELINE = (
+    'train_pipeline',
+    'train_dataloader.dataset.pipeline',
+    'max_epochs',
+    'train_cfg.max_epochs',
+    'param_scheduler',
+    '_ms_scales',
+)
 
 
 def _is_schedule_or_pipeline(key):
@@ -101,11 +115,11 @@ def _is_schedule_or_pipeline(key):
 @pytest.mark.parametrize('size', 'smb')
 def test_3x_configs_differ_only_in_schedule_and_pipeline(size):
     from mmengine.config import Config
+
     c1 = Config.fromfile(osp.join(REPO, 'configs', f'maskrcnn_sgformer_{size}_coco.py'))
     c3 = Config.fromfile(osp.join(REPO, 'configs', f'maskrcnn_sgformer_{size}_coco_3x.py'))
     flat1, flat3 = flatten_config(c1.to_dict()), flatten_config(c3.to_dict())
-    changed = {k for k in set(flat1) | set(flat3)
-               if flat1.get(k, ABSENT) != flat3.get(k, ABSENT)}
+    changed = {k for k in set(flat1) | set(flat3) if flat1.get(k, ABSENT) != flat3.get(k, ABSENT)}
     assert changed, 'the 3x config equals the 1x one'
     assert {k for k in changed if not _is_schedule_or_pipeline(k)} == set()
     # the 3x schedule and pipeline themselves
@@ -115,16 +129,34 @@ def test_3x_configs_differ_only_in_schedule_and_pipeline(size):
     assert c3.param_scheduler[-1]['end'] == 36
     assert c3.train_dataloader.dataset.pipeline == c3.train_pipeline
     assert [t['type'] for t in c3.train_pipeline] == [
-        'LoadImageFromFile', 'LoadAnnotations', 'RandomFlip', 'RandomChoice', 'PackDetInputs']
+        'LoadImageFromFile',
+        'LoadAnnotations',
+        'RandomFlip',
+        'RandomChoice',
+        'PackDetInputs',
+    ]
 
 
 # Per size: drop path rate and FPN input channels (the backbone's).
-SIZES = {'s': (0.2, [64, 128, 256, 512]), 'm': (0.3, [64, 128, 256, 512]),
-         'b': (0.4, [96, 192, 384, 768])}
+SIZES = {
+    's': (0.2, [64, 128, 256, 512]),
+    'm': (0.3, [64, 128, 256, 512]),
+    'b': (0.4, [96, 192, 384, 768]),
+}
 SWIN_MASK_RCNN_1X = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
-SWIN_ONLY_BACKBONE_KEYS = ('attn_drop_rate', 'convert_weights', 'depths', 'drop_rate',
-                           'embed_dims', 'mlp_ratio', 'num_heads', 'patch_norm', 'qk_scale',
-                           'qkv_bias', 'window_size')
+SWIN_ONLY_BACKBONE_KEYS = (
+    'attn_drop_rate',
+    'convert_weights',
+    'depths',
+    'drop_rate',
+    'embed_dims',
+    'mlp_ratio',
+    'num_heads',
+    'patch_norm',
+    'qk_scale',
+    'qkv_bias',
+    'window_size',
+)
 
 
 @pytest.mark.parametrize('size', sorted(SIZES))
@@ -135,31 +167,34 @@ def test_coco_recipe_is_mmdet_swin_mask_rcnn_with_sgformer(size, tmp_path):
     wrong in our pure-Python configs fails here."""
     drop_path, channels = SIZES[size]
     changes = changes_from_upstream(
-        SWIN_MASK_RCNN_1X, osp.join(REPO, 'configs', f'maskrcnn_sgformer_{size}_coco.py'),
-        tmp_path)
+        SWIN_MASK_RCNN_1X, osp.join(REPO, 'configs', f'maskrcnn_sgformer_{size}_coco.py'), tmp_path
+    )
     # where a size's value happens to be Swin-T's, it is no change
     assert changes.pop('model.backbone.drop_path_rate', 0.2) == drop_path
     assert changes.pop('model.neck.in_channels', [96, 192, 384, 768]) == channels
     assert changes == {
         # the backbone
-        'model.backbone.type': 'mmsgformer.SGFormer', 'model.backbone.arch': size,
-        'model.backbone.in_channels': 3, 'model.backbone.frozen_stages': -1,
+        'model.backbone.type': 'mmsgformer.SGFormer',
+        'model.backbone.arch': size,
+        'model.backbone.in_channels': 3,
+        'model.backbone.frozen_stages': -1,
         'model.backbone.norm_eval': False,
         'model.backbone.init_cfg.checkpoint': f'checkpoints/sgformer_{size}_in1k_converted.pth',
         **{f'model.backbone.{key}': ABSENT for key in SWIN_ONLY_BACKBONE_KEYS},
         'pretrained': ABSENT,
         # no weight decay on norm layers (by type) nor on the position embedding
-        'optim_wrapper.paramwise_cfg.norm_decay_mult': 0.,
-        'optim_wrapper.paramwise_cfg.custom_keys.pos_embed.decay_mult': 0.,
+        'optim_wrapper.paramwise_cfg.norm_decay_mult': 0.0,
+        'optim_wrapper.paramwise_cfg.custom_keys.pos_embed.decay_mult': 0.0,
         'optim_wrapper.paramwise_cfg.custom_keys.absolute_pos_embed.decay_mult': ABSENT,
-        'optim_wrapper.paramwise_cfg.custom_keys.relative_position_bias_table.decay_mult':
-            ABSENT,
+        'optim_wrapper.paramwise_cfg.custom_keys.relative_position_bias_table.decay_mult': ABSENT,
         'optim_wrapper.paramwise_cfg.custom_keys.norm.decay_mult': ABSENT,
         # mmsgformer's classes, atomic checkpoints (the last 3 kept), the divergence guard
-        'custom_imports.imports': ['mmsgformer'], 'custom_imports.allow_failed_imports': False,
+        'custom_imports.imports': ['mmsgformer'],
+        'custom_imports.allow_failed_imports': False,
         'default_hooks.checkpoint.type': 'mmsgformer.AtomicCheckpointHook',
         'default_hooks.checkpoint.max_keep_ckpts': 3,
-        'custom_hooks[0].type': 'mmsgformer.DivergenceGuardHook'}
+        'custom_hooks[0].type': 'mmsgformer.DivergenceGuardHook',
+    }
 
 
 def test_downstream_config_inherits_ours(tmp_path):
@@ -170,13 +205,14 @@ def test_downstream_config_inherits_ours(tmp_path):
     user_dir.mkdir(parents=True)
     (user_dir / 'mmsgformer_configs').symlink_to(osp.join(REPO, 'configs'))
     (user_dir / 'mine.py').write_text(
-        "from mmengine.config import read_base\n"
-        "with read_base():\n"
-        "    from .mmsgformer_configs.maskrcnn_sgformer_s_coco import *\n"
-        "model.backbone.init_cfg = None\n"
-        "model.roi_head.bbox_head.num_classes = 5\n"
-        "model.roi_head.mask_head.num_classes = 5\n"
-        "train_cfg.max_epochs = 24\n")
+        'from mmengine.config import read_base\n'
+        'with read_base():\n'
+        '    from .mmsgformer_configs.maskrcnn_sgformer_s_coco import *\n'
+        'model.backbone.init_cfg = None\n'
+        'model.roi_head.bbox_head.num_classes = 5\n'
+        'model.roi_head.mask_head.num_classes = 5\n'
+        'train_cfg.max_epochs = 24\n'
+    )
     cfg, model = build_detector(str(user_dir / 'mine.py'))
     assert model.roi_head.bbox_head.num_classes == 5
     assert type(model.backbone).__name__ == 'SGFormer'

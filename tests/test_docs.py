@@ -3,18 +3,19 @@ that exist, the README stays short, and no page talks about the project's work h
 
 External (http, https, mailto) links are not fetched.
 """
+
 import glob
 import itertools
 import os.path as osp
 import re
 
 import pytest
-
 from conftest import REPO
 
 README = 'README.md'
-PAGES = [README] + sorted(osp.relpath(p, REPO)
-                          for p in glob.glob(osp.join(REPO, 'docs', '**', '*.md'), recursive=True))
+PAGES = [README] + sorted(
+    osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'docs', '**', '*.md'), recursive=True)
+)
 MAX_README_LINES = 250
 
 FENCE = re.compile(r'^\s*(```|~~~)')
@@ -116,6 +117,9 @@ def test_readme_is_short():
 @pytest.mark.parametrize('page', PAGES)
 def test_no_work_history(page):
     """The docs describe the software as it is, not the issues and sessions that made it."""
-    found = [f'line {i}: {m.group(0)!r}' for i, line in enumerate(read(page).splitlines(), 1)
-             for m in HISTORY.finditer(line)]
+    found = [
+        f'line {i}: {m.group(0)!r}'
+        for i, line in enumerate(read(page).splitlines(), 1)
+        for m in HISTORY.finditer(line)
+    ]
     assert not found, f'{page}: ' + '; '.join(found)

@@ -7,8 +7,8 @@ installed package), segmentation with mmseg's own stock ``tools/train.py`` / ``t
 One wheel build for this file (module fixture); tiny demo models, 1 iteration on 2 generated
 images each.
 """
+
 import glob
-import json
 import os
 import os.path as osp
 import shutil
@@ -18,7 +18,6 @@ import zipfile
 from typing import NamedTuple
 
 import pytest
-
 from conftest import REPO
 
 TIMEOUT = 600
@@ -32,7 +31,7 @@ def config_names():
     root = osp.join(REPO, 'mmsgformer', 'configs')
     names = []
     for path in sorted(glob.glob(osp.join(root, '**', '*.py'), recursive=True)):
-        rel = osp.relpath(path, root)[:-len('.py')]
+        rel = osp.relpath(path, root)[: -len('.py')]
         if osp.basename(rel) != '__init__' and not rel.startswith('_base_'):
             names.append(rel.replace(os.sep, '.'))
     return names
@@ -46,9 +45,15 @@ class Installed(NamedTuple):
 
 
 def run(cmd, installed: Installed) -> str:
-    proc = subprocess.run([str(c) for c in cmd], cwd=installed.project, env=installed.env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=TIMEOUT)
+    proc = subprocess.run(
+        [str(c) for c in cmd],
+        cwd=installed.project,
+        env=installed.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=TIMEOUT,
+    )
     assert proc.returncode == 0, f'{cmd} failed:\n{proc.stdout[-6000:]}'
     return proc.stdout
 
@@ -60,18 +65,31 @@ def installed(tmp_path_factory) -> Installed:
     src.mkdir()
     for name in SOURCES:  # a clean copy: no build/ or .mim left over from earlier builds
         if osp.isdir(osp.join(REPO, name)):
-            shutil.copytree(osp.join(REPO, name), src / name,
-                            ignore=shutil.ignore_patterns('__pycache__', '*.pyc', '.mim'))
+            shutil.copytree(
+                osp.join(REPO, name),
+                src / name,
+                ignore=shutil.ignore_patterns('__pycache__', '*.pyc', '.mim'),
+            )
         else:
             shutil.copy(osp.join(REPO, name), src / name)
     pip = [sys.executable, '-m', 'pip', '--disable-pip-version-check']
-    subprocess.run(pip + ['wheel', '-q', '--no-deps', '--no-build-isolation',
-                          '-w', str(root / 'dist'), str(src)],
-                   check=True, cwd=root, capture_output=True, timeout=TIMEOUT)
-    wheel, = glob.glob(str(root / 'dist' / 'mmsgformer-*.whl'))
+    subprocess.run(
+        pip
+        + ['wheel', '-q', '--no-deps', '--no-build-isolation', '-w', str(root / 'dist'), str(src)],
+        check=True,
+        cwd=root,
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    (wheel,) = glob.glob(str(root / 'dist' / 'mmsgformer-*.whl'))
     site = root / 'site'
-    subprocess.run(pip + ['install', '-q', '--no-deps', '--target', str(site), wheel],
-                   check=True, cwd=root, capture_output=True, timeout=TIMEOUT)
+    subprocess.run(
+        pip + ['install', '-q', '--no-deps', '--target', str(site), wheel],
+        check=True,
+        cwd=root,
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
     project = root / 'project'
     project.mkdir()
     env = dict(os.environ, PYTHONPATH=str(site), OMP_NUM_THREADS='1')
@@ -81,9 +99,13 @@ def installed(tmp_path_factory) -> Installed:
 def test_wheel_ships_configs_tools_and_model_index(installed):
     names = set(zipfile.ZipFile(installed.wheel).namelist())
     for name in config_names():
-        assert f"mmsgformer/configs/{name.replace('.', '/')}.py" in names
-    for base in ('maskrcnn_sgformer_coco', 'maskrcnn_coco_ms_3x', 'upernet_sgformer_ade20k',
-                 'sgformer_in1k'):
+        assert f'mmsgformer/configs/{name.replace(".", "/")}.py' in names
+    for base in (
+        'maskrcnn_sgformer_coco',
+        'maskrcnn_coco_ms_3x',
+        'upernet_sgformer_ade20k',
+        'sgformer_in1k',
+    ):
         assert f'mmsgformer/configs/_base_/{base}.py' in names
     for tool in ('train.py', 'test.py', 'analysis_tools/get_flops.py'):
         assert f'mmsgformer/.mim/tools/{tool}' in names
@@ -92,8 +114,11 @@ def test_wheel_ships_configs_tools_and_model_index(installed):
         assert f'mmsgformer/.mim/configs/metafiles/{family}.yml' in names
     # each config once: mim looks a config's file name up in the whole package and refuses a
     # name it finds twice
-    basenames = [osp.basename(n) for n in names if '/configs/' in n and n.endswith('.py')
-                 and not n.endswith('__init__.py')]
+    basenames = [
+        osp.basename(n)
+        for n in names
+        if '/configs/' in n and n.endswith('.py') and not n.endswith('__init__.py')
+    ]
     assert len(basenames) == len(set(basenames))
     assert not any('__pycache__' in n for n in names)
 
@@ -167,8 +192,10 @@ def test_downstream_detection_with_mim(installed):
     """``mim train mmsgformer`` a downstream config, then ``mim test mmsgformer`` the demo config
     by its file name (found in the installed package) on that checkpoint."""
     from mmsgformer.synthetic_data import generate_coco_shapes
-    generate_coco_shapes(osp.join(installed.project, 'data', 'coco_shapes'),
-                         num_train=2, num_val=2, seed=1)
+
+    generate_coco_shapes(
+        osp.join(installed.project, 'data', 'coco_shapes'), num_train=2, num_val=2, seed=1
+    )
     with open(osp.join(installed.project, 'det.py'), 'w') as f:
         f.write(DETECTION)
     work = osp.join(installed.project, 'work_det')
@@ -178,21 +205,41 @@ def test_downstream_detection_with_mim(installed):
     ckpt = osp.join(work, 'epoch_1.pth')
     assert osp.isfile(ckpt)
 
-    out = run([MIM, 'test', 'mmsgformer', 'maskrcnn_sgformer_tiny_shapes.py', '--checkpoint', ckpt,
-               '--work-dir', osp.join(installed.project, 'work_det_test'),
-               '--cfg-options', 'test_dataloader.num_workers=0',
-               'test_dataloader.persistent_workers=False', 'model.test_cfg.rcnn.score_thr=0.0'],
-              installed)
-    demo = osp.join(installed.site, 'mmsgformer', 'configs', 'demo',
-                    'maskrcnn_sgformer_tiny_shapes.py')
+    out = run(
+        [
+            MIM,
+            'test',
+            'mmsgformer',
+            'maskrcnn_sgformer_tiny_shapes.py',
+            '--checkpoint',
+            ckpt,
+            '--work-dir',
+            osp.join(installed.project, 'work_det_test'),
+            '--cfg-options',
+            'test_dataloader.num_workers=0',
+            'test_dataloader.persistent_workers=False',
+            'model.test_cfg.rcnn.score_thr=0.0',
+        ],
+        installed,
+    )
+    demo = osp.join(
+        installed.site, 'mmsgformer', 'configs', 'demo', 'maskrcnn_sgformer_tiny_shapes.py'
+    )
     assert demo in out and 'coco/bbox_mAP' in out, out[-3000:]
 
 
 def test_downstream_segmentation_with_mmseg_stock_tools(installed):
     from importlib.util import find_spec
+
     from mmsgformer.synthetic_data import generate_ade_shapes
-    generate_ade_shapes(osp.join(installed.project, 'data', 'ade_shapes'),
-                        num_train=2, num_val=2, img_size=64, seed=1)
+
+    generate_ade_shapes(
+        osp.join(installed.project, 'data', 'ade_shapes'),
+        num_train=2,
+        num_val=2,
+        img_size=64,
+        seed=1,
+    )
     with open(osp.join(installed.project, 'seg.py'), 'w') as f:
         f.write(SEGMENTATION)
     tools = osp.join(osp.dirname(find_spec('mmseg').origin), '.mim', 'tools')
@@ -200,23 +247,34 @@ def test_downstream_segmentation_with_mmseg_stock_tools(installed):
     run([sys.executable, osp.join(tools, 'train.py'), 'seg.py', '--work-dir', work], installed)
     ckpt = osp.join(work, 'iter_1.pth')
     assert osp.isfile(ckpt)
-    out = run([sys.executable, osp.join(tools, 'test.py'), 'seg.py', ckpt,
-               '--work-dir', osp.join(installed.project, 'work_seg_test')], installed)
+    out = run(
+        [
+            sys.executable,
+            osp.join(tools, 'test.py'),
+            'seg.py',
+            ckpt,
+            '--work-dir',
+            osp.join(installed.project, 'work_seg_test'),
+        ],
+        installed,
+    )
     assert 'mIoU' in out, out[-3000:]
 
 
 def test_model_index_covers_every_config():
     """Every Config path of the model index exists, and every config is in the index."""
     from modelindex.load_model_index import load
+
     index = load(osp.join(REPO, 'model-index.yml'))
     paths = [model.config for model in index.models]
     assert len(paths) == len(set(paths))
     for path in paths:
         assert osp.isfile(osp.join(REPO, path)), path
     assert sorted(paths) == sorted(
-        'configs/' + name.replace('.', '/') + '.py' for name in config_names())
+        'configs/' + name.replace('.', '/') + '.py' for name in config_names()
+    )
     for model in index.models:
-        assert model.name == osp.basename(model.config)[:-len('.py')]
+        assert model.name == osp.basename(model.config)[: -len('.py')]
         assert model.metadata.parameters and model.metadata.flops or 'tiny' in model.name
 
 
@@ -228,16 +286,25 @@ def test_clone_configs_inherited_from_another_folder(tmp_path):
         'from mmengine.config import read_base\n'
         'with read_base():\n'
         '    from mmsgformer.configs.upernet_sgformer_s_ade20k import *\n'
-        'model.decode_head.num_classes = 7\n')
-    script = ('import mmsgformer\n'
-              'from mmengine.config import Config\n'
-              'cfg = Config.fromfile("my_config.py")\n'
-              'print(mmsgformer.__file__, cfg.model.decode_head.num_classes, '
-              'cfg.model.backbone.type)\n')
+        'model.decode_head.num_classes = 7\n'
+    )
+    script = (
+        'import mmsgformer\n'
+        'from mmengine.config import Config\n'
+        'cfg = Config.fromfile("my_config.py")\n'
+        'print(mmsgformer.__file__, cfg.model.decode_head.num_classes, '
+        'cfg.model.backbone.type)\n'
+    )
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
-    proc = subprocess.run([sys.executable, '-c', script], cwd=tmp_path, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=TIMEOUT)
+    proc = subprocess.run(
+        [sys.executable, '-c', script],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=TIMEOUT,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:]
     module_file, num_classes, backbone = proc.stdout.split()[-3:]
     assert osp.realpath(module_file) == osp.realpath(osp.join(REPO, 'mmsgformer', '__init__.py'))

@@ -1,24 +1,30 @@
 """SGFormer builds from configs of every OpenMMLab task scope, scoped or plain type, and
 ``import mmsgformer`` registers every class a config names."""
+
 import subprocess
 import sys
 
 import pytest
 import torch
+from conftest import TINY_ARCH
 from mmengine.config import Config
 from mmengine.registry import DefaultScope, init_default_scope
 
-from conftest import TINY_ARCH
-
-TASK_REGISTRIES = {'mmdet': 'mmdet.registry', 'mmseg': 'mmseg.registry',
-                   'mmpretrain': 'mmpretrain.registry'}
+TASK_REGISTRIES = {
+    'mmdet': 'mmdet.registry',
+    'mmseg': 'mmseg.registry',
+    'mmpretrain': 'mmpretrain.registry',
+}
 
 
 def build_in_scope(scope, type_name):
-    cfg = Config(dict(
-        default_scope=scope,
-        custom_imports=dict(imports=['mmsgformer'], allow_failed_imports=False),
-        backbone=dict(type=type_name, arch=TINY_ARCH, out_indices=(1, 3))))
+    cfg = Config(
+        dict(
+            default_scope=scope,
+            custom_imports=dict(imports=['mmsgformer'], allow_failed_imports=False),
+            backbone=dict(type=type_name, arch=TINY_ARCH, out_indices=(1, 3)),
+        )
+    )
     with DefaultScope.overwrite_default_scope(scope):
         init_default_scope(scope)
         models = __import__(TASK_REGISTRIES[scope], fromlist=['MODELS']).MODELS
@@ -29,6 +35,7 @@ def build_in_scope(scope, type_name):
 @pytest.mark.parametrize('type_name', ['mmsgformer.SGFormer', 'SGFormer'])
 def test_build_from_task_scopes(scope, type_name):
     from mmsgformer.models import SGFormer
+
     backbone = build_in_scope(scope, type_name)
     assert isinstance(backbone, SGFormer)
     with torch.no_grad():
@@ -83,7 +90,7 @@ def test_import_registers_every_configured_class_in_our_scope_and_root():
         '    assert getattr(ours, kind).get(name) is cls, (kind, name)\n'
         '    assert getattr(root, kind).get("mmsgformer." + name) is cls, (kind, name)\n'
         'heavy = [m for m in ("mmdet", "mmseg", "mmpretrain") if m in sys.modules]\n'
-        'assert not heavy, heavy\n')
-    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                          timeout=300)
+        'assert not heavy, heavy\n'
+    )
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -4,6 +4,7 @@ from tools/train.py, and prompt failure of a distributed job when one rank raise
 Every training run here is the demo Mask R-CNN config on 4 generated 160x128 images, batch 2
 (2 iterations per epoch), one thread per process, seeded and deterministic.
 """
+
 import os
 import os.path as osp
 import signal
@@ -13,8 +14,8 @@ import time
 
 import pytest
 import torch
-
 from conftest import REPO, tiny_detection_config
+
 from mmsgformer.synthetic_data import generate_coco_shapes
 
 TRAIN = osp.join(REPO, 'tools', 'train.py')
@@ -32,8 +33,15 @@ def _env(extra=None):
 
 
 def _run(cmd, cwd, check=True, extra_env=None, timeout=TIMEOUT):
-    proc = subprocess.run(cmd, cwd=cwd, env=_env(extra_env), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, timeout=timeout)
+    proc = subprocess.run(
+        cmd,
+        cwd=cwd,
+        env=_env(extra_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=timeout,
+    )
     if check:
         assert proc.returncode == 0, f'{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}'
     return proc
@@ -46,7 +54,7 @@ def _run(cmd, cwd, check=True, extra_env=None, timeout=TIMEOUT):
 #    disk, the rest would follow);
 #  - STALL_AT=iter:   in the middle of epoch 2 (before its second iteration);
 #  - STALL_AT=raise1: rank 1 raises at its second iteration (distributed test).
-STALL_HOOK = '''
+STALL_HOOK = """
 import os, time
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
@@ -88,7 +96,7 @@ class StallHook(Hook):
             with open(MARK, 'w') as f:
                 f.write(str(time.time()))
             raise RuntimeError('injected failure on rank 1')
-'''
+"""
 
 
 @pytest.fixture(scope='module')
@@ -99,15 +107,19 @@ def tiny(tmp_path_factory):
     (root / 'stall_hook.py').write_text(STALL_HOOK)
     _PATHS.append(str(root))
     cfg = root / 'tiny.py'
-    cfg.write_text(tiny_detection_config(
-        data, imports=('mmsgformer', 'stall_hook'),
-        # validation between epochs too
-        extra="train_cfg = dict(max_epochs=3, val_interval=1)\n"
-              "default_hooks = dict(logger=dict(interval=1),\n"
-              "                     checkpoint=dict(interval=1, max_keep_ckpts=1))\n"
-              "custom_hooks = [dict(type='StallHook')]\n"
-              "log_processor = dict(window_size=1)\n"
-              "randomness = dict(seed=0, deterministic=True)\n"))
+    cfg.write_text(
+        tiny_detection_config(
+            data,
+            imports=('mmsgformer', 'stall_hook'),
+            # validation between epochs too
+            extra='train_cfg = dict(max_epochs=3, val_interval=1)\n'
+            'default_hooks = dict(logger=dict(interval=1),\n'
+            '                     checkpoint=dict(interval=1, max_keep_ckpts=1))\n'
+            "custom_hooks = [dict(type='StallHook')]\n"
+            'log_processor = dict(window_size=1)\n'
+            'randomness = dict(seed=0, deterministic=True)\n',
+        )
+    )
     return root, cfg
 
 
@@ -145,9 +157,13 @@ def test_sigkill_then_resume_matches_uninterrupted(tiny, uninterrupted, stall_at
     work = root / f'work_kill_{stall_at}'
     mark = root / f'mark_{stall_at}'
     proc = subprocess.Popen(
-        [sys.executable, TRAIN, str(cfg), '--work-dir', str(work)], cwd=root,
+        [sys.executable, TRAIN, str(cfg), '--work-dir', str(work)],
+        cwd=root,
         env=_env({'STALL_AT': stall_at, 'STALL_MARK': str(mark)}),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + TIMEOUT
         while not mark.exists():
@@ -169,8 +185,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tiny, uninterrupted, stall_at
         assert (work / 'epoch_1.pth').is_file()
     assert (work / 'last_checkpoint').read_text().strip() == str(work / 'epoch_1.pth')
 
-    out = _run([sys.executable, TRAIN, str(cfg), '--work-dir', str(work), '--resume'],
-               cwd=root)
+    out = _run([sys.executable, TRAIN, str(cfg), '--work-dir', str(work), '--resume'], cwd=root)
     log = out.stdout + out.stderr
     assert 'resumed epoch: 1, iter: 2' in log
     assert 'Resumed the random state' in log
@@ -183,6 +198,7 @@ def test_resume_skips_incomplete_checkpoints(tmp_path):
     """--resume (auto) never takes a truncated file, even one named by last_checkpoint (e.g. a
     run written without atomic saving)."""
     from mmsgformer.engine.reliability import find_resume_checkpoint, remove_stale_tmp
+
     good = tmp_path / 'epoch_1.pth'
     torch.save({'state_dict': {'w': torch.ones(3)}}, good)
     bad = tmp_path / 'epoch_2.pth'
@@ -199,9 +215,22 @@ def test_resume_skips_incomplete_checkpoints(tmp_path):
 
 # ---- clear errors ----------------------------------------------------------------------------
 
+
 def _train_fails(cfg, root, *opts):
-    proc = _run([sys.executable, TRAIN, str(cfg), '--work-dir', str(root / 'work_err'),
-                 '--cfg-options', *opts], cwd=root, check=False, timeout=300)
+    proc = _run(
+        [
+            sys.executable,
+            TRAIN,
+            str(cfg),
+            '--work-dir',
+            str(root / 'work_err'),
+            '--cfg-options',
+            *opts,
+        ],
+        cwd=root,
+        check=False,
+        timeout=300,
+    )
     assert proc.returncode != 0
     assert 'Traceback' not in proc.stderr, proc.stderr[-5000:]
     return proc.stderr
@@ -221,19 +250,25 @@ def test_missing_annotation_file_message(tiny):
     assert 'annotations/nope.json' in err and 'does not exist' in err
 
 
-@pytest.mark.parametrize('config, key', [
-    ('upernet_sgformer_s_ade20k.py', 'train_dataloader.dataset.data_root'),
-    ('sgformer_s_in1k.py', 'train_dataloader.dataset.data_root'),
-    ('maskrcnn_sgformer_s_coco.py', 'train_dataloader.dataset.data_root'),
-])
+@pytest.mark.parametrize(
+    'config, key',
+    [
+        ('upernet_sgformer_s_ade20k.py', 'train_dataloader.dataset.data_root'),
+        ('sgformer_s_in1k.py', 'train_dataloader.dataset.data_root'),
+        ('maskrcnn_sgformer_s_coco.py', 'train_dataloader.dataset.data_root'),
+    ],
+)
 def test_missing_dataset_paths_all_tasks(config, key, tmp_path):
     from mmengine.config import Config
 
     from mmsgformer.engine.preflight import ConfigPathError, check_dataset_paths
+
     cfg = Config.fromfile(osp.join(REPO, 'configs', config))
     cfg.merge_from_dict({key: str(tmp_path / 'absent')})
-    with pytest.raises(ConfigPathError, match=f'{key}: the data root .*absent.* does not '
-                       f'exist.*--cfg-options {key}=/path/to/data/'):
+    with pytest.raises(
+        ConfigPathError,
+        match=f'{key}: the data root .*absent.* does not exist.*--cfg-options {key}=/path/to/data/',
+    ):
         check_dataset_paths(cfg, ['train_dataloader'])
     # existing root, missing annotation file / image folder
     (tmp_path / 'absent').mkdir()
@@ -243,10 +278,21 @@ def test_missing_dataset_paths_all_tasks(config, key, tmp_path):
 
 def test_test_tool_missing_data_root_message(tiny, tmp_path):
     root, cfg = tiny
-    proc = _run([sys.executable, osp.join(REPO, 'tools', 'test.py'), str(cfg),
-                 str(cfg), '--work-dir', str(tmp_path / 'w'), '--cfg-options',
-                 f'test_dataloader.dataset.data_root={tmp_path}/gone/'],
-                cwd=root, check=False, timeout=300)
+    proc = _run(
+        [
+            sys.executable,
+            osp.join(REPO, 'tools', 'test.py'),
+            str(cfg),
+            str(cfg),
+            '--work-dir',
+            str(tmp_path / 'w'),
+            '--cfg-options',
+            f'test_dataloader.dataset.data_root={tmp_path}/gone/',
+        ],
+        cwd=root,
+        check=False,
+        timeout=300,
+    )
     assert proc.returncode == 2 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
     assert '--cfg-options test_dataloader.dataset.data_root=' in proc.stderr
 
@@ -254,8 +300,19 @@ def test_test_tool_missing_data_root_message(tiny, tmp_path):
 def test_test_tool_unreadable_checkpoint_message(tiny, tmp_path):
     """A file that is no checkpoint (here: the config) gets one line naming it, no traceback."""
     root, cfg = tiny
-    proc = _run([sys.executable, osp.join(REPO, 'tools', 'test.py'), str(cfg), str(cfg),
-                 '--work-dir', str(tmp_path / 'w')], cwd=root, check=False, timeout=300)
+    proc = _run(
+        [
+            sys.executable,
+            osp.join(REPO, 'tools', 'test.py'),
+            str(cfg),
+            str(cfg),
+            '--work-dir',
+            str(tmp_path / 'w'),
+        ],
+        cwd=root,
+        check=False,
+        timeout=300,
+    )
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
     assert f"error: checkpoint '{cfg}' could not be read" in proc.stderr
     assert 'not a PyTorch checkpoint' in proc.stderr
@@ -270,15 +327,31 @@ def test_unknown_arch_message(tiny):
 
 # ---- distributed -----------------------------------------------------------------------------
 
+
 def test_dist_rank_failure_exits_promptly(tiny):
     """Rank 1 raises at its second iteration; the job exits non-zero within 60 s of that
     instead of rank 0 waiting in the gradient all-reduce."""
     root, cfg = tiny
     mark = root / 'mark_dist'
-    proc = _run(['bash', osp.join(REPO, 'tools', 'dist_train.sh'), str(cfg), '2',
-                 '--work-dir', str(root / 'work_dist')], cwd=root, check=False,
-                extra_env={'PYTHON': sys.executable, 'PORT': '29561',
-                           'STALL_AT': 'raise1', 'STALL_MARK': str(mark)}, timeout=400)
+    proc = _run(
+        [
+            'bash',
+            osp.join(REPO, 'tools', 'dist_train.sh'),
+            str(cfg),
+            '2',
+            '--work-dir',
+            str(root / 'work_dist'),
+        ],
+        cwd=root,
+        check=False,
+        extra_env={
+            'PYTHON': sys.executable,
+            'PORT': '29561',
+            'STALL_AT': 'raise1',
+            'STALL_MARK': str(mark),
+        },
+        timeout=400,
+    )
     end = time.time()
     assert proc.returncode != 0
     assert mark.exists(), proc.stderr[-5000:]

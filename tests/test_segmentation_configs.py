@@ -4,16 +4,16 @@ The backbone's ``init_cfg`` is disabled (no checkpoint is needed) and SyncBN is 
 as tools/train.py does in a single non-distributed process. Inputs are small random images;
 predict mode runs whole and slide inference, on an odd image size too.
 """
+
 import os.path as osp
 
 import pytest
 import torch
+from conftest import ABSENT, REPO, changes_from_upstream
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
-
-from conftest import ABSENT, REPO, changes_from_upstream
 
 ADE_CONFIGS = [
     'configs/upernet_sgformer_s_ade20k.py',
@@ -33,14 +33,17 @@ def _load(path, pretrained=False):
 
 def _build(cfg):
     init_default_scope(cfg.get('default_scope', 'mmseg'))
-    import mmsgformer  # noqa: F401  (the configs' custom_imports)
     from mmseg.registry import MODELS
+
+    import mmsgformer  # noqa: F401  (the configs' custom_imports)
+
     model = revert_sync_batchnorm(MODELS.build(cfg.model))
     return model
 
 
 def _batch(num_classes, shape, n=2, seed=0):
     from mmseg.structures import SegDataSample
+
     g = torch.Generator().manual_seed(seed)
     inputs, samples = [], []
     h, w = shape
@@ -50,8 +53,16 @@ def _batch(num_classes, shape, n=2, seed=0):
         seg = torch.randint(0, num_classes, (1, h, w), generator=g)
         seg[:, :2] = 255  # some ignored pixels
         sample.gt_sem_seg = PixelData(data=seg)
-        sample.set_metainfo(dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
-                                 scale_factor=(1.0, 1.0), flip=False, flip_direction=None))
+        sample.set_metainfo(
+            dict(
+                img_shape=(h, w),
+                ori_shape=(h, w),
+                pad_shape=(h, w),
+                scale_factor=(1.0, 1.0),
+                flip=False,
+                flip_direction=None,
+            )
+        )
         samples.append(sample)
     return dict(inputs=inputs, data_samples=samples)
 
@@ -67,15 +78,18 @@ def test_config_structure(path):
     assert model.auxiliary_head.type == 'FCNHead'
     # the heads read the backbone's channels
     arch = model.backbone.arch
-    dims = {'s': [64, 128, 256, 512], 'm': [64, 128, 256, 512],
-            'b': [96, 192, 384, 768]}[arch] if isinstance(arch, str) else arch['embed_dims']
+    dims = (
+        {'s': [64, 128, 256, 512], 'm': [64, 128, 256, 512], 'b': [96, 192, 384, 768]}[arch]
+        if isinstance(arch, str)
+        else arch['embed_dims']
+    )
     assert list(model.decode_head.in_channels) == list(dims)
     assert model.auxiliary_head.in_channels == dims[model.auxiliary_head.in_index]
     # AdamW without decay on norms and the position embedding
     optim = cfg.optim_wrapper
     assert optim.optimizer.type == 'AdamW'
-    assert optim.paramwise_cfg.norm_decay_mult == 0.
-    assert optim.paramwise_cfg.custom_keys['pos_embed']['decay_mult'] == 0.
+    assert optim.paramwise_cfg.norm_decay_mult == 0.0
+    assert optim.paramwise_cfg.custom_keys['pos_embed']['decay_mult'] == 0.0
     assert [s['type'] for s in cfg.param_scheduler] == ['LinearLR', 'PolyLR']
     assert cfg.tta_model.type == 'SegTTAModel'
     assert cfg.tta_pipeline[-1]['type'] == 'TestTimeAug'
@@ -127,8 +141,11 @@ def test_forward_loss_and_predict(path):
 
     model.eval()
     for mode in ('whole', 'slide'):
-        model.test_cfg = Config(dict(mode='whole') if mode == 'whole' else
-                                dict(mode='slide', crop_size=crop, stride=stride))
+        model.test_cfg = Config(
+            dict(mode='whole')
+            if mode == 'whole'
+            else dict(mode='slide', crop_size=crop, stride=stride)
+        )
         for shape in test_shapes:
             with torch.no_grad():
                 data = model.data_preprocessor(_batch(num_classes, shape, n=1), training=False)
@@ -140,12 +157,28 @@ def test_forward_loss_and_predict(path):
             assert out[0].seg_logits.data.shape == (num_classes, *shape)
 
 
-SWIN_UPERNET_ADE = ('mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-'
-                    '512x512.py')
-SWIN_ONLY_BACKBONE_KEYS = ('act_cfg.type', 'attn_drop_rate', 'depths', 'drop_rate', 'embed_dims',
-                           'mlp_ratio', 'norm_cfg.requires_grad', 'norm_cfg.type', 'num_heads',
-                           'patch_norm', 'patch_size', 'pretrain_img_size', 'qk_scale',
-                           'qkv_bias', 'strides', 'use_abs_pos_embed', 'window_size')
+SWIN_UPERNET_ADE = (
+    'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
+)
+SWIN_ONLY_BACKBONE_KEYS = (
+    'act_cfg.type',
+    'attn_drop_rate',
+    'depths',
+    'drop_rate',
+    'embed_dims',
+    'mlp_ratio',
+    'norm_cfg.requires_grad',
+    'norm_cfg.type',
+    'num_heads',
+    'patch_norm',
+    'patch_size',
+    'pretrain_img_size',
+    'qk_scale',
+    'qkv_bias',
+    'strides',
+    'use_abs_pos_embed',
+    'window_size',
+)
 
 
 @pytest.mark.parametrize('path', ADE_CONFIGS)
@@ -164,33 +197,44 @@ def test_ade_recipe_is_mmseg_swin_upernet_with_sgformer(path, tmp_path):
     assert changes.pop('model.auxiliary_head.in_channels', 384) == dims[2]
     assert changes == {
         # the backbone
-        'model.backbone.type': 'mmsgformer.SGFormer', 'model.backbone.arch': arch,
-        'model.backbone.in_channels': 3, 'model.backbone.init_cfg.checkpoint': checkpoint,
+        'model.backbone.type': 'mmsgformer.SGFormer',
+        'model.backbone.arch': arch,
+        'model.backbone.in_channels': 3,
+        'model.backbone.init_cfg.checkpoint': checkpoint,
         'checkpoint_file': checkpoint,
         **{f'model.backbone.{key}': ABSENT for key in SWIN_ONLY_BACKBONE_KEYS},
-        'backbone_norm_cfg.type': ABSENT, 'backbone_norm_cfg.requires_grad': ABSENT,
+        'backbone_norm_cfg.type': ABSENT,
+        'backbone_norm_cfg.requires_grad': ABSENT,
         # no weight decay on norm layers (by type) nor on the position embedding
-        'optim_wrapper.paramwise_cfg.norm_decay_mult': 0.,
-        'optim_wrapper.paramwise_cfg.custom_keys.pos_embed.decay_mult': 0.,
+        'optim_wrapper.paramwise_cfg.norm_decay_mult': 0.0,
+        'optim_wrapper.paramwise_cfg.custom_keys.pos_embed.decay_mult': 0.0,
         'optim_wrapper.paramwise_cfg.custom_keys.absolute_pos_embed.decay_mult': ABSENT,
-        'optim_wrapper.paramwise_cfg.custom_keys.relative_position_bias_table.decay_mult':
-            ABSENT,
+        'optim_wrapper.paramwise_cfg.custom_keys.relative_position_bias_table.decay_mult': ABSENT,
         'optim_wrapper.paramwise_cfg.custom_keys.norm.decay_mult': ABSENT,
         # mmseg's SGD `optimizer` left over in the Swin config (optim_wrapper is what is used)
-        'optimizer.type': ABSENT, 'optimizer.lr': ABSENT, 'optimizer.momentum': ABSENT,
+        'optimizer.type': ABSENT,
+        'optimizer.lr': ABSENT,
+        'optimizer.momentum': ABSENT,
         'optimizer.weight_decay': ABSENT,
         # --auto-scale-lr from batch 16
-        'auto_scale_lr.enable': False, 'auto_scale_lr.base_batch_size': 16,
+        'auto_scale_lr.enable': False,
+        'auto_scale_lr.base_batch_size': 16,
         # mmsgformer's classes, atomic checkpoints, the divergence guard
-        'custom_imports.imports': ['mmsgformer'], 'custom_imports.allow_failed_imports': False,
+        'custom_imports.imports': ['mmsgformer'],
+        'custom_imports.allow_failed_imports': False,
         'default_hooks.checkpoint.type': 'mmsgformer.AtomicCheckpointHook',
-        'custom_hooks[0].type': 'mmsgformer.DivergenceGuardHook'}
+        'custom_hooks[0].type': 'mmsgformer.DivergenceGuardHook',
+    }
 
 
 def test_demo_keeps_the_hooks():
     cfg = _load(DEMO_CONFIG)
     assert cfg.default_hooks.checkpoint == dict(
-        type='mmsgformer.AtomicCheckpointHook', by_epoch=False, interval=4500,
-        max_keep_ckpts=1, save_last=True)
+        type='mmsgformer.AtomicCheckpointHook',
+        by_epoch=False,
+        interval=4500,
+        max_keep_ckpts=1,
+        save_last=True,
+    )
     assert cfg.custom_hooks == [dict(type='mmsgformer.DivergenceGuardHook')]
     assert cfg.model.data_preprocessor.size == cfg.data_preprocessor.size == (64, 64)

@@ -3,6 +3,7 @@
 The script is sourced (which defines its functions without running it) and its functions are
 run in a bash subprocess, with the expensive parts (torch, the mmcv build) stood in for.
 """
+
 import os
 import os.path as osp
 import subprocess
@@ -11,7 +12,6 @@ import tarfile
 import zipfile
 
 import pytest
-
 from conftest import REPO
 
 SETUP_ENV = osp.join(REPO, 'tools', 'setup_env.sh')
@@ -31,7 +31,11 @@ def run_sourced(script: str, env: dict) -> subprocess.CompletedProcess:
     """Runs ``script`` in bash after sourcing setup_env.sh."""
     return subprocess.run(
         ['bash', '-c', f'source {SETUP_ENV}\n{script}'],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture
@@ -64,8 +68,7 @@ def test_build_is_never_answered_from_pips_cache(tmp_path, stand_in_sdist):
     }
     for torch in ('2.14.1', '2.1.2'):
         out = tmp_path / f'wheel-{torch}'
-        result = run_sourced(f'build_wheel buildstamp==1.0 {out}',
-                             {**env, 'STAND_IN_TORCH': torch})
+        result = run_sourced(f'build_wheel buildstamp==1.0 {out}', {**env, 'STAND_IN_TORCH': torch})
         assert result.returncode == 0, result.stderr
         assert built_against(out) == f"BUILT_AGAINST = '{torch}'\n"
 
@@ -75,7 +78,10 @@ def test_build_is_never_answered_from_pips_cache(tmp_path, stand_in_sdist):
 STAND_INS = """
 torch_build() { echo "2.1.2 new"; }
 PIP=(true)
-build_wheel() { echo build >> "$CALLS"; touch "$2/mmcv-2.1.0-cp311-cp311-linux_x86_64.whl" "$OPS_LOAD"; }
+build_wheel() {
+    echo build >> "$CALLS"
+    touch "$2/mmcv-2.1.0-cp311-cp311-linux_x86_64.whl" "$OPS_LOAD"
+}
 has_mmcv_ops() { [ -f "$OPS_LOAD" ]; }
 """
 
@@ -95,9 +101,16 @@ def install_mmcv(tmp_path, cache, ops_load: bool):
     calls, ops = tmp_path / 'calls', tmp_path / 'ops_load'
     if ops_load:
         ops.touch()
-    result = run_sourced(STAND_INS + 'install_mmcv', {
-        'MMSGFORMER_VENV': sys.prefix, 'MMSGFORMER_TORCH': '2.1.2',
-        'MMSGFORMER_CACHE': str(cache.parent.parent), 'CALLS': str(calls), 'OPS_LOAD': str(ops)})
+    result = run_sourced(
+        STAND_INS + 'install_mmcv',
+        {
+            'MMSGFORMER_VENV': sys.prefix,
+            'MMSGFORMER_TORCH': '2.1.2',
+            'MMSGFORMER_CACHE': str(cache.parent.parent),
+            'CALLS': str(calls),
+            'OPS_LOAD': str(ops),
+        },
+    )
     assert result.returncode == 0, result.stderr
     built = calls.read_text().split() if calls.exists() else []
     return built, result.stderr

@@ -9,6 +9,7 @@ geometry (resize, crop, pad, flip), --block picks the block, a checkpoint's weig
 drawn, and the tool writes readable PNGs of the expected sizes for odd-sized images, one set per
 image of a folder.
 """
+
 import math
 import os
 import os.path as osp
@@ -18,11 +19,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO, TINY_ARCH
+
 from mmsgformer.models import SGFormer
-from mmsgformer.models.attention import (LOCAL_WINDOW, REALLOCATION_SPECS,
-                                         HybridScaleAttention)
+from mmsgformer.models.attention import LOCAL_WINDOW, REALLOCATION_SPECS, HybridScaleAttention
 from mmsgformer.visualization import pipeline as geometry_lib
 from mmsgformer.visualization import significance as tool
 
@@ -33,7 +33,7 @@ SR_RATIOS = [8, 4, 2, 1]
 @pytest.fixture(scope='module')
 def backbone():
     torch.manual_seed(0)
-    return SGFormer(arch=TINY_ARCH, drop_path_rate=0.).eval()
+    return SGFormer(arch=TINY_ARCH, drop_path_rate=0.0).eval()
 
 
 def stage_hw(hw, stage):
@@ -74,6 +74,7 @@ def _capture_parts(backbone, monkeypatch):
                     out, sig = _original(*args, **kwargs)
                     parts.append((_name, sig.detach().clone()))
                     return out, sig
+
                 monkeypatch.setattr(module, name, wrapped)
     return parts
 
@@ -100,7 +101,7 @@ def test_normalisation(backbone, monkeypatch, hw):
         # window sums to (real tokens) / 49 (1 for full windows)
         sums = _window_sums(loc)
         real = _window_sums(torch.ones_like(loc))
-        torch.testing.assert_close(sums, real / LOCAL_WINDOW ** 2, rtol=0, atol=1e-5)
+        torch.testing.assert_close(sums, real / LOCAL_WINDOW**2, rtol=0, atol=1e-5)
         # global part: constant on every sr x sr cell, summing to 1 over the reduced keys
         sr = SR_RATIOS[record['stage']]
         h, w = sig.shape[-2:]
@@ -112,8 +113,9 @@ def test_normalisation(backbone, monkeypatch, hw):
         torch.testing.assert_close(first.sum((1, 2, 3, 4)), torch.ones(2), rtol=0, atol=1e-5)
         if hw == (224, 224):  # no padding anywhere: the documented total
             windows = (h // LOCAL_WINDOW) * (w // LOCAL_WINDOW)
-            torch.testing.assert_close(sig.sum((1, 2)), torch.full((2,), windows + sr * sr * 1.),
-                                       rtol=1e-5, atol=1e-4)
+            torch.testing.assert_close(
+                sig.sum((1, 2)), torch.full((2,), windows + sr * sr * 1.0), rtol=1e-5, atol=1e-4
+            )
 
 
 @pytest.mark.parametrize('hw', [(224, 224), (77, 101)])
@@ -132,8 +134,11 @@ def test_allocation_follows_grouping(backbone, hw):
             for coarse, fine in zip(spec.merge_sizes, spec.merge_sizes[1:]):
                 assert sig[b][alloc[b] == coarse].max() <= sig[b][alloc[b] == fine].min()
     if hw == (224, 224):  # the released models' grouping, exactly divisible
-        assert [int((records[0]['allocation'][0] == s).sum()) for s in (196, 56, 28)] == \
-            [784, 1568, 784]
+        assert [int((records[0]['allocation'][0] == s).sum()) for s in (196, 56, 28)] == [
+            784,
+            1568,
+            784,
+        ]
 
 
 @pytest.mark.parametrize('hw', [(224, 224), (77, 101)])
@@ -154,8 +159,8 @@ def test_geometry_resize_crop_pad():
     geometry.crop(4, 8, (12, 24))  # centre-ish crop
     geometry.pad((16, 32))  # padding does not move anything
     ys, xs = geometry.input_coords()
-    np.testing.assert_allclose(ys, (np.arange(10) + .5) * 2 - 4)
-    np.testing.assert_allclose(xs, (np.arange(20) + .5) * 2 - 8)
+    np.testing.assert_allclose(ys, (np.arange(10) + 0.5) * 2 - 4)
+    np.testing.assert_allclose(xs, (np.arange(20) + 0.5) * 2 - 8)
     seen = geometry.seen()
     assert seen[2:8, 4:16].all() and seen.sum() == 6 * 12
     # nearest sampling of a stride-4 map picks the token whose 4x4 cell holds the pixel
@@ -174,18 +179,23 @@ def test_geometry_flip_follows_the_pipeline(tmp_path):
     from mmengine.config import Config
 
     from mmsgformer.utils.config import task_registries
+
     _, transforms = task_registries(Config(dict(default_scope='mmpretrain')))
-    pipeline = geometry_lib.build_transforms([
-        dict(type='LoadImageFromFile'),
-        dict(type='Resize', scale=(40, 26), interpolation='nearest'),  # (w, h): x2
-        dict(type='RandomFlip', prob=1., direction='horizontal'),
-        dict(type='PackInputs')], transforms)
+    pipeline = geometry_lib.build_transforms(
+        [
+            dict(type='LoadImageFromFile'),
+            dict(type='Resize', scale=(40, 26), interpolation='nearest'),  # (w, h): x2
+            dict(type='RandomFlip', prob=1.0, direction='horizontal'),
+            dict(type='PackInputs'),
+        ],
+        transforms,
+    )
     path = tmp_path / 'image.png'
     write_image(path, (13, 20), 0)
     packed, geometry, original = geometry_lib.run_pipeline(pipeline, str(path), 0)
     ys, xs = geometry.input_coords()
-    np.testing.assert_allclose(ys, (np.arange(13) + .5) * 2)
-    np.testing.assert_allclose(xs, 40 - (np.arange(20) + .5) * 2)  # mirrored
+    np.testing.assert_allclose(ys, (np.arange(13) + 0.5) * 2)
+    np.testing.assert_allclose(xs, 40 - (np.arange(20) + 0.5) * 2)  # mirrored
     assert geometry.seen().all()
     net = packed['inputs'].numpy()[::-1].transpose(1, 2, 0)  # BGR CHW -> RGB HWC
     assert net.shape == (26, 40, 3)
@@ -205,14 +215,16 @@ def test_block_picks_the_hybrid_block(tmp_path, tiny_config):
     image = tmp_path / 'image.png'
     write_image(image, (64, 80), 3)
     for block in (0, -1):
-        tool.visualize_image(model, transforms, str(image), 0, str(tmp_path / str(block)),
-                             'random', block=block)
+        tool.visualize_image(
+            model, transforms, str(image), 0, str(tmp_path / str(block)), 'random', block=block
+        )
     first, last = (read_rgb(tmp_path / b / 'raw' / 'stage1_significance.png') for b in ('0', '-1'))
     assert np.abs(first - last).mean() > 5
     for stage in (2, 3):
         name = f'raw/stage{stage}_significance.png'
-        np.testing.assert_array_equal(read_rgb(tmp_path / '0' / name),
-                                      read_rgb(tmp_path / '-1' / name))
+        np.testing.assert_array_equal(
+            read_rgb(tmp_path / '0' / name), read_rgb(tmp_path / '-1' / name)
+        )
 
 
 def test_uniform_significance():
@@ -238,23 +250,35 @@ model.head.in_channels = 256
 
 def write_image(path, hw, seed):
     import cv2
+
     rng = np.random.default_rng(seed)
     image = np.full(hw + (3,), 60, np.uint8)
-    image[hw[0] // 4:hw[0] // 2, hw[1] // 3:] = rng.integers(0, 255, 3, dtype=np.uint8)
+    image[hw[0] // 4 : hw[0] // 2, hw[1] // 3 :] = rng.integers(0, 255, 3, dtype=np.uint8)
     assert cv2.imwrite(str(path), image)
 
 
 def run_tool(*args):
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''),
-               MPLBACKEND='Agg', OMP_NUM_THREADS='1')
-    proc = subprocess.run([sys.executable, TOOL, *map(str, args), '--device', 'cpu'],
-                          capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
+    env = dict(
+        os.environ,
+        PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''),
+        MPLBACKEND='Agg',
+        OMP_NUM_THREADS='1',
+    )
+    proc = subprocess.run(
+        [sys.executable, TOOL, *map(str, args), '--device', 'cpu'],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
 
 def read_rgb(path):
     from PIL import Image
+
     with Image.open(path) as image:
         return np.asarray(image.convert('RGB')).astype(int)
 
@@ -264,6 +288,7 @@ def library_model(config, cfg_options=None):
     the library functions the tool uses."""
     from mmsgformer.apis import build_model
     from mmsgformer.utils.config import load_config
+
     cfg = load_config(str(config), cfg_options)
     torch.manual_seed(0)
     return build_model(cfg), geometry_lib.build_test_transforms(cfg)
@@ -271,6 +296,7 @@ def library_model(config, cfg_options=None):
 
 def check_outputs(folder, hw):
     from PIL import Image
+
     for stage in (1, 2, 3):
         for kind in ('significance', 'allocation'):
             with Image.open(folder / 'raw' / f'stage{stage}_{kind}.png') as raw:
@@ -306,9 +332,11 @@ def test_tool_odd_sized_image(tmp_path, tiny_config):
     assert len(printed) == 13 and all(osp.isfile(p) for p in printed)
     # the classifier centre-crops: the parts outside the crop are dimmed, not coloured
     from PIL import Image
-    overlay = np.asarray(Image.open(tmp_path / 'out' / 'odd' / 'raw' /
-                                    'stage1_significance.png').convert('RGB')).astype(int)
-    assert (overlay[:, 0] == int(60 * tool.OUTSIDE_DIM + .5)).all()  # left border: outside
+
+    overlay = np.asarray(
+        Image.open(tmp_path / 'out' / 'odd' / 'raw' / 'stage1_significance.png').convert('RGB')
+    ).astype(int)
+    assert (overlay[:, 0] == int(60 * tool.OUTSIDE_DIM + 0.5)).all()  # left border: outside
     assert (overlay[48, 75] != overlay[48, 0]).any()  # centre: coloured
 
 
@@ -320,8 +348,7 @@ def test_tool_folder_with_checkpoint(tmp_path, tiny_config):
     torch.manual_seed(1)
     state = SGFormer(arch=TINY_ARCH).state_dict()
     checkpoint = tmp_path / 'model.pth'
-    torch.save(dict(state_dict={f'backbone.{k}': v for k, v in state.items()}, meta={}),
-               checkpoint)
+    torch.save(dict(state_dict={f'backbone.{k}': v for k, v in state.items()}, meta={}), checkpoint)
     proc = run_tool(images, tiny_config, checkpoint, '--out', tmp_path / 'out')
     assert 'RANDOM' not in proc.stderr + proc.stdout
     check_outputs(tmp_path / 'out' / 'a', (97, 150))
@@ -330,8 +357,9 @@ def test_tool_folder_with_checkpoint(tmp_path, tiny_config):
     # got them by load_state_dict (random weights would give other maps)
     model, transforms = library_model(tiny_config)
     model.backbone.load_state_dict(state)
-    tool.visualize_image(model, transforms, str(images / 'a.png'), 0, str(tmp_path / 'direct'),
-                         'direct')
+    tool.visualize_image(
+        model, transforms, str(images / 'a.png'), 0, str(tmp_path / 'direct'), 'direct'
+    )
     for stage in (1, 2, 3):
         for kind in ('significance', 'allocation'):
             name = f'raw/stage{stage}_{kind}.png'
@@ -350,9 +378,24 @@ def test_tool_refuses_nonfinite_checkpoint(tmp_path, tiny_config):
     checkpoint = tmp_path / 'diverged.pth'
     torch.save(dict(state_dict={f'backbone.{k}': v for k, v in state.items()}), checkpoint)
     env = dict(os.environ, MPLBACKEND='Agg', OMP_NUM_THREADS='1')
-    proc = subprocess.run([sys.executable, TOOL, str(image), str(tiny_config), str(checkpoint),
-                           '--out', str(tmp_path / 'out'), '--device', 'cpu'],
-                          capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            TOOL,
+            str(image),
+            str(tiny_config),
+            str(checkpoint),
+            '--out',
+            str(tmp_path / 'out'),
+            '--device',
+            'cpu',
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=REPO,
+    )
     assert proc.returncode == 1
     assert "the checkpoint's weights contain NaN/Inf" in proc.stderr and name in proc.stderr
     assert not (tmp_path / 'out').exists()

@@ -1,9 +1,9 @@
 """Classification with tools/test.py's --tta: the flip TTA it sets up averages the classifier's
 scores on the image and on its mirror image (computed here with the plain classifier)."""
+
 import numpy as np
 import pytest
 import torch
-
 from conftest import CLASSIFICATION_CONFIG, TINY_CLASSIFIER_OPTIONS
 
 
@@ -35,7 +35,9 @@ def test_flip_tta_averages_plain_and_mirrored(tmp_path):
     torch.testing.assert_close(views['inputs'][0], views['inputs'][1].flip(-1))
     with torch.no_grad():
         merged = tta.test_step(pseudo_collate([views]))[0].pred_score
-        singles = [plain.test_step(pseudo_collate([dict(inputs=image, data_samples=sample)]))[0]
-                   .pred_score for image, sample in zip(views['inputs'], views['data_samples'])]
+        singles = [
+            plain.test_step(pseudo_collate([dict(inputs=image, data_samples=sample)]))[0].pred_score
+            for image, sample in zip(views['inputs'], views['data_samples'])
+        ]
     assert not torch.allclose(singles[0], singles[1])  # the mirror image scores differently
     torch.testing.assert_close(merged, (singles[0] + singles[1]) / 2)

@@ -5,6 +5,7 @@ Runs are a few iterations long, so the model is barely trained: tests keep every
 (score threshold 0) so that CocoMetric always has results to score, and check the metrics exist,
 not their values.
 """
+
 import glob
 import os
 import os.path as osp
@@ -14,8 +15,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, tiny_detection_config
+
 from mmsgformer.synthetic_data import generate_coco_shapes
 
 TIMEOUT = 600
@@ -30,8 +31,15 @@ def _run(cmd, cwd, extra_env=None, returncode=0):
     env.setdefault('OMP_NUM_THREADS', '1')
     env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
     env.update(extra_env or {})
-    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT)
+    proc = subprocess.run(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=TIMEOUT,
+    )
     assert proc.returncode == returncode, f'{cmd} exited {proc.returncode}:\n{proc.stdout[-6000:]}'
     return proc.stdout
 
@@ -54,11 +62,14 @@ def tiny(tmp_path_factory):
     data = root / 'shapes'
     generate_coco_shapes(str(data), num_train=8, num_val=4, seed=1)
     cfg = root / 'tiny_shapes.py'
-    cfg.write_text(tiny_detection_config(
-        data,
-        extra="train_cfg = dict(max_epochs=1, val_interval=1)\n"
-              "default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))\n"
-              "log_processor = dict(window_size=1)\n"))
+    cfg.write_text(
+        tiny_detection_config(
+            data,
+            extra='train_cfg = dict(max_epochs=1, val_interval=1)\n'
+            'default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))\n'
+            'log_processor = dict(window_size=1)\n',
+        )
+    )
     return root, cfg
 
 
@@ -66,13 +77,34 @@ def test_generator_is_deterministic(tmp_path):
     gen = osp.join(REPO, 'tools', 'dataset_generators', 'generate_coco_shapes.py')
     outs = []
     for name in ('a', 'b'):
-        _run([sys.executable, gen, str(tmp_path / name), '--num-train', '3',
-              '--num-val', '2', '--seed', '5'], cwd=tmp_path)
-        outs.append([(tmp_path / name / rel).read_bytes() for rel in (
-            'annotations/instances_train.json', 'annotations/instances_val.json',
-            'train/000002.png', 'val/000001.png')])
+        _run(
+            [
+                sys.executable,
+                gen,
+                str(tmp_path / name),
+                '--num-train',
+                '3',
+                '--num-val',
+                '2',
+                '--seed',
+                '5',
+            ],
+            cwd=tmp_path,
+        )
+        outs.append(
+            [
+                (tmp_path / name / rel).read_bytes()
+                for rel in (
+                    'annotations/instances_train.json',
+                    'annotations/instances_val.json',
+                    'train/000002.png',
+                    'val/000001.png',
+                )
+            ]
+        )
     assert outs[0] == outs[1]
     from pycocotools.coco import COCO
+
     coco = COCO(str(tmp_path / 'a' / 'annotations' / 'instances_train.json'))
     assert len(coco.getImgIds()) == 3 and len(coco.getCatIds()) == 3
     ann = coco.loadAnns(coco.getAnnIds())[0]
@@ -84,8 +116,17 @@ def trained(tiny):
     """One epoch of training with --auto-scale-lr (batch 2 against the config's base 4)."""
     root, cfg = tiny
     work = root / 'work'
-    out = _run([sys.executable, osp.join(REPO, 'tools', 'train.py'), str(cfg),
-                '--work-dir', str(work), '--auto-scale-lr'], cwd=root)
+    out = _run(
+        [
+            sys.executable,
+            osp.join(REPO, 'tools', 'train.py'),
+            str(cfg),
+            '--work-dir',
+            str(work),
+            '--auto-scale-lr',
+        ],
+        cwd=root,
+    )
     assert (work / 'epoch_1.pth').is_file(), out[-3000:]
     shutil.copy(work / 'epoch_1.pth', root / 'trained.pth')  # the resume test removes it
     return root, cfg, work, out
@@ -93,6 +134,7 @@ def trained(tiny):
 
 def test_auto_scale_lr_scales_by_batch_ratio(trained):
     import torch
+
     _, _, work, out = trained
     assert 'Scaling the original LR by 0.5' in out, out[-3000:]
     ckpt = torch.load(work.parent / 'trained.pth', map_location='cpu', weights_only=False)
@@ -108,29 +150,68 @@ def test_train_test_resume_demo(trained):
 
     # test: the metrics block with both CocoMetric results, predictions dumped, pictures drawn
     pkl = root / 'preds.pkl'
-    out = _run([sys.executable, osp.join(REPO, 'tools', 'test.py'), str(cfg), ckpt,
-                '--work-dir', str(root / 'test_work'), '--out', str(pkl),
-                '--show-dir', str(root / 'show'), '--cfg-options', *KEEP_ALL], cwd=root)
+    out = _run(
+        [
+            sys.executable,
+            osp.join(REPO, 'tools', 'test.py'),
+            str(cfg),
+            ckpt,
+            '--work-dir',
+            str(root / 'test_work'),
+            '--out',
+            str(pkl),
+            '--show-dir',
+            str(root / 'show'),
+            '--cfg-options',
+            *KEEP_ALL,
+        ],
+        cwd=root,
+    )
     metrics = _metrics(out, 'coco/bbox_mAP', 'coco/segm_mAP')
     assert all(0 <= v <= 1 for v in metrics.values()), metrics
     assert pkl.is_file()
     assert len(glob.glob(str(root / 'show' / '**' / '*.png'), recursive=True)) == 4
 
     # resume: continue the same run to epoch 2 from the latest checkpoint
-    out = _run([sys.executable, osp.join(REPO, 'tools', 'train.py'), str(cfg),
-                '--work-dir', str(work), '--resume',
-                '--cfg-options', 'train_cfg.max_epochs=2'], cwd=root)
+    out = _run(
+        [
+            sys.executable,
+            osp.join(REPO, 'tools', 'train.py'),
+            str(cfg),
+            '--work-dir',
+            str(work),
+            '--resume',
+            '--cfg-options',
+            'train_cfg.max_epochs=2',
+        ],
+        cwd=root,
+    )
     assert 'resumed epoch: 1' in out.lower() or 'resumed from' in out.lower(), out[-3000:]
     assert (work / 'epoch_2.pth').is_file()
     assert 'Epoch(train) [1]' not in out  # epoch 1 was not trained again
 
     # inference demo picture: 2 validation images, ground truth beside prediction
     from PIL import Image
+
     pic = root / 'pred.png'
-    out = _run([sys.executable, osp.join(REPO, 'tools', 'demo', 'image_demo.py'),
-                str(root / 'shapes' / 'val'), str(cfg), str(work / 'epoch_2.pth'),
-                '--num-images', '2', '--out-file', str(pic), '--device', 'cpu',
-                '--score-thr', '0.0'], cwd=root)
+    out = _run(
+        [
+            sys.executable,
+            osp.join(REPO, 'tools', 'demo', 'image_demo.py'),
+            str(root / 'shapes' / 'val'),
+            str(cfg),
+            str(work / 'epoch_2.pth'),
+            '--num-images',
+            '2',
+            '--out-file',
+            str(pic),
+            '--device',
+            'cpu',
+            '--score-thr',
+            '0.0',
+        ],
+        cwd=root,
+    )
     assert '000000.png: ' in out and '000001.png: ' in out and '000002.png' not in out
     with Image.open(pic) as image:  # one row of 4 panels of 480 x 384 pixels (3x enlarged)
         width, height = image.size
@@ -139,23 +220,48 @@ def test_train_test_resume_demo(trained):
 
 def test_amp_refused_on_cpu(tiny):
     root, cfg = tiny
-    out = _run([sys.executable, osp.join(REPO, 'tools', 'train.py'), str(cfg), '--amp',
-                '--work-dir', str(root / 'work_amp')], cwd=root,
-               extra_env={'CUDA_VISIBLE_DEVICES': ''}, returncode=1)
+    out = _run(
+        [
+            sys.executable,
+            osp.join(REPO, 'tools', 'train.py'),
+            str(cfg),
+            '--amp',
+            '--work-dir',
+            str(root / 'work_amp'),
+        ],
+        cwd=root,
+        extra_env={'CUDA_VISIBLE_DEVICES': ''},
+        returncode=1,
+    )
     assert '--amp needs a GPU' in out
     assert not (root / 'work_amp').exists() or not list((root / 'work_amp').glob('*.pth'))
 
 
 def test_tta_mask_rcnn_refused_box_only_runs(trained):
     root, cfg, work, _ = trained
-    test = [sys.executable, osp.join(REPO, 'tools', 'test.py'), str(cfg),
-            str(root / 'trained.pth'), '--work-dir', str(root / 'test_tta'), '--tta']
+    test = [
+        sys.executable,
+        osp.join(REPO, 'tools', 'test.py'),
+        str(cfg),
+        str(root / 'trained.pth'),
+        '--work-dir',
+        str(root / 'test_tta'),
+        '--tta',
+    ]
     out = _run(test, cwd=root, returncode=1)
     assert 'Mask R-CNN cannot be tested with TTA' in out and 'Traceback' not in out
     # the box-only variant the message suggests: horizontal-flip TTA, bbox metrics
-    out = _run(test + ['--cfg-options', 'model.roi_head.mask_head=None',
-                       'model.roi_head.mask_roi_extractor=None', 'test_evaluator.metric=bbox',
-                       *KEEP_ALL], cwd=root)
+    out = _run(
+        test
+        + [
+            '--cfg-options',
+            'model.roi_head.mask_head=None',
+            'model.roi_head.mask_roi_extractor=None',
+            'test_evaluator.metric=bbox',
+            *KEEP_ALL,
+        ],
+        cwd=root,
+    )
     assert 'using flip TTA' in out
     assert 0 <= _metrics(out, 'coco/bbox_mAP')['coco/bbox_mAP'] <= 1
     assert 'coco/segm_mAP' not in out
@@ -167,12 +273,21 @@ def test_test_reads_the_checkpoint_once_and_predicts_as_mmengine(trained, monkey
     import mmengine
     import torch
 
-    from mmsgformer.engine.runner import (TestOptions, add_prediction_dump, build_runner,
-                                          prepare_config, test)
+    from mmsgformer.engine.runner import (
+        TestOptions,
+        add_prediction_dump,
+        build_runner,
+        prepare_config,
+        test,
+    )
+
     root, cfg, _, _ = trained
     ckpt = str(root / 'trained.pth')
-    options = TestOptions(work_dir=str(root / 'test_once'), out=str(root / 'once.pkl'),
-                          cfg_options=dict(option.split('=') for option in KEEP_ALL))
+    options = TestOptions(
+        work_dir=str(root / 'test_once'),
+        out=str(root / 'once.pkl'),
+        cfg_options=dict(option.split('=') for option in KEEP_ALL),
+    )
     options.cfg_options['model.test_cfg.rcnn.score_thr'] = 0.0
     loads = []
     torch_load = torch.load
@@ -199,10 +314,16 @@ def test_dist_train_cpu_gloo(tiny):
     """tools/dist_train.sh with 2 processes on a CPU-only machine (gloo), both ranks finish."""
     root, cfg = tiny
     work = root / 'work_dist'
-    out = _run(['bash', osp.join(REPO, 'tools', 'dist_train.sh'), str(cfg), '2',
-                '--work-dir', str(work)], cwd=root,
-               extra_env={'PYTHON': sys.executable, 'PORT': '29533',
-                          'OMP_NUM_THREADS': '1', 'CUDA_VISIBLE_DEVICES': ''})
+    out = _run(
+        ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), str(cfg), '2', '--work-dir', str(work)],
+        cwd=root,
+        extra_env={
+            'PYTHON': sys.executable,
+            'PORT': '29533',
+            'OMP_NUM_THREADS': '1',
+            'CUDA_VISIBLE_DEVICES': '',
+        },
+    )
     # torchrun exits 0 only when every rank did
     assert (work / 'epoch_1.pth').is_file(), out[-3000:]
     assert 'Distributed training: True' in out
@@ -216,20 +337,28 @@ def test_cpu_process_group_is_destroyed_at_exit(tmp_path):
     interpreter shuts down can SIGABRT the process after all work is done."""
     script = tmp_path / 'exit_hook.py'
     script.write_text(
-        "import atexit, os, torch.distributed as dist\n"
-        "from mmsgformer.engine import init_cpu_dist, destroy_cpu_dist\n"
-        "def report():\n"  # registered first, so it runs after init_cpu_dist's hook
+        'import atexit, os, torch.distributed as dist\n'
+        'from mmsgformer.engine import init_cpu_dist, destroy_cpu_dist\n'
+        'def report():\n'  # registered first, so it runs after init_cpu_dist's hook
         "    open('destroyed' if not dist.is_initialized() else 'alive', 'w').close()\n"
-        "atexit.register(report)\n"
+        'atexit.register(report)\n'
         "os.environ.update(RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',\n"
         "                  MASTER_PORT='29547')\n"
         "init_cpu_dist('pytorch')\n"
-        "assert dist.is_initialized() and dist.get_backend() == 'gloo'\n")
+        "assert dist.is_initialized() and dist.get_backend() == 'gloo'\n"
+    )
     _run([sys.executable, str(script)], cwd=tmp_path, extra_env={'CUDA_VISIBLE_DEVICES': ''})
     assert (tmp_path / 'destroyed').is_file() and not (tmp_path / 'alive').exists()
     # calling it again (or without a group) is harmless
-    _run([sys.executable, '-c', 'from mmsgformer.engine import destroy_cpu_dist; '
-          'destroy_cpu_dist(); destroy_cpu_dist()'], cwd=tmp_path)
+    _run(
+        [
+            sys.executable,
+            '-c',
+            'from mmsgformer.engine import destroy_cpu_dist; '
+            'destroy_cpu_dist(); destroy_cpu_dist()',
+        ],
+        cwd=tmp_path,
+    )
 
 
 def test_cpu_ddp_wrapper_reverts_syncbn(tmp_path):
@@ -237,17 +366,27 @@ def test_cpu_ddp_wrapper_reverts_syncbn(tmp_path):
     device_ids the Runner passes, and trains it on the CPU."""
     script = tmp_path / 'ddp_syncbn.py'
     script.write_text(
-        "import os, torch, torch.nn as nn\n"
-        "from mmsgformer.engine import init_cpu_dist, CPUDistributedDataParallel\n"
+        'import os, torch, torch.nn as nn\n'
+        'from mmsgformer.engine import init_cpu_dist, CPUDistributedDataParallel\n'
         "init_cpu_dist('pytorch')\n"
-        "model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.SyncBatchNorm(4), nn.ReLU())\n"
+        'model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.SyncBatchNorm(4), nn.ReLU())\n'
         "ddp = CPUDistributedDataParallel(model, device_ids=[int(os.environ['LOCAL_RANK'])],\n"
-        "                                 broadcast_buffers=False)\n"
-        "assert not any(isinstance(m, nn.SyncBatchNorm) for m in ddp.module.modules())\n"
-        "ddp(torch.randn(2, 3, 8, 8)).sum().backward()\n"
-        "open(f'rank{torch.distributed.get_rank()}.ok', 'w').close()\n")
-    out = _run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-                '--master_port=29541', str(script)], cwd=tmp_path,
-               extra_env={'CUDA_VISIBLE_DEVICES': '', 'OMP_NUM_THREADS': '1'})
+        '                                 broadcast_buffers=False)\n'
+        'assert not any(isinstance(m, nn.SyncBatchNorm) for m in ddp.module.modules())\n'
+        'ddp(torch.randn(2, 3, 8, 8)).sum().backward()\n'
+        "open(f'rank{torch.distributed.get_rank()}.ok', 'w').close()\n"
+    )
+    out = _run(
+        [
+            sys.executable,
+            '-m',
+            'torch.distributed.run',
+            '--nproc_per_node=2',
+            '--master_port=29541',
+            str(script),
+        ],
+        cwd=tmp_path,
+        extra_env={'CUDA_VISIBLE_DEVICES': '', 'OMP_NUM_THREADS': '1'},
+    )
     # one marker file per rank (their printed lines can interleave)
     assert (tmp_path / 'rank0.ok').is_file() and (tmp_path / 'rank1.ok').is_file(), out[-3000:]

@@ -13,6 +13,7 @@ it is then run by ONNX Runtime with the config's dataset and evaluator (no ``--t
 segmentation writes the predicted label maps (PNG) into the directory ``--out``.
 The work is done by :func:`mmsgformer.engine.runner.test`.
 """
+
 import argparse
 import os
 import os.path as osp
@@ -24,27 +25,47 @@ from mmengine.config import DictAction
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Test an mmsgformer checkpoint (detection, segmentation or '
-                    'classification, by the config\'s default_scope)')
+        "classification, by the config's default_scope)"
+    )
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file, or a .onnx file exported from '
-                                           'the config (run by ONNX Runtime)')
-    parser.add_argument('--out', help='detection/classification: .pkl file for the '
-                                      'predictions; segmentation: directory for the predicted '
-                                      'masks')
+    parser.add_argument(
+        'checkpoint',
+        help='checkpoint file, or a .onnx file exported from the config (run by ONNX Runtime)',
+    )
+    parser.add_argument(
+        '--out',
+        help='detection/classification: .pkl file for the '
+        'predictions; segmentation: directory for the predicted '
+        'masks',
+    )
     parser.add_argument('--show', action='store_true', help='show predictions in a window')
-    parser.add_argument('--show-dir', help='save pictures of the predictions here (relative '
-                                           'paths land in work_dir/<timestamp>/)')
-    parser.add_argument('--wait-time', type=float, default=2,
-                        help='seconds each shown picture stays')
-    parser.add_argument('--tta', action='store_true',
-                        help='test-time augmentation with the config\'s tta_model/tta_pipeline '
-                             '(flip TTA for detection/classification configs without them)')
+    parser.add_argument(
+        '--show-dir',
+        help='save pictures of the predictions here (relative paths land in work_dir/<timestamp>/)',
+    )
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='seconds each shown picture stays'
+    )
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help="test-time augmentation with the config's tta_model/tta_pipeline "
+        '(flip TTA for detection/classification configs without them)',
+    )
     parser.add_argument('--work-dir', help='directory for logs, metrics and checkpoints')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value pairs (e.g. '
-                             'test_dataloader.dataset.data_root=data/coco/)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value pairs (e.g. '
+        'test_dataloader.dataset.data_root=data/coco/)',
+    )
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher',
+    )
     # torch.distributed.launch passes --local-rank (torch>=2) or --local_rank
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
@@ -61,9 +82,16 @@ def main(argv=None) -> None:
     from mmsgformer.engine.runner import RunError, TestOptions, format_metrics, test
     from mmsgformer.utils.safe_loading import CheckpointError
 
-    options = TestOptions(work_dir=args.work_dir, cfg_options=args.cfg_options,
-                          launcher=args.launcher, out=args.out, show=args.show,
-                          show_dir=args.show_dir, wait_time=args.wait_time, tta=args.tta)
+    options = TestOptions(
+        work_dir=args.work_dir,
+        cfg_options=args.cfg_options,
+        launcher=args.launcher,
+        out=args.out,
+        show=args.show,
+        show_dir=args.show_dir,
+        wait_time=args.wait_time,
+        tta=args.tta,
+    )
     try:
         metrics = test(args.config, args.checkpoint, options)
     except ConfigPathError as err:

@@ -10,6 +10,7 @@ Multi-process: ``bash tools/dist_train.sh CONFIG NUM_PROCS`` (torchrun) or
 ``tools/slurm_train.sh``. Without CUDA the distributed path uses gloo automatically (see
 ``mmsgformer/engine/dist.py``). The work is done by :func:`mmsgformer.engine.runner.train`.
 """
+
 import argparse
 import os
 import sys
@@ -20,23 +21,41 @@ from mmengine.config import DictAction
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Train an mmsgformer model (detection, segmentation or classification, '
-                    'by the config\'s default_scope)')
+        "by the config's default_scope)"
+    )
     parser.add_argument('config', help='train config file path')
-    parser.add_argument('--resume', nargs='?', type=str, const='auto',
-                        help='resume from the given checkpoint, or, without a path, from the '
-                             'latest complete checkpoint in the work directory')
-    parser.add_argument('--amp', action='store_true',
-                        help='automatic mixed precision (AmpOptimWrapper, dynamic loss scale); '
-                             'needs a GPU')
-    parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the learning rate by (total batch size) / '
-                             'auto_scale_lr.base_batch_size')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from the given checkpoint, or, without a path, from the '
+        'latest complete checkpoint in the work directory',
+    )
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='automatic mixed precision (AmpOptimWrapper, dynamic loss scale); needs a GPU',
+    )
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the learning rate by (total batch size) / auto_scale_lr.base_batch_size',
+    )
     parser.add_argument('--work-dir', help='directory for logs, metrics and checkpoints')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value pairs (e.g. '
-                             'train_cfg.max_epochs=2 model.backbone.init_cfg=None)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value pairs (e.g. '
+        'train_cfg.max_epochs=2 model.backbone.init_cfg=None)',
+    )
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher',
+    )
     # torch.distributed.launch passes --local-rank (torch>=2) or --local_rank
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
@@ -50,9 +69,14 @@ def main(argv=None) -> None:
     from mmsgformer.engine.reliability import DivergenceError
     from mmsgformer.engine.runner import RunError, TrainOptions, train
 
-    options = TrainOptions(work_dir=args.work_dir, cfg_options=args.cfg_options,
-                           launcher=args.launcher, resume=args.resume, amp=args.amp,
-                           auto_scale_lr=args.auto_scale_lr)
+    options = TrainOptions(
+        work_dir=args.work_dir,
+        cfg_options=args.cfg_options,
+        launcher=args.launcher,
+        resume=args.resume,
+        amp=args.amp,
+        auto_scale_lr=args.auto_scale_lr,
+    )
     try:
         train(args.config, options)
     except ConfigPathError as err:

@@ -14,6 +14,7 @@ says so on the console and in every title.
 Outputs and the meaning of the colours: :mod:`mmsgformer.visualization.significance` and
 ``docs/significance.md``.
 """
+
 import argparse
 
 from mmengine.config import DictAction
@@ -22,21 +23,39 @@ from mmengine.config import DictAction
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Draw SG-Former significance maps and token allocation',
-        epilog='Outputs and the meaning of the colours: docs/significance.md.')
+        epilog='Outputs and the meaning of the colours: docs/significance.md.',
+    )
     parser.add_argument('image', help='image file, folder of images, or glob (quote it)')
     parser.add_argument('config', help='classifier, detector or segmentor config')
-    parser.add_argument('checkpoint', nargs='?', default=None,
-                        help='model or backbone checkpoint (default: random weights)')
+    parser.add_argument(
+        'checkpoint',
+        nargs='?',
+        default=None,
+        help='model or backbone checkpoint (default: random weights)',
+    )
     parser.add_argument('--out', required=True, help='output folder')
-    parser.add_argument('--device', default=None,
-                        help='e.g. cpu or cuda:0 (default: cuda:0 if available)')
-    parser.add_argument('--block', type=int, default=-1,
-                        help='which hybrid-scale block of each stage to show: index among the '
-                             "stage's hybrid-scale blocks, Python style (default -1: the last)")
-    parser.add_argument('--alpha', type=float, default=0.5,
-                        help='opacity of the colours over the image (default 0.5)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value pairs')
+    parser.add_argument(
+        '--device', default=None, help='e.g. cpu or cuda:0 (default: cuda:0 if available)'
+    )
+    parser.add_argument(
+        '--block',
+        type=int,
+        default=-1,
+        help='which hybrid-scale block of each stage to show: index among the '
+        "stage's hybrid-scale blocks, Python style (default -1: the last)",
+    )
+    parser.add_argument(
+        '--alpha',
+        type=float,
+        default=0.5,
+        help='opacity of the colours over the image (default 0.5)',
+    )
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value pairs',
+    )
     args = parser.parse_args(argv)
     if not 0 <= args.alpha <= 1:
         parser.error('--alpha must be in [0, 1]')
@@ -46,12 +65,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None):
     args = parse_args(argv)
     import matplotlib
+
     matplotlib.use('Agg')
 
     from mmsgformer.apis import describe_weights, init_model
     from mmsgformer.utils.safe_loading import CheckpointError
-    from mmsgformer.visualization import (build_test_transforms, expand_images,
-                                          visualize_significance)
+    from mmsgformer.visualization import (
+        build_test_transforms,
+        expand_images,
+        visualize_significance,
+    )
 
     images = expand_images(args.image)
     try:  # (without a checkpoint: random weights, with a warning)
@@ -60,8 +83,9 @@ def main(argv=None):
         raise SystemExit(f'error: {err}')
     weights = describe_weights(model.cfg, args.checkpoint)
     transforms = build_test_transforms(model.cfg)
-    written = visualize_significance(model, transforms, images, args.out, weights, args.block,
-                                     args.alpha)
+    written = visualize_significance(
+        model, transforms, images, args.out, weights, args.block, args.alpha
+    )
     print('\n'.join(written))
     print(f'{len(images)} image(s), {len(written)} PNG files written under {args.out}')
 

@@ -10,6 +10,7 @@
 
 The command lines are ``tools/analysis_tools/get_flops.py`` and ``benchmark.py``.
 """
+
 from .baselines import BASELINES, DEFAULT_MODELS, build_backbone
 from .complexity import count_macs
 

@@ -14,6 +14,7 @@ Whole models come from an OpenMMLab config (mmpretrain classifier, mmdet detecto
 segmentor; read with :func:`mmsgformer.utils.config.load_config`) with every pretrained
 ``init_cfg`` dropped, so nothing is downloaded or loaded.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,17 +39,31 @@ PVTV2 = dict(
 )
 SGFORMER = dict(sgformer_s='s', sgformer_m='m', sgformer_b='b')
 TIMM = dict(
-    timm_swin_t='swin_tiny_patch4_window7_224', timm_swin_s='swin_small_patch4_window7_224',
-    timm_swin_b='swin_base_patch4_window7_224', timm_pvtv2_b2='pvt_v2_b2',
-    timm_pvtv2_b3='pvt_v2_b3', timm_pvtv2_b5='pvt_v2_b5')
+    timm_swin_t='swin_tiny_patch4_window7_224',
+    timm_swin_s='swin_small_patch4_window7_224',
+    timm_swin_b='swin_base_patch4_window7_224',
+    timm_pvtv2_b2='pvt_v2_b2',
+    timm_pvtv2_b3='pvt_v2_b3',
+    timm_pvtv2_b5='pvt_v2_b5',
+)
 
-DEFAULT_MODELS = ['sgformer_s', 'sgformer_m', 'sgformer_b', 'swin_t', 'swin_s', 'swin_b',
-                  'pvtv2_b2', 'pvtv2_b3', 'pvtv2_b5']
+DEFAULT_MODELS = [
+    'sgformer_s',
+    'sgformer_m',
+    'sgformer_b',
+    'swin_t',
+    'swin_s',
+    'swin_b',
+    'pvtv2_b2',
+    'pvtv2_b3',
+    'pvtv2_b5',
+]
 # The baselines a user would pick instead of each SG-Former (similar cost and accuracy).
 BASELINES = dict(
     sgformer_s=['swin_t', 'pvtv2_b2', 'timm_swin_t', 'timm_pvtv2_b2'],
     sgformer_m=['swin_s', 'pvtv2_b3', 'timm_swin_s', 'timm_pvtv2_b3'],
-    sgformer_b=['swin_b', 'pvtv2_b5', 'timm_swin_b', 'timm_pvtv2_b5'])
+    sgformer_b=['swin_b', 'pvtv2_b5', 'timm_swin_b', 'timm_pvtv2_b5'],
+)
 
 
 def parse_custom(items: Optional[Sequence[str]]) -> Dict[str, dict]:
@@ -103,8 +118,9 @@ class TimmFeatures(nn.Module):
         except ImportError as exc:
             raise ImportError(f'{timm_name} needs timm: pip install timm') from exc
         kwargs = dict(dynamic_img_size=True) if timm_name.startswith('swin') else {}
-        self.net = timm.create_model(timm_name, pretrained=False, num_classes=0,
-                                     drop_path_rate=0.1, **kwargs)
+        self.net = timm.create_model(
+            timm_name, pretrained=False, num_classes=0, drop_path_rate=0.1, **kwargs
+        )
         self.net.set_grad_checkpointing(with_cp)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
@@ -114,20 +130,25 @@ class TimmFeatures(nn.Module):
         return tuple(self.net.forward_intermediates(x, intermediates_only=True))
 
 
-def build_backbone(name: str, custom: Optional[Dict[str, dict]] = None,
-                   with_cp: bool = False) -> nn.Module:
+def build_backbone(
+    name: str, custom: Optional[Dict[str, dict]] = None, with_cp: bool = False
+) -> nn.Module:
     """A named backbone returning 4 feature maps (strides 4-32), randomly initialised."""
     custom = custom or {}
     if name in SGFORMER or name in custom:
         from mmsgformer.models import SGFormer
+
         arch = SGFORMER.get(name) or deepcopy(custom[name])
         return SGFormer(arch=arch, out_indices=(0, 1, 2, 3), with_cp=with_cp)
     if name in SWIN:
         from mmdet.models.backbones import SwinTransformer
-        return SwinTransformer(window_size=7, out_indices=(0, 1, 2, 3), with_cp=with_cp,
-                               **SWIN[name])
+
+        return SwinTransformer(
+            window_size=7, out_indices=(0, 1, 2, 3), with_cp=with_cp, **SWIN[name]
+        )
     if name in PVTV2:
         from mmdet.models.backbones import PyramidVisionTransformerV2
+
         # mmdet's PVTv2 has no gradient checkpointing; with_cp is ignored (see supports_cp).
         return PyramidVisionTransformerV2(out_indices=(0, 1, 2, 3), **PVTV2[name])
     if name in TIMM:
@@ -145,8 +166,9 @@ def build_from_config(cfg) -> Tuple[nn.Module, str]:
     return build_model(cfg), task_of(cfg)
 
 
-def synthetic_samples(task: str, batch: int, hw: Tuple[int, int],
-                      num_classes: int = 80, seed: int = 0) -> list:
+def synthetic_samples(
+    task: str, batch: int, hw: Tuple[int, int], num_classes: int = 80, seed: int = 0
+) -> list:
     """Data samples with image metadata and a few random ground-truth objects/labels.
 
     Detection: 3 boxes per image (with rectangular masks); segmentation: random labels in
@@ -161,27 +183,41 @@ def synthetic_samples(task: str, batch: int, hw: Tuple[int, int],
             from mmdet.structures import DetDataSample
             from mmdet.structures.mask import BitmapMasks
             from mmengine.structures import InstanceData
-            sample = DetDataSample(metainfo=dict(
-                img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
-                batch_input_shape=(h, w), scale_factor=(1., 1.), img_id=0))
-            xy = torch.rand(3, 2, generator=gen) * torch.tensor([w * .6, h * .6])
-            wh = (torch.rand(3, 2, generator=gen) * .3 + .1) * torch.tensor([w, h])
+
+            sample = DetDataSample(
+                metainfo=dict(
+                    img_shape=(h, w),
+                    ori_shape=(h, w),
+                    pad_shape=(h, w),
+                    batch_input_shape=(h, w),
+                    scale_factor=(1.0, 1.0),
+                    img_id=0,
+                )
+            )
+            xy = torch.rand(3, 2, generator=gen) * torch.tensor([w * 0.6, h * 0.6])
+            wh = (torch.rand(3, 2, generator=gen) * 0.3 + 0.1) * torch.tensor([w, h])
             boxes = torch.cat([xy, xy + wh], 1)
             masks = np.zeros((3, h, w), dtype=np.uint8)
             for i, (x1, y1, x2, y2) in enumerate(boxes.round().int().tolist()):
                 masks[i, y1:y2, x1:x2] = 1
             sample.gt_instances = InstanceData(
-                bboxes=boxes, labels=torch.randint(0, num_classes, (3,), generator=gen),
-                masks=BitmapMasks(masks, h, w))
+                bboxes=boxes,
+                labels=torch.randint(0, num_classes, (3,), generator=gen),
+                masks=BitmapMasks(masks, h, w),
+            )
         elif task == 'seg':
             from mmengine.structures import PixelData
             from mmseg.structures import SegDataSample
-            sample = SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
-                                                 pad_shape=(h, w)))
+
+            sample = SegDataSample(
+                metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w))
+            )
             sample.gt_sem_seg = PixelData(
-                data=torch.randint(0, num_classes, (1, h, w), generator=gen))
+                data=torch.randint(0, num_classes, (1, h, w), generator=gen)
+            )
         else:
             from mmpretrain.structures import DataSample
+
             sample = DataSample(metainfo=dict(img_shape=(h, w)))
             sample.set_gt_label(int(torch.randint(0, num_classes, (1,), generator=gen)))
         samples.append(sample)
@@ -202,8 +238,9 @@ def num_classes_of(model: nn.Module, task: str) -> int:
     return int(getattr(head, 'num_classes', 2) or 2)
 
 
-def whole_model_fns(model: nn.Module, task: str, batch: int, hw: Tuple[int, int]
-                    ) -> Tuple[Callable, Callable]:
+def whole_model_fns(
+    model: nn.Module, task: str, batch: int, hw: Tuple[int, int]
+) -> Tuple[Callable, Callable]:
     """``(infer, loss)`` callables of an image batch for a whole model.
 
     * ``infer(x)`` = ``model(x, samples, mode='tensor')``: the network's forward without
@@ -225,6 +262,18 @@ def whole_model_fns(model: nn.Module, task: str, batch: int, hw: Tuple[int, int]
     return infer, loss
 
 
-__all__ = ['BASELINES', 'DEFAULT_MODELS', 'TimmFeatures', 'build_backbone', 'build_from_config',
-           'is_sgformer', 'known_models', 'num_classes_of', 'parse_custom',
-           'required_libraries', 'supports_cp', 'synthetic_samples', 'whole_model_fns']
+__all__ = [
+    'BASELINES',
+    'DEFAULT_MODELS',
+    'TimmFeatures',
+    'build_backbone',
+    'build_from_config',
+    'is_sgformer',
+    'known_models',
+    'num_classes_of',
+    'parse_custom',
+    'required_libraries',
+    'supports_cp',
+    'synthetic_samples',
+    'whole_model_fns',
+]

@@ -19,6 +19,7 @@ multiply-accumulates) with three corrections:
   trace constant, the forward is unchanged) and its MACs are reported separately as
   ``recompute_macs``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -74,19 +75,75 @@ EXTRA_HANDLES = {
 # Ops that are costless by the fvcore convention (views, copies, elementwise maths, sorting);
 # listed so that an op outside this list shows up as "not counted" and gets a look.
 ZERO_COST_OPS = (
-    'aten::add', 'aten::add_', 'aten::sub', 'aten::rsub', 'aten::mul', 'aten::mul_', 'aten::div',
-    'aten::gelu', 'aten::relu', 'aten::relu_', 'aten::sigmoid', 'aten::softmax', 'aten::mean',
-    'aten::sum', 'aten::sort', 'aten::gather', 'aten::pad', 'aten::constant_pad_nd',
-    'aten::repeat_interleave', 'aten::expand_as', 'aten::unflatten', 'aten::numel', 'aten::fill_',
-    'aten::ne', 'aten::eq', 'aten::im2col', 'aten::masked_fill', 'aten::dropout',
-    'aten::feature_dropout', 'aten::max_pool2d', 'aten::topk', 'aten::exp', 'aten::log',
-    'aten::neg', 'aten::sqrt', 'aten::abs', 'aten::clamp', 'aten::floor_divide',
-    'aten::roll', 'aten::clone', 'aten::copy_', 'aten::linspace', 'aten::arange',
-    'aten::bernoulli_', 'aten::new_empty', 'aten::scatter_', 'aten::scatter', 'aten::where',
-    'aten::max', 'aten::min', 'aten::argmax', 'aten::lt', 'aten::gt', 'aten::ge', 'aten::le',
-    'aten::__and__', 'aten::__or__', 'aten::bitwise_not', 'aten::silu', 'aten::hardswish',
-    'aten::log_softmax', 'aten::sigmoid_', 'aten::upsample_bicubic2d', 'aten::log2',
-    'aten::repeat', 'aten::expand', 'aten::flatten', 'aten::view', 'aten::reshape',
+    'aten::add',
+    'aten::add_',
+    'aten::sub',
+    'aten::rsub',
+    'aten::mul',
+    'aten::mul_',
+    'aten::div',
+    'aten::gelu',
+    'aten::relu',
+    'aten::relu_',
+    'aten::sigmoid',
+    'aten::softmax',
+    'aten::mean',
+    'aten::sum',
+    'aten::sort',
+    'aten::gather',
+    'aten::pad',
+    'aten::constant_pad_nd',
+    'aten::repeat_interleave',
+    'aten::expand_as',
+    'aten::unflatten',
+    'aten::numel',
+    'aten::fill_',
+    'aten::ne',
+    'aten::eq',
+    'aten::im2col',
+    'aten::masked_fill',
+    'aten::dropout',
+    'aten::feature_dropout',
+    'aten::max_pool2d',
+    'aten::topk',
+    'aten::exp',
+    'aten::log',
+    'aten::neg',
+    'aten::sqrt',
+    'aten::abs',
+    'aten::clamp',
+    'aten::floor_divide',
+    'aten::roll',
+    'aten::clone',
+    'aten::copy_',
+    'aten::linspace',
+    'aten::arange',
+    'aten::bernoulli_',
+    'aten::new_empty',
+    'aten::scatter_',
+    'aten::scatter',
+    'aten::where',
+    'aten::max',
+    'aten::min',
+    'aten::argmax',
+    'aten::lt',
+    'aten::gt',
+    'aten::ge',
+    'aten::le',
+    'aten::__and__',
+    'aten::__or__',
+    'aten::bitwise_not',
+    'aten::silu',
+    'aten::hardswish',
+    'aten::log_softmax',
+    'aten::sigmoid_',
+    'aten::upsample_bicubic2d',
+    'aten::log2',
+    'aten::repeat',
+    'aten::expand',
+    'aten::flatten',
+    'aten::view',
+    'aten::reshape',
 )
 
 
@@ -137,12 +194,14 @@ def _tensors_only(out):
         elif isinstance(o, dict):
             for item in o.values():
                 walk(item)
+
     walk(out)
     return tuple(flat)
 
 
-def count_macs(model: nn.Module, inputs: Sequence[torch.Tensor], fn=None,
-               count_recompute: bool = False) -> Dict[str, Any]:
+def count_macs(
+    model: nn.Module, inputs: Sequence[torch.Tensor], fn=None, count_recompute: bool = False
+) -> Dict[str, Any]:
     """Traces ``fn(*inputs)`` (default ``model(*inputs)``) once and counts its MACs.
 
     Args:
@@ -159,8 +218,11 @@ def count_macs(model: nn.Module, inputs: Sequence[torch.Tensor], fn=None,
     """
     wrapped = _Wrapper(model, fn if fn is not None else model)
     record: List[int] = []
-    ctx = contextlib.nullcontext() if count_recompute else \
-        intercept_key_significance(_significance_untraced(record))
+    ctx = (
+        contextlib.nullcontext()
+        if count_recompute
+        else intercept_key_significance(_significance_untraced(record))
+    )
     with ctx, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter('ignore')
         analyzer = FlopAnalyzer(wrapped, tuple(inputs))
@@ -171,5 +233,10 @@ def count_macs(model: nn.Module, inputs: Sequence[torch.Tensor], fn=None,
         by_op = Counter(analyzer.by_operator())
         unsupported = analyzer.unsupported_ops()
     not_counted = {op: n for op, n in unsupported.items() if op not in ZERO_COST_OPS}
-    return dict(macs=int(total), by_operator=by_op, not_counted=not_counted,
-                recompute_macs=int(sum(record)), params=int(parameter_count(model)['']))
+    return dict(
+        macs=int(total),
+        by_operator=by_op,
+        not_counted=not_counted,
+        recompute_macs=int(sum(record)),
+        params=int(parameter_count(model)['']),
+    )

@@ -13,7 +13,7 @@ For detection, segmentation and classification configs alike (as mmdet's
 :func:`build_model` builds a config's model without any weights (analysis);
 :func:`load_weights` loads a whole-model or backbone checkpoint into one.
 """
-from .inference import (build_model, describe_weights, inference_model, init_model,
-                        load_weights)
+
+from .inference import build_model, describe_weights, inference_model, init_model, load_weights
 
 __all__ = ['init_model', 'inference_model', 'build_model', 'load_weights', 'describe_weights']

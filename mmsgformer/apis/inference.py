@@ -6,6 +6,7 @@ mmseg's ``init_model``/``inference_model`` and mmpretrain's do for their own tas
 :func:`build_model` (no weights at all, for analysis) and :func:`load_weights` (a whole-model
 or backbone-only checkpoint) are the steps they are made of.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,13 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 
-from ..utils.config import (apply_cfg_options, disable_pretrained, is_pretrained_init,
-                            load_config, task_registries)
+from ..utils.config import (
+    apply_cfg_options,
+    disable_pretrained,
+    is_pretrained_init,
+    load_config,
+    task_registries,
+)
 from ..utils.safe_loading import check_finite_checkpoint, extract_state_dict, read_checkpoint
 
 ImageInput = Union[str, os.PathLike, np.ndarray]
@@ -53,8 +59,9 @@ def build_model(cfg: Config, device: str = 'cpu') -> nn.Module:
     return model
 
 
-def load_weights(model: nn.Module, checkpoint: Union[str, Mapping],
-                 source: Optional[str] = None) -> dict:
+def load_weights(
+    model: nn.Module, checkpoint: Union[str, Mapping], source: Optional[str] = None
+) -> dict:
     """Loads a whole-model or backbone-only checkpoint into ``model``.
 
     A checkpoint with ``backbone.*`` keys is a whole model (classifier, detector, segmentor of
@@ -94,14 +101,18 @@ def load_weights(model: nn.Module, checkpoint: Union[str, Mapping],
     expected = model.state_dict()
     found = [k for k in state if k in expected]
     if len(found) < len(expected) // 2:
-        raise RuntimeError(f'checkpoint {source!r} does not hold weights for this model: '
-                           f'only {len(found)} of its {len(expected)} tensors are in it. Is it a '
-                           f'checkpoint of another config?')
+        raise RuntimeError(
+            f'checkpoint {source!r} does not hold weights for this model: '
+            f'only {len(found)} of its {len(expected)} tensors are in it. Is it a '
+            f'checkpoint of another config?'
+        )
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        warnings.warn(f'checkpoint {source!r}: {len(missing)} model tensors missing '
-                      f'(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. '
-                      f'{unexpected[:3]})')
+        warnings.warn(
+            f'checkpoint {source!r}: {len(missing)} model tensors missing '
+            f'(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. '
+            f'{unexpected[:3]})'
+        )
     return meta
 
 
@@ -129,9 +140,12 @@ def describe_weights(cfg: Config, checkpoint: Optional[str] = None) -> str:
     return 'RANDOM WEIGHTS (no checkpoint)'
 
 
-def init_model(config: Union[str, os.PathLike, Config], checkpoint: Optional[str] = None,
-               device: Optional[str] = None,
-               cfg_options: Optional[dict] = None) -> nn.Module:
+def init_model(
+    config: Union[str, os.PathLike, Config],
+    checkpoint: Optional[str] = None,
+    device: Optional[str] = None,
+    cfg_options: Optional[dict] = None,
+) -> nn.Module:
     """A model ready for inference: built from ``config``, weights from ``checkpoint``.
 
     Without a checkpoint the backbone is initialised from the config's pretrained ``init_cfg``
@@ -159,8 +173,9 @@ def init_model(config: Union[str, os.PathLike, Config], checkpoint: Optional[str
     elif isinstance(config, (str, os.PathLike)):
         cfg = load_config(os.fspath(config), cfg_options)
     else:
-        raise TypeError(f'config must be a file name or an mmengine Config, not '
-                        f'{type(config).__name__}')
+        raise TypeError(
+            f'config must be a file name or an mmengine Config, not {type(config).__name__}'
+        )
     device = device or ('cuda:0' if torch.cuda.is_available() else 'cpu')
     model = build_model(cfg, 'cpu')
     model.cfg = cfg
@@ -172,16 +187,19 @@ def init_model(config: Union[str, os.PathLike, Config], checkpoint: Optional[str
         model.backbone.init_cfg = deepcopy(cfg.model.backbone.init_cfg)
         model.backbone.init_weights()
     else:
-        warnings.warn('No checkpoint given and no pretrained backbone file in the config: '
-                      'the model has RANDOM weights. Pass a checkpoint to see what a '
-                      'trained model does.')
+        warnings.warn(
+            'No checkpoint given and no pretrained backbone file in the config: '
+            'the model has RANDOM weights. Pass a checkpoint to see what a '
+            'trained model does.'
+        )
     model.to(torch.device(device))
     model.eval()
     return model
 
 
-def inference_model(model: nn.Module, images: Union[ImageInput, Sequence[ImageInput]]
-                    ) -> Union[Any, List[Any]]:
+def inference_model(
+    model: nn.Module, images: Union[ImageInput, Sequence[ImageInput]]
+) -> Union[Any, List[Any]]:
     """Runs images through the config's test pipeline and the model.
 
     The pipeline is ``model.cfg``'s test pipeline without annotation loading (see
@@ -204,8 +222,9 @@ def inference_model(model: nn.Module, images: Union[ImageInput, Sequence[ImageIn
 
     cfg = getattr(model, 'cfg', None)
     if not isinstance(cfg, Config):
-        raise ValueError('the model has no config (model.cfg); build it with '
-                         'mmsgformer.apis.init_model')
+        raise ValueError(
+            'the model has no config (model.cfg); build it with mmsgformer.apis.init_model'
+        )
     single = isinstance(images, (str, os.PathLike, np.ndarray))
     batch = [images] if single else list(images)
     transforms = build_test_transforms(cfg)

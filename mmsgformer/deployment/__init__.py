@@ -11,6 +11,7 @@
 
 The file contract is in ``docs/deployment.md``.
 """
+
 from .errors import ExportError
 from .export import export_onnx
 from .preprocess import Preprocess

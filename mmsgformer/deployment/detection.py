@@ -20,6 +20,7 @@ NMS runs once for the whole batch, with mmcv's coordinate-offset trick extended 
 are larger, which can round a box's offset coordinates differently (an IoU at the threshold
 may then decide otherwise).
 """
+
 from __future__ import annotations
 
 import math
@@ -47,8 +48,9 @@ def _nms_iou(cfg: dict, stage: str) -> float:
     """
     nms_cfg = cfg.get('nms')
     if nms_cfg is None or nms_cfg.get('type', 'nms') != 'nms':
-        raise ExportError(f'test_cfg.{stage}.nms must be plain NMS (type=\'nms\') to export; '
-                          f'got {nms_cfg}')
+        raise ExportError(
+            f"test_cfg.{stage}.nms must be plain NMS (type='nms') to export; got {nms_cfg}"
+        )
     if nms_cfg.get('class_agnostic', False):
         raise ExportError(f'test_cfg.{stage}.nms.class_agnostic is not supported by the export')
     return float(nms_cfg['iou_threshold'])
@@ -57,16 +59,19 @@ def _nms_iou(cfg: dict, stage: str) -> float:
 def _check_coder(coder: nn.Module, where: str) -> None:
     """Only mmdet's ``DeltaXYWHBBoxCoder`` without centre clamping is reimplemented."""
     if type(coder).__name__ != 'DeltaXYWHBBoxCoder' or coder.add_ctr_clamp:
-        raise ExportError(f'{where}.bbox_coder must be DeltaXYWHBBoxCoder without '
-                          f'add_ctr_clamp to export; got {type(coder).__name__}')
+        raise ExportError(
+            f'{where}.bbox_coder must be DeltaXYWHBBoxCoder without '
+            f'add_ctr_clamp to export; got {type(coder).__name__}'
+        )
 
 
 def _check_roi_layers(extractor: nn.Module, where: str) -> None:
     """Only mmcv ``RoIAlign`` layers in average mode are reimplemented."""
     for layer in extractor.roi_layers:
         if type(layer).__name__ != 'RoIAlign' or layer.pool_mode != 'avg':
-            raise ExportError(f'{where} must use RoIAlign with pool_mode=\'avg\' to export; '
-                              f'got {layer}')
+            raise ExportError(
+                f"{where} must use RoIAlign with pool_mode='avg' to export; got {layer}"
+            )
 
 
 def _check_detector(detector: nn.Module) -> None:
@@ -75,8 +80,10 @@ def _check_detector(detector: nn.Module) -> None:
     if not getattr(detector, 'with_rpn', False) or roi_head is None:
         raise ExportError(f'{type(detector).__name__} is not a two-stage detector with an RPN')
     if type(roi_head).__name__ != 'StandardRoIHead' or roi_head.with_shared_head:
-        raise ExportError(f'the RoI head must be a StandardRoIHead without a shared head to '
-                          f'export; got {type(roi_head).__name__}')
+        raise ExportError(
+            f'the RoI head must be a StandardRoIHead without a shared head to '
+            f'export; got {type(roi_head).__name__}'
+        )
     _check_coder(detector.rpn_head.bbox_coder, 'rpn_head')
     _check_coder(roi_head.bbox_head.bbox_coder, 'roi_head.bbox_head')
     if getattr(roi_head.bbox_head, 'custom_cls_channels', False):
@@ -85,13 +92,15 @@ def _check_detector(detector: nn.Module) -> None:
     if roi_head.with_mask:
         _check_roi_layers(roi_head.mask_roi_extractor, 'roi_head.mask_roi_extractor')
         if roi_head.test_cfg.get('mask_thr_binary', 0.5) < 0:
-            raise ExportError('test_cfg.rcnn.mask_thr_binary must be >= 0: the export returns '
-                              'binary masks')
+            raise ExportError(
+                'test_cfg.rcnn.mask_thr_binary must be >= 0: the export returns binary masks'
+            )
 
 
 # ------------------------------------------------------------------ boxes
-def grid_anchors(base_anchors: torch.Tensor, stride: Sequence[float], height: int,
-                 width: int) -> Boxes:
+def grid_anchors(
+    base_anchors: torch.Tensor, stride: Sequence[float], height: int, width: int
+) -> Boxes:
     """The anchors of one feature level, in mmdet's order (row, column, base anchor).
 
     Args:
@@ -110,8 +119,14 @@ def grid_anchors(base_anchors: torch.Tensor, stride: Sequence[float], height: in
     return (shifts[:, None] + base_anchors[None]).flatten(0, 1)
 
 
-def decode_deltas(coder: nn.Module, priors: Boxes, deltas: torch.Tensor, height: int,
-                  width: int, wh_ratio_clip: float = 16 / 1000) -> Boxes:
+def decode_deltas(
+    coder: nn.Module,
+    priors: Boxes,
+    deltas: torch.Tensor,
+    height: int,
+    width: int,
+    wh_ratio_clip: float = 16 / 1000,
+) -> Boxes:
     """mmdet's ``delta2bbox`` for broadcastable ``priors`` and ``deltas``.
 
     Args:
@@ -141,8 +156,14 @@ def decode_deltas(coder: nn.Module, priors: Boxes, deltas: torch.Tensor, height:
     return torch.stack([x[..., 0], y[..., 0], x[..., 1], y[..., 1]], dim=-1)
 
 
-def batched_nms_keep(boxes: Boxes, scores: torch.Tensor, groups: torch.Tensor,
-                     valid: torch.Tensor, num_groups: int, iou_threshold: float) -> torch.Tensor:
+def batched_nms_keep(
+    boxes: Boxes,
+    scores: torch.Tensor,
+    groups: torch.Tensor,
+    valid: torch.Tensor,
+    num_groups: int,
+    iou_threshold: float,
+) -> torch.Tensor:
     """Which candidates NMS keeps, independently per image and group (mmcv ``batched_nms``).
 
     Args:
@@ -169,8 +190,9 @@ def batched_nms_keep(boxes: Boxes, scores: torch.Tensor, groups: torch.Tensor,
     return keep.reshape(batch, num)
 
 
-def top_valid(scores: torch.Tensor, valid: torch.Tensor, k: int
-              ) -> Tuple[torch.Tensor, torch.Tensor]:
+def top_valid(
+    scores: torch.Tensor, valid: torch.Tensor, k: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` best valid entries of each row, padded where a row has fewer.
 
     Args:
@@ -209,8 +231,9 @@ def roi_levels(rois: torch.Tensor, finest_scale: float, num_levels: int) -> torc
     return levels.clamp(min=0, max=num_levels - 1).long()
 
 
-def extract_roi_features(extractor: nn.Module, feats: Sequence[torch.Tensor],
-                         rois: torch.Tensor) -> torch.Tensor:
+def extract_roi_features(
+    extractor: nn.Module, feats: Sequence[torch.Tensor], rois: torch.Tensor
+) -> torch.Tensor:
     """``SingleRoIExtractor.forward``: RoIAlign on the level each RoI maps to.
 
     Every level pools every RoI and the mapped level is chosen per RoI, so the graph has no
@@ -228,10 +251,17 @@ def extract_roi_features(extractor: nn.Module, feats: Sequence[torch.Tensor],
     levels = roi_levels(rois, extractor.finest_scale, len(layers))[:, None, None, None]
     pooled = None
     for level, layer in enumerate(layers):
-        level_feats = roi_align(feats[level], rois, layer.output_size, layer.spatial_scale,
-                                layer.sampling_ratio, layer.aligned)
-        pooled = level_feats if pooled is None else torch.where(levels == level, level_feats,
-                                                                pooled)
+        level_feats = roi_align(
+            feats[level],
+            rois,
+            layer.output_size,
+            layer.spatial_scale,
+            layer.sampling_ratio,
+            layer.aligned,
+        )
+        pooled = (
+            level_feats if pooled is None else torch.where(levels == level, level_feats, pooled)
+        )
     return pooled
 
 
@@ -260,11 +290,16 @@ def paste_masks(masks: torch.Tensor, boxes: Boxes, height: int, width: int) -> t
     img_x = torch.arange(width, device=boxes.device).float() + 0.5
     img_y = (img_y - y0) / (y1 - y0) * 2 - 1
     img_x = (img_x - x0) / (x1 - x0) * 2 - 1
-    img_y = torch.where(torch.isinf(img_y), 0., img_y)
-    img_x = torch.where(torch.isinf(img_x), 0., img_x)
+    img_y = torch.where(torch.isinf(img_y), 0.0, img_y)
+    img_x = torch.where(torch.isinf(img_x), 0.0, img_x)
     num = masks.shape[0]
-    grid = torch.stack([img_x[:, None, :].expand(num, height, width),
-                        img_y[:, :, None].expand(num, height, width)], dim=3)
+    grid = torch.stack(
+        [
+            img_x[:, None, :].expand(num, height, width),
+            img_y[:, :, None].expand(num, height, width),
+        ],
+        dim=3,
+    )
     return F.grid_sample(masks, grid, align_corners=False)[:, 0]
 
 
@@ -305,8 +340,7 @@ class DetectorExport(nn.Module):
         generator = detector.rpn_head.prior_generator
         self.strides = [tuple(float(s) for s in stride) for stride in generator.strides]
         for level, anchors in enumerate(generator.base_anchors):
-            self.register_buffer(f'base_anchors{level}', anchors.float().clone(),
-                                 persistent=False)
+            self.register_buffer(f'base_anchors{level}', anchors.float().clone(), persistent=False)
         self.with_mask = bool(detector.roi_head.with_mask)
         self.output_names = ('dets', 'labels', 'masks') if self.with_mask else ('dets', 'labels')
         self.eval()
@@ -323,35 +357,39 @@ class DetectorExport(nn.Module):
         images, (height, width) = self.preprocess(inputs)
         feats = self.detector.extract_feat(images)
         proposals, proposal_valid = self.proposals(feats, height, width)
-        boxes, scores, labels, found = self.detections(feats, proposals, proposal_valid,
-                                                       height, width)
+        boxes, scores, labels, found = self.detections(
+            feats, proposals, proposal_valid, height, width
+        )
         dets = torch.cat([boxes, scores[..., None]], dim=-1)
         if not self.with_mask:
             return dets, labels
         return dets, labels, self.masks(feats, boxes, labels, found, height, width)
 
-    def _level_candidates(self, cls_score: torch.Tensor, bbox_pred: torch.Tensor,
-                          level: int) -> Tuple[torch.Tensor, ...]:
+    def _level_candidates(
+        self, cls_score: torch.Tensor, bbox_pred: torch.Tensor, level: int
+    ) -> Tuple[torch.Tensor, ...]:
         """One RPN level's ``nms_pre`` best anchors: scores, deltas, anchors, found."""
         rpn_head = self.detector.rpn_head
         batch, _, feat_h, feat_w = cls_score.shape
         # (B, A * c, H, W) -> (B, H * W * A, c) (flatten: no size to infer, a faster export)
         logits = cls_score.permute(0, 2, 3, 1).unflatten(-1, (-1, rpn_head.cls_out_channels))
         logits = logits.flatten(1, 3)
-        scores = logits.sigmoid()[..., 0] if rpn_head.use_sigmoid_cls else \
-            logits.softmax(-1)[..., 0]
+        scores = (
+            logits.sigmoid()[..., 0] if rpn_head.use_sigmoid_cls else logits.softmax(-1)[..., 0]
+        )
         deltas = bbox_pred.permute(0, 2, 3, 1).unflatten(-1, (-1, 4)).flatten(1, 3)
-        anchors = grid_anchors(getattr(self, f'base_anchors{level}'), self.strides[level],
-                               feat_h, feat_w)
+        anchors = grid_anchors(
+            getattr(self, f'base_anchors{level}'), self.strides[level], feat_h, feat_w
+        )
         if self.nms_pre <= 0:
             found = torch.ones_like(scores, dtype=torch.bool)
             return scores, deltas, anchors.expand(batch, -1, -1), found
-        index, found = top_valid(scores, torch.ones_like(scores, dtype=torch.bool),
-                                 self.nms_pre)
+        index, found = top_valid(scores, torch.ones_like(scores, dtype=torch.bool), self.nms_pre)
         return (scores.gather(1, index), gather_rows(deltas, index), anchors[index], found)
 
-    def proposals(self, feats: Sequence[torch.Tensor], height: int,
-                  width: int) -> Tuple[Boxes, torch.Tensor]:
+    def proposals(
+        self, feats: Sequence[torch.Tensor], height: int, width: int
+    ) -> Tuple[Boxes, torch.Tensor]:
         """The RPN's proposals (``RPNHead.predict`` with ``test_cfg.rpn``).
 
         Args:
@@ -366,10 +404,15 @@ class DetectorExport(nn.Module):
         cls_scores, bbox_preds = self.detector.rpn_head(feats)
         parts: List[Tuple[torch.Tensor, ...]] = [
             self._level_candidates(cls_score, bbox_pred, level)
-            for level, (cls_score, bbox_pred) in enumerate(zip(cls_scores, bbox_preds))]
+            for level, (cls_score, bbox_pred) in enumerate(zip(cls_scores, bbox_preds))
+        ]
         scores, deltas, anchors, found = (torch.cat(part, dim=1) for part in zip(*parts))
-        levels = torch.cat([torch.full(part[0].shape[1:], level, device=scores.device)
-                            for level, part in enumerate(parts)])
+        levels = torch.cat(
+            [
+                torch.full(part[0].shape[1:], level, device=scores.device)
+                for level, part in enumerate(parts)
+            ]
+        )
         boxes = decode_deltas(self.detector.rpn_head.bbox_coder, anchors, deltas, height, width)
         if self.min_bbox_size >= 0:
             size = boxes[..., 2:] - boxes[..., :2]
@@ -378,9 +421,14 @@ class DetectorExport(nn.Module):
         index, valid = top_valid(scores, keep, self.num_proposals)
         return gather_rows(boxes, index), valid
 
-    def detections(self, feats: Sequence[torch.Tensor], proposals: Boxes,
-                   proposal_valid: torch.Tensor, height: int,
-                   width: int) -> Tuple[torch.Tensor, ...]:
+    def detections(
+        self,
+        feats: Sequence[torch.Tensor],
+        proposals: Boxes,
+        proposal_valid: torch.Tensor,
+        height: int,
+        width: int,
+    ) -> Tuple[torch.Tensor, ...]:
         """The bbox head's detections (``StandardRoIHead.predict_bbox``, ``multiclass_nms``).
 
         Args:
@@ -397,29 +445,38 @@ class DetectorExport(nn.Module):
         roi_head = self.detector.roi_head
         bbox_head = roi_head.bbox_head
         batch, num = proposals.shape[:2]
-        roi_feats = extract_roi_features(roi_head.bbox_roi_extractor,
-                                         feats[:roi_head.bbox_roi_extractor.num_inputs],
-                                         to_rois(proposals))
+        roi_feats = extract_roi_features(
+            roi_head.bbox_roi_extractor,
+            feats[: roi_head.bbox_roi_extractor.num_inputs],
+            to_rois(proposals),
+        )
         cls_score, bbox_pred = bbox_head(roi_feats)
         num_classes = bbox_head.num_classes
         scores = cls_score.softmax(-1)[:, :num_classes].reshape(batch, num * num_classes)
         deltas = bbox_pred.reshape(batch, num, -1, 4)
-        boxes = decode_deltas(bbox_head.bbox_coder, proposals[:, :, None], deltas, height,
-                              width)
+        boxes = decode_deltas(bbox_head.bbox_coder, proposals[:, :, None], deltas, height, width)
         boxes = boxes.expand(batch, num, num_classes, 4).reshape(batch, num * num_classes, 4)
         classes = torch.arange(num_classes, device=scores.device).repeat(num)
-        candidates = (scores > self.score_thr) & \
-            proposal_valid.repeat_interleave(num_classes, dim=1)
+        candidates = (scores > self.score_thr) & proposal_valid.repeat_interleave(
+            num_classes, dim=1
+        )
         keep = batched_nms_keep(boxes, scores, classes, candidates, num_classes, self.rcnn_iou)
         k = self.max_per_img if self.max_per_img > 0 else num * num_classes
         index, found = top_valid(scores, keep, k)
-        boxes = torch.where(found[..., None], gather_rows(boxes, index), 0.)
-        scores = torch.where(found, scores.gather(1, index), 0.)
+        boxes = torch.where(found[..., None], gather_rows(boxes, index), 0.0)
+        scores = torch.where(found, scores.gather(1, index), 0.0)
         labels = torch.where(found, index % num_classes, -1)
         return boxes, scores, labels, found
 
-    def masks(self, feats: Sequence[torch.Tensor], boxes: Boxes, labels: torch.Tensor,
-              found: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    def masks(
+        self,
+        feats: Sequence[torch.Tensor],
+        boxes: Boxes,
+        labels: torch.Tensor,
+        found: torch.Tensor,
+        height: int,
+        width: int,
+    ) -> torch.Tensor:
         """The mask head's binary masks (``StandardRoIHead.predict_mask``, ``rescale=False``).
 
         Args:
@@ -436,11 +493,13 @@ class DetectorExport(nn.Module):
         roi_head = self.detector.roi_head
         batch, k = labels.shape
         # unused rows get a unit box: the paste divides by the box size
-        unit = boxes.new_tensor([0., 0., 1., 1.])
+        unit = boxes.new_tensor([0.0, 0.0, 1.0, 1.0])
         boxes = torch.where(found[..., None], boxes, unit)
-        mask_feats = extract_roi_features(roi_head.mask_roi_extractor,
-                                          feats[:roi_head.mask_roi_extractor.num_inputs],
-                                          to_rois(boxes))
+        mask_feats = extract_roi_features(
+            roi_head.mask_roi_extractor,
+            feats[: roi_head.mask_roi_extractor.num_inputs],
+            to_rois(boxes),
+        )
         mask_preds = roi_head.mask_head(mask_feats)
         if not roi_head.mask_head.class_agnostic:
             channel = labels.clamp(min=0).reshape(-1, 1, 1, 1)

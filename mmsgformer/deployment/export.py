@@ -8,6 +8,7 @@
 
 The file contract (inputs, outputs, what the graph does) is in ``docs/deployment.md``.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,25 +30,35 @@ DEFAULT_OPSET = 18
 MIN_INPUT_SIZE = 64
 """The smallest input side every exported model takes: SG-Former downsamples by 32 and its
 smallest maps keep at least 2 pixels a side (a side of 1 would be fixed while tracing)."""
-EXAMPLE_SIZES: Dict[str, Tuple[int, int]] = {'cls': (226, 226), 'seg': (258, 258),
-                                             'det': (320, 320)}
+EXAMPLE_SIZES: Dict[str, Tuple[int, int]] = {
+    'cls': (226, 226),
+    'seg': (258, 258),
+    'det': (320, 320),
+}
 """The ``(H, W)`` of the example batch traced per task (the exported sizes stay dynamic).
 
 Classification and segmentation trace sizes whose SG-Former maps (1/4 to 1/32) are multiples of
 neither the 7x7 windows nor the key-reduction ratios, so that every padding path is traced
 with padding; detection pads to 32 in the graph itself."""
 SYMBOLIC_DIMS: Dict[str, Tuple[int, ...]] = {
-    'input': (0, 2, 3), 'scores': (0,), 'seg_map': (0, 1, 2), 'dets': (0,), 'labels': (0,),
-    'masks': (0, 2, 3)}
+    'input': (0, 2, 3),
+    'scores': (0,),
+    'seg_map': (0, 1, 2),
+    'dets': (0,),
+    'labels': (0,),
+    'masks': (0, 2, 3),
+}
 """The dimensions of each contract tensor that must stay symbolic in the file."""
 
 
 def check_opset(opset: int) -> None:
     """Raises :class:`ExportError` for an opset the exporter cannot write."""
     if opset < MIN_OPSET:
-        raise ExportError(f'opset {opset} is too old: the exporter writes opset {MIN_OPSET} or '
-                          f'newer (it translates to opset 18 and cannot convert the graph\'s '
-                          f'operators further down); pass --opset {MIN_OPSET} or newer')
+        raise ExportError(
+            f'opset {opset} is too old: the exporter writes opset {MIN_OPSET} or '
+            f"newer (it translates to opset 18 and cannot convert the graph's "
+            f'operators further down); pass --opset {MIN_OPSET} or newer'
+        )
 
 
 def load_export_weights(model: nn.Module, checkpoint: str) -> None:
@@ -63,22 +74,30 @@ def load_export_weights(model: nn.Module, checkpoint: str) -> None:
 
     raw = read_checkpoint(checkpoint)
     state = extract_state_dict(raw, checkpoint)
-    fix = ('export with the config the checkpoint was trained with (or its '
-           '--cfg-options), or a checkpoint of this config')
+    fix = (
+        'export with the config the checkpoint was trained with (or its '
+        '--cfg-options), or a checkpoint of this config'
+    )
     if not any(key.startswith('backbone.') for key in state):
-        raise ExportError(f'checkpoint {checkpoint!r} holds no whole model (no backbone.* keys; '
-                          f'a backbone-only file leaves the heads untrained): {fix}')
+        raise ExportError(
+            f'checkpoint {checkpoint!r} holds no whole model (no backbone.* keys; '
+            f'a backbone-only file leaves the heads untrained): {fix}'
+        )
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(key for key in set(state) & set(expected)
-                        if tuple(state[key].shape) != tuple(expected[key].shape))
+    mismatched = sorted(
+        key
+        for key in set(state) & set(expected)
+        if tuple(state[key].shape) != tuple(expected[key].shape)
+    )
     if missing or unexpected or mismatched:
         raise ExportError(
             f'checkpoint {checkpoint!r} does not fit the config: {len(missing)} model tensors '
             f'missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. '
             f'{unexpected[:3]}), {len(mismatched)} of another shape (e.g. {mismatched[:3]}); '
-            f'{fix}')
+            f'{fix}'
+        )
     load_weights(model, raw, source=checkpoint)
 
 
@@ -98,22 +117,32 @@ def export_module(model: nn.Module, task: str) -> nn.Module:
     """The task's export module around ``model`` (see :mod:`.wrappers`, :mod:`.detection`)."""
     if task == 'cls':
         from .wrappers import ClassifierExport
+
         return ClassifierExport(model)
     if task == 'seg':
         from .wrappers import SegmentorExport
+
         return SegmentorExport(model)
     if task == 'det':
         from .detection import DetectorExport
+
         return DetectorExport(model)
-    raise ExportError(f'unknown task {task!r}: export supports classification (mmpretrain), '
-                      f'segmentation (mmseg) and detection (mmdet) configs; set default_scope')
+    raise ExportError(
+        f'unknown task {task!r}: export supports classification (mmpretrain), '
+        f'segmentation (mmseg) and detection (mmdet) configs; set default_scope'
+    )
 
 
 def dynamic_shapes() -> Dict[str, Dict[int, torch.export.Dim]]:
     """Batch, height and width of ``input`` as ``torch.export`` dimensions."""
     side = dict(min=MIN_INPUT_SIZE)
-    return {'input': {0: torch.export.Dim('batch', min=1), 2: torch.export.Dim('height', **side),
-                      3: torch.export.Dim('width', **side)}}
+    return {
+        'input': {
+            0: torch.export.Dim('batch', min=1),
+            2: torch.export.Dim('height', **side),
+            3: torch.export.Dim('width', **side),
+        }
+    }
 
 
 def fixed_dims(path: str, output_names: Sequence[str]) -> Dict[str, Tuple[int, ...]]:
@@ -129,8 +158,10 @@ def fixed_dims(path: str, output_names: Sequence[str]) -> Dict[str, Tuple[int, .
     tensors = {value.name: value for value in list(graph.input) + list(graph.output)}
     absent = [name for name in ('input', *output_names) if name not in tensors]
     if absent:
-        raise ExportError(f'the exported graph lacks {absent}; this is a bug of the export '
-                          f'module, please report it')
+        raise ExportError(
+            f'the exported graph lacks {absent}; this is a bug of the export '
+            f'module, please report it'
+        )
     fixed = {}
     for name in ('input', *output_names):
         dims = tensors[name].type.tensor_type.shape.dim
@@ -156,12 +187,16 @@ def verify_export(path: str, output_names: Sequence[str], opset: int) -> None:
     onnx.checker.check_model(path, full_check=True)
     written = written_opset(path)
     if written != opset:
-        raise ExportError(f'the graph could not be converted to opset {opset} (the exporter '
-                          f'kept opset {written}); pass --opset {written}')
+        raise ExportError(
+            f'the graph could not be converted to opset {opset} (the exporter '
+            f'kept opset {written}); pass --opset {written}'
+        )
     fixed = fixed_dims(path, output_names)
     if fixed:
-        raise ExportError(f'the exported graph fixes dimensions {fixed} that must stay '
-                          f'dynamic: the model code branches on a size while tracing')
+        raise ExportError(
+            f'the exported graph fixes dimensions {fixed} that must stay '
+            f'dynamic: the model code branches on a size while tracing'
+        )
 
 
 def write_metadata(path: str, properties: Dict[str, str]) -> None:
@@ -186,25 +221,39 @@ def trace_to_onnx(module: nn.Module, example: torch.Tensor, path: str, opset: in
 
     with torch.no_grad():
         try:
-            program = torch.export.export(module, (example,), dynamic_shapes=dynamic_shapes(),
-                                          strict=False)
+            program = torch.export.export(
+                module, (example,), dynamic_shapes=dynamic_shapes(), strict=False
+            )
         except (ConstraintViolationError, UserError, AssertionError) as err:
             # torch 2.14 can fail with "Cannot create Dim ..." while it words the violation
             if not any(word in str(err) for word in ('onstraint', 'Cannot create Dim')):
                 raise
             reasons = '\n'.join(str(err).splitlines()[:4])
-            raise ExportError(f'the model fixes the input size while tracing, so the file '
-                              f'cannot take every size (TORCH_LOGS=+dynamic shows where):\n'
-                              f'{reasons}') from err
-        torch.onnx.export(program, f=path, dynamo=True, opset_version=opset,
-                          input_names=['input'], output_names=list(module.output_names),
-                          external_data=False, verbose=False)
+            raise ExportError(
+                f'the model fixes the input size while tracing, so the file '
+                f'cannot take every size (TORCH_LOGS=+dynamic shows where):\n'
+                f'{reasons}'
+            ) from err
+        torch.onnx.export(
+            program,
+            f=path,
+            dynamo=True,
+            opset_version=opset,
+            input_names=['input'],
+            output_names=list(module.output_names),
+            external_data=False,
+            verbose=False,
+        )
 
 
-def export_onnx(config: Union[str, os.PathLike, Config], checkpoint: Optional[str] = None,
-                out: str = 'model.onnx', opset: int = DEFAULT_OPSET,
-                example_size: Optional[Tuple[int, int]] = None,
-                cfg_options: Optional[dict] = None) -> str:
+def export_onnx(
+    config: Union[str, os.PathLike, Config],
+    checkpoint: Optional[str] = None,
+    out: str = 'model.onnx',
+    opset: int = DEFAULT_OPSET,
+    example_size: Optional[Tuple[int, int]] = None,
+    cfg_options: Optional[dict] = None,
+) -> str:
     """Exports a config's model to ``out`` (see ``docs/deployment.md`` for the contract).
 
     The file is written to a temporary file next to ``out`` and moved there only once it
@@ -246,8 +295,9 @@ def export_onnx(config: Union[str, os.PathLike, Config], checkpoint: Optional[st
     module = export_module(prepare_for_export(model), task)
     height, width = example_size or EXAMPLE_SIZES[task]
     if min(height, width) < MIN_INPUT_SIZE:
-        raise ExportError(f'example size {(height, width)} is below the minimum input side '
-                          f'{MIN_INPUT_SIZE}')
+        raise ExportError(
+            f'example size {(height, width)} is below the minimum input side {MIN_INPUT_SIZE}'
+        )
     example = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(0)) * 255
     folder = osp.dirname(osp.abspath(out))
     os.makedirs(folder, exist_ok=True)
@@ -255,8 +305,9 @@ def export_onnx(config: Union[str, os.PathLike, Config], checkpoint: Optional[st
     os.close(handle)
     try:
         trace_to_onnx(module, example, temporary, opset)
-        write_metadata(temporary, {'mmsgformer.task': task,
-                                   'mmsgformer.min_input_size': str(MIN_INPUT_SIZE)})
+        write_metadata(
+            temporary, {'mmsgformer.task': task, 'mmsgformer.min_input_size': str(MIN_INPUT_SIZE)}
+        )
         verify_export(temporary, module.output_names, opset)
         os.replace(temporary, out)
     finally:

@@ -4,6 +4,7 @@ Every exported model receives the image as the config's data preprocessor does (
 0-255, ``(N, 3, H, W)`` in the pipeline's channel order) and does the rest itself with
 :class:`Preprocess`: the channel swap, the normalisation and the padding to a size divisor.
 """
+
 from __future__ import annotations
 
 from typing import List, Tuple
@@ -17,8 +18,10 @@ from .errors import ExportError
 
 def _channel_swap(preprocessor: nn.Module) -> bool:
     """Whether the preprocessor swaps BGR and RGB (the flag is spelled per library)."""
-    return any(bool(getattr(preprocessor, flag, False))
-               for flag in ('_channel_conversion', 'channel_conversion', 'to_rgb'))
+    return any(
+        bool(getattr(preprocessor, flag, False))
+        for flag in ('_channel_conversion', 'channel_conversion', 'to_rgb')
+    )
 
 
 def _size_divisor(preprocessor: nn.Module) -> int:
@@ -28,9 +31,11 @@ def _size_divisor(preprocessor: nn.Module) -> int:
     """
     test_cfg = getattr(preprocessor, 'test_cfg', None) or {}
     if test_cfg.get('size') is not None:
-        raise ExportError(f'the data preprocessor pads test images to a fixed size '
-                          f'{test_cfg["size"]}; an exported model takes any size: set '
-                          f'test_cfg=dict(size_divisor=...) in the data preprocessor instead')
+        raise ExportError(
+            f'the data preprocessor pads test images to a fixed size '
+            f'{test_cfg["size"]}; an exported model takes any size: set '
+            f'test_cfg=dict(size_divisor=...) in the data preprocessor instead'
+        )
     divisor = test_cfg.get('size_divisor') or getattr(preprocessor, 'pad_size_divisor', 1)
     return int(divisor or 1)
 

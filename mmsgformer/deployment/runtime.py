@@ -12,6 +12,7 @@ image size, so that the config's evaluator works unchanged (``tools/test.py CONF
     model = init_onnx_model('model.onnx', 'configs/upernet_sgformer_s_ade20k.py')
     result = inference_model(model, 'demo.jpg')  # a SegDataSample
 """
+
 from __future__ import annotations
 
 import os
@@ -28,9 +29,11 @@ from .errors import ExportError
 from .export import MIN_INPUT_SIZE
 from .preprocess import Preprocess
 
-DEFAULT_PREPROCESSORS = {'cls': 'mmpretrain.ClsDataPreprocessor',
-                         'seg': 'mmseg.SegDataPreProcessor',
-                         'det': 'mmdet.DetDataPreprocessor'}
+DEFAULT_PREPROCESSORS = {
+    'cls': 'mmpretrain.ClsDataPreprocessor',
+    'seg': 'mmseg.SegDataPreProcessor',
+    'det': 'mmdet.DetDataPreprocessor',
+}
 """The data preprocessor each task's models build when the config names none."""
 
 
@@ -39,8 +42,7 @@ def build_preprocess(cfg: Config) -> Preprocess:
     from mmsgformer.utils.config import task_of, task_registries
 
     models, _ = task_registries(cfg)
-    settings = deepcopy(cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor')
-                        or {})
+    settings = deepcopy(cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor') or {})
     settings.setdefault('type', DEFAULT_PREPROCESSORS[task_of(cfg)])
     return Preprocess(models.build(settings))
 
@@ -53,16 +55,18 @@ def collate(images: Sequence[torch.Tensor], pad_values: Sequence[float]) -> np.n
     batch = np.empty((len(images), len(pad_values), height, width), np.float32)
     batch[:] = np.asarray(pad_values, np.float32).reshape(1, -1, 1, 1)
     for i, image in enumerate(images):
-        batch[i, :, :image.shape[-2], :image.shape[-1]] = image.cpu().numpy()
+        batch[i, :, : image.shape[-2], : image.shape[-1]] = image.cpu().numpy()
     return batch
 
 
 def check_input_size(batch: np.ndarray) -> None:
     """Raises :class:`ExportError` for a batch below the exported models' minimum side."""
     if min(batch.shape[-2:]) < MIN_INPUT_SIZE:
-        raise ExportError(f'input {tuple(batch.shape[-2:])} is smaller than the minimum side '
-                          f'{MIN_INPUT_SIZE} of exported models; resize (or pad) the images to '
-                          f'at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} in the test pipeline')
+        raise ExportError(
+            f'input {tuple(batch.shape[-2:])} is smaller than the minimum side '
+            f'{MIN_INPUT_SIZE} of exported models; resize (or pad) the images to '
+            f'at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} in the test pipeline'
+        )
 
 
 def _resize(data: torch.Tensor, size: Sequence[int], mode: str) -> torch.Tensor:
@@ -77,8 +81,7 @@ def classification_samples(outputs: Sequence[np.ndarray], samples: Sequence[Any]
     out = []
     for i, score in enumerate(torch.from_numpy(outputs[0])):
         sample = samples[i] if samples else DataSample()
-        out.append(sample.set_pred_score(score).set_pred_label(score.argmax(dim=0,
-                                                                           keepdim=True)))
+        out.append(sample.set_pred_score(score).set_pred_label(score.argmax(dim=0, keepdim=True)))
     return out
 
 
@@ -112,9 +115,10 @@ def detection_samples(outputs: Sequence[np.ndarray], samples: Sequence[Any]) -> 
         boxes = dets[i, keep, :4].clone()
         boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
         boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
-        scale = boxes.new_tensor(sample.metainfo.get('scale_factor', (1., 1.)))
-        instances = InstanceData(bboxes=boxes / scale.repeat(2), scores=dets[i, keep, 4],
-                                 labels=labels[i, keep])
+        scale = boxes.new_tensor(sample.metainfo.get('scale_factor', (1.0, 1.0)))
+        instances = InstanceData(
+            bboxes=boxes / scale.repeat(2), scores=dets[i, keep, 4], labels=labels[i, keep]
+        )
         if masks is not None:
             kept = masks[i, keep, :height, :width]
             instances.masks = _resize(kept, sample.ori_shape[:2], 'bilinear') >= 0.5
@@ -123,8 +127,11 @@ def detection_samples(outputs: Sequence[np.ndarray], samples: Sequence[Any]) -> 
     return out
 
 
-SAMPLE_MAKERS = {'cls': classification_samples, 'seg': segmentation_samples,
-                 'det': detection_samples}
+SAMPLE_MAKERS = {
+    'cls': classification_samples,
+    'seg': segmentation_samples,
+    'det': detection_samples,
+}
 
 
 class OnnxRuntimeModel(BaseModel):
@@ -137,8 +144,9 @@ class OnnxRuntimeModel(BaseModel):
         providers: ONNX Runtime execution providers (default: the CPU's).
     """
 
-    def __init__(self, onnx_file: str, cfg: Config,
-                 providers: Optional[Sequence[str]] = None) -> None:
+    def __init__(
+        self, onnx_file: str, cfg: Config, providers: Optional[Sequence[str]] = None
+    ) -> None:
         import onnxruntime as ort
 
         from mmsgformer.utils.config import task_of
@@ -148,12 +156,15 @@ class OnnxRuntimeModel(BaseModel):
             raise ExportError(f'ONNX file not found: {onnx_file}')
         self.cfg = cfg
         self.task = task_of(cfg)
-        self.engine = ort.InferenceSession(onnx_file,
-                                           providers=list(providers or ['CPUExecutionProvider']))
+        self.engine = ort.InferenceSession(
+            onnx_file, providers=list(providers or ['CPUExecutionProvider'])
+        )
         exported_task = self.engine.get_modelmeta().custom_metadata_map.get('mmsgformer.task')
         if exported_task not in (None, self.task):
-            raise ExportError(f'{onnx_file} is a {exported_task!r} model, the config a '
-                              f'{self.task!r} one: pass the config it was exported from')
+            raise ExportError(
+                f'{onnx_file} is a {exported_task!r} model, the config a '
+                f'{self.task!r} one: pass the config it was exported from'
+            )
         self.pad_values = build_preprocess(cfg).raw_pad_values()
 
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
@@ -169,16 +180,20 @@ class OnnxRuntimeModel(BaseModel):
         outputs = self.run(collate([image.float() for image in images], self.pad_values))
         return SAMPLE_MAKERS[self.task](outputs, data.get('data_samples') or [])
 
-    def forward(self, inputs: torch.Tensor, data_samples: Optional[list] = None,
-                mode: str = 'predict') -> List[Any]:
+    def forward(
+        self, inputs: torch.Tensor, data_samples: Optional[list] = None, mode: str = 'predict'
+    ) -> List[Any]:
         """Predictions only (``mode='predict'``): an exported model does not train."""
         if mode != 'predict':
             raise ExportError(f'an ONNX model only predicts, mode {mode!r} is not available')
         return self.test_step(dict(inputs=inputs, data_samples=data_samples))
 
 
-def init_onnx_model(onnx_file: str, config: Union[str, os.PathLike, Config],
-                    cfg_options: Optional[Dict[str, Any]] = None) -> OnnxRuntimeModel:
+def init_onnx_model(
+    onnx_file: str,
+    config: Union[str, os.PathLike, Config],
+    cfg_options: Optional[Dict[str, Any]] = None,
+) -> OnnxRuntimeModel:
     """An :class:`OnnxRuntimeModel` with ``model.cfg``, ready for
     :func:`~mmsgformer.apis.inference_model`.
 

@@ -7,6 +7,7 @@ outputs through the model's own backbone, neck and head modules:
 * :class:`ClassifierExport` - ``scores`` ``(N, num_classes)``, softmax probabilities;
 * :class:`SegmentorExport` - ``seg_map`` ``(N, H, W)`` int64, UperNet whole-image inference.
 """
+
 from __future__ import annotations
 
 from typing import Tuple, Union
@@ -50,8 +51,10 @@ class MatrixAdaptiveAvgPool2d(nn.Module):
         super().__init__()
         sizes = (output_size, output_size) if isinstance(output_size, int) else output_size
         if any(size is None for size in sizes):
-            raise ExportError(f'adaptive pooling to {output_size} (None keeps the input size) '
-                              f'is not supported for export; give both output sides')
+            raise ExportError(
+                f'adaptive pooling to {output_size} (None keeps the input size) '
+                f'is not supported for export; give both output sides'
+            )
         self.output_size = tuple(int(size) for size in sizes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,8 +71,11 @@ def replace_adaptive_pooling(module: nn.Module) -> int:
     Returns:
         The number of modules replaced.
     """
-    targets = [(name, child) for name, child in module.named_modules()
-               if isinstance(child, nn.AdaptiveAvgPool2d)]
+    targets = [
+        (name, child)
+        for name, child in module.named_modules()
+        if isinstance(child, nn.AdaptiveAvgPool2d)
+    ]
     for name, child in targets:
         parent_name, _, attribute = name.rpartition('.')
         parent = module.get_submodule(parent_name) if parent_name else module
@@ -117,8 +123,10 @@ class SegmentorExport(nn.Module):
         super().__init__()
         mode = (getattr(segmentor, 'test_cfg', None) or {}).get('mode', 'whole')
         if mode != 'whole':
-            raise ExportError(f'the segmentor tests in {mode!r} mode; an exported model does '
-                              f'whole-image inference: set model.test_cfg.mode=whole')
+            raise ExportError(
+                f'the segmentor tests in {mode!r} mode; an exported model does '
+                f'whole-image inference: set model.test_cfg.mode=whole'
+            )
         replace_adaptive_pooling(segmentor)
         self.preprocess = Preprocess(segmentor.data_preprocessor)
         self.segmentor = segmentor
@@ -130,8 +138,9 @@ class SegmentorExport(nn.Module):
         x, (height, width) = self.preprocess(input)
         head = self.segmentor.decode_head
         logits = head(self.segmentor.extract_feat(x))
-        logits = resize(logits, size=x.shape[-2:], mode='bilinear',
-                        align_corners=head.align_corners)[..., :height, :width]
+        logits = resize(
+            logits, size=x.shape[-2:], mode='bilinear', align_corners=head.align_corners
+        )[..., :height, :width]
         if logits.shape[1] == 1:
             return (logits[:, 0].sigmoid() > head.threshold).long()
         return logits.argmax(dim=1)

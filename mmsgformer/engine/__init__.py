@@ -17,11 +17,22 @@
 * :class:`~mmsgformer.engine.dist.CPUDistributedDataParallel`, the model wrapper for distributed
   training and testing on machines without CUDA (gloo), with MMEngine 0.10.x.
 """
-from .dist import (CPUDistributedDataParallel, destroy_cpu_dist, init_cpu_dist,
-                   prepare_cfg_for_cpu_dist, setup_distributed)
+
+from .dist import (
+    CPUDistributedDataParallel,
+    destroy_cpu_dist,
+    init_cpu_dist,
+    prepare_cfg_for_cpu_dist,
+    setup_distributed,
+)
 from .hooks import AtomicCheckpointHook, DivergenceGuardHook
 
 __all__ = [
-    'AtomicCheckpointHook', 'CPUDistributedDataParallel', 'DivergenceGuardHook',
-    'destroy_cpu_dist', 'init_cpu_dist', 'prepare_cfg_for_cpu_dist', 'setup_distributed'
+    'AtomicCheckpointHook',
+    'CPUDistributedDataParallel',
+    'DivergenceGuardHook',
+    'destroy_cpu_dist',
+    'init_cpu_dist',
+    'prepare_cfg_for_cpu_dist',
+    'setup_distributed',
 ]

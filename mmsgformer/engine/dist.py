@@ -31,6 +31,7 @@ failure rate of a 2-rank test from about 1 in 4 runs to 0 in 20.
 With CUDA available, :func:`setup_distributed` does nothing and MMEngine's usual NCCL path is
 used.
 """
+
 import atexit
 import datetime
 import os
@@ -62,6 +63,7 @@ def _count_sync_bn(module: torch.nn.Module) -> int:
     types = [torch.nn.SyncBatchNorm]
     try:
         from mmcv.ops import SyncBatchNorm as MMSyncBN
+
         types.append(MMSyncBN)
     except ImportError:  # mmcv without ops
         pass
@@ -83,15 +85,15 @@ class CPUDistributedDataParallel(MMDistributedDataParallel):
             if n_sync:
                 warnings.warn(
                     f'CPU distributed run: converting {n_sync} SyncBatchNorm layers '
-                    'to BatchNorm (statistics are per process, not synchronised).')
+                    'to BatchNorm (statistics are per process, not synchronised).'
+                )
                 module = revert_sync_batchnorm(module)
             device_ids = None
             kwargs.pop('output_device', None)
         super().__init__(module=module, device_ids=device_ids, **kwargs)
 
 
-def init_cpu_dist(launcher: str, backend: str = 'gloo',
-                  timeout: Optional[float] = None) -> None:
+def init_cpu_dist(launcher: str, backend: str = 'gloo', timeout: Optional[float] = None) -> None:
     """Create the default process group for ``launcher`` without touching CUDA.
 
     Reads the same environment variables as ``mmengine.dist.init_dist`` (torchrun's RANK,
@@ -111,7 +113,8 @@ def init_cpu_dist(launcher: str, backend: str = 'gloo',
         if 'MASTER_ADDR' not in env:
             node_list = env['SLURM_NODELIST']
             env['MASTER_ADDR'] = subprocess.getoutput(
-                f'scontrol show hostname {node_list} | head -n1')
+                f'scontrol show hostname {node_list} | head -n1'
+            )
         env.setdefault('MASTER_PORT', '29500')
     elif launcher == 'mpi':
         rank = int(env['OMPI_COMM_WORLD_RANK'])
@@ -127,8 +130,8 @@ def init_cpu_dist(launcher: str, backend: str = 'gloo',
     if timeout is not None:
         kwargs['timeout'] = datetime.timedelta(seconds=timeout)
     torch_dist.init_process_group(
-        backend=backend, init_method='env://', rank=rank,
-        world_size=world_size, **kwargs)
+        backend=backend, init_method='env://', rank=rank, world_size=world_size, **kwargs
+    )
     atexit.register(destroy_cpu_dist)
 
 
@@ -156,13 +159,15 @@ def prepare_cfg_for_cpu_dist(cfg) -> None:
         cfg['model_wrapper_cfg'] = dict(
             type='CPUDistributedDataParallel',
             broadcast_buffers=False,
-            find_unused_parameters=cfg.get('find_unused_parameters', False))
+            find_unused_parameters=cfg.get('find_unused_parameters', False),
+        )
     elif wrapper.get('type', 'MMDistributedDataParallel') in _DDP_TYPES:
         wrapper['type'] = 'CPUDistributedDataParallel'
     else:
         warnings.warn(
             f'model_wrapper_cfg type {wrapper.get("type")!r} is kept as is; it must '
-            'accept a CPU module (DDP needs device_ids=None on the CPU).')
+            'accept a CPU module (DDP needs device_ids=None on the CPU).'
+        )
 
 
 def setup_distributed(cfg, launcher: str) -> bool:

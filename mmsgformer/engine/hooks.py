@@ -35,6 +35,7 @@ uses them::
 
 :class:`DivergenceGuardHook` stops a run whose loss stays NaN/Inf; see its docstring.
 """
+
 import math
 import os
 import os.path as osp
@@ -48,8 +49,17 @@ from mmengine.runner import EpochBasedTrainLoop
 
 from ..registry import HOOKS, register_in_root
 from ..utils.safe_loading import describe_nonfinite
-from .reliability import (RNG_KEY, DivergenceError, atomic_write_text, divergence_message,
-                          fsync_dir, fsync_file, get_rng_state, remove_stale_tmp, set_rng_state)
+from .reliability import (
+    RNG_KEY,
+    DivergenceError,
+    atomic_write_text,
+    divergence_message,
+    fsync_dir,
+    fsync_file,
+    get_rng_state,
+    remove_stale_tmp,
+    set_rng_state,
+)
 
 
 def stop_training(runner, problem: str) -> NoReturn:
@@ -123,12 +133,14 @@ class AtomicCheckpointHook(CheckpointHook):
             for folder in {self.out_dir, runner.work_dir}:
                 for path in remove_stale_tmp(folder):
                     runner.logger.warning(
-                        f'Removed an incomplete checkpoint file of an interrupted run: {path}')
+                        f'Removed an incomplete checkpoint file of an interrupted run: {path}'
+                    )
         if self._pending_rng is not None:
             set_rng_state(self._pending_rng)
             self._pending_rng = None
-            runner.logger.info('Resumed the random state (python, numpy, torch) from the '
-                               'checkpoint.')
+            runner.logger.info(
+                'Resumed the random state (python, numpy, torch) from the checkpoint.'
+            )
 
     def before_val(self, runner) -> None:
         self._val_rng = get_rng_state()
@@ -142,8 +154,9 @@ class AtomicCheckpointHook(CheckpointHook):
     def _save_best_checkpoint(self, runner, metrics) -> None:
         # MMEngine deletes the previous best checkpoint before it writes the new one
         if self.save_best is not None:
-            stop_if_weights_nonfinite(runner, _model_weights(runner),
-                                      'before saving a best checkpoint (not saved)')
+            stop_if_weights_nonfinite(
+                runner, _model_weights(runner), 'before saving a best checkpoint (not saved)'
+            )
         super()._save_best_checkpoint(runner, metrics)
 
     # -- atomic save -----------------------------------------------------------------------
@@ -153,11 +166,13 @@ class AtomicCheckpointHook(CheckpointHook):
     def _save_checkpoint_with_step(self, runner, step, meta):
         ckpt_filename = self.filename_tmpl.format(step)
         # before any bookkeeping, rotation or file operation
-        stop_if_weights_nonfinite(runner, _model_weights(runner),
-                                  f'when {ckpt_filename} was due (not written)')
+        stop_if_weights_nonfinite(
+            runner, _model_weights(runner), f'when {ckpt_filename} was due (not written)'
+        )
         if not self._is_local():
-            runner.logger.warning('AtomicCheckpointHook: non-local out_dir, using MMEngine\'s '
-                                  'non-atomic saving.')
+            runner.logger.warning(
+                "AtomicCheckpointHook: non-local out_dir, using MMEngine's non-atomic saving."
+            )
             return super()._save_checkpoint_with_step(runner, step, meta)
 
         to_remove = []
@@ -173,11 +188,16 @@ class AtomicCheckpointHook(CheckpointHook):
 
         tmp_filename = f'.{ckpt_filename}.tmp'
         runner.save_checkpoint(  # master_only: other ranks return at once
-            self.out_dir, tmp_filename, self.file_client_args,
+            self.out_dir,
+            tmp_filename,
+            self.file_client_args,
             save_optimizer=self.save_optimizer,
             save_param_scheduler=self.save_param_scheduler,
-            meta=meta, by_epoch=self.by_epoch, backend_args=self.backend_args,
-            **self.args)
+            meta=meta,
+            by_epoch=self.by_epoch,
+            backend_args=self.backend_args,
+            **self.args,
+        )
         if not is_main_process():
             return
 
@@ -237,9 +257,11 @@ class DivergenceGuardHook(Hook):
 
     def __init__(self, patience: int = 5) -> None:
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ValueError(f'DivergenceGuardHook: patience must be an integer >= 1 (the '
-                             f'number of consecutive NaN/Inf iterations that stop training), '
-                             f'got {patience!r}')
+            raise ValueError(
+                f'DivergenceGuardHook: patience must be an integer >= 1 (the '
+                f'number of consecutive NaN/Inf iterations that stop training), '
+                f'got {patience!r}'
+            )
         self.patience = patience
         self._streak = 0
         self._first_bad: Optional[int] = None
@@ -251,8 +273,9 @@ class DivergenceGuardHook(Hook):
         self._first_bad = None
         self._checks_saves = not any(isinstance(h, AtomicCheckpointHook) for h in runner.hooks)
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
-                         outputs: Optional[dict] = None) -> None:
+    def after_train_iter(
+        self, runner, batch_idx: int, data_batch=None, outputs: Optional[dict] = None
+    ) -> None:
         bad = self._nonfinite_terms(runner, outputs or {})
         if not bad:
             self._streak = 0
@@ -265,20 +288,26 @@ class DivergenceGuardHook(Hook):
         if self._streak < self.patience:
             runner.logger.warning(
                 f'Iteration {iteration}: non-finite {self._terms} ({self._streak} of '
-                f'{self.patience} consecutive iterations stop training)')
+                f'{self.patience} consecutive iterations stop training)'
+            )
             return
-        stop_training(runner, f'at iteration {iteration}{_epoch_of(runner)}, {self._streak} '
-                              f'consecutive iterations had a NaN/Inf loss or gradient norm '
-                              f'({self._since(iteration)}; non-finite: {self._terms})')
+        stop_training(
+            runner,
+            f'at iteration {iteration}{_epoch_of(runner)}, {self._streak} '
+            f'consecutive iterations had a NaN/Inf loss or gradient norm '
+            f'({self._since(iteration)}; non-finite: {self._terms})',
+        )
 
     def after_train_epoch(self, runner) -> None:
         # before validation and before the checkpoint hook (lower priority)
         if self._streak:
             stop_if_weights_nonfinite(
-                runner, _model_weights(runner),
+                runner,
+                _model_weights(runner),
                 f'at the end of epoch {runner.epoch + 1} (iteration {runner.iter}), whose last '
                 f'{self._streak} iterations had a NaN/Inf loss or gradient norm '
-                f'({self._since(runner.iter)}; non-finite: {self._terms})')
+                f'({self._since(runner.iter)}; non-finite: {self._terms})',
+            )
 
     def _since(self, iteration: int) -> str:
         if self._first_bad == iteration:
@@ -287,8 +316,9 @@ class DivergenceGuardHook(Hook):
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if self._checks_saves:
-            stop_if_weights_nonfinite(runner, checkpoint['state_dict'],
-                                      'before a checkpoint was written (not written)')
+            stop_if_weights_nonfinite(
+                runner, checkpoint['state_dict'], 'before a checkpoint was written (not written)'
+            )
 
     @staticmethod
     def _nonfinite_terms(runner, outputs: dict) -> Dict[str, float]:

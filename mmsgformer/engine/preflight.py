@@ -9,6 +9,7 @@
   one message of the component that failed (e.g. ``SGFormer arch 'xl' does not exist;
   choose one of [...]``).
 """
+
 import os.path as osp
 import re
 from typing import List, Optional
@@ -58,7 +59,8 @@ def dataset_path_problems(cfg, loaders=('train_dataloader',)) -> List[str]:
                 problems.append(
                     f'{key}.data_root: the data root {root!r} does not exist{where}. '
                     'Prepare the dataset there, or point the config at it: '
-                    f'--cfg-options {key}.data_root=/path/to/data/')
+                    f'--cfg-options {key}.data_root=/path/to/data/'
+                )
                 continue  # every path below it is missing too
             ann = ds.get('ann_file')
             if isinstance(ann, str) and ann and not _is_remote(ann):
@@ -67,19 +69,29 @@ def dataset_path_problems(cfg, loaders=('train_dataloader',)) -> List[str]:
                     problems.append(
                         f'{key}.ann_file: the annotation file {ann_path!r} does not exist'
                         f'{where}. Fix the path: --cfg-options {key}.ann_file=FILE '
-                        f'(relative to {key}.data_root={root!r})')
+                        f'(relative to {key}.data_root={root!r})'
+                    )
             split = ds.get('split')
-            if (isinstance(split, str) and split and not ann and not ds.get('data_prefix')
-                    and root and not _is_remote(root)):
+            if (
+                isinstance(split, str)
+                and split
+                and not ann
+                and not ds.get('data_prefix')
+                and root
+                and not _is_remote(root)
+            ):
                 # mmpretrain ImageNet-style: <root>/meta/<split>.txt or a <root>/<split>/ folder
-                if not (osp.isfile(osp.join(root, 'meta', f'{split}.txt'))
-                        or osp.isdir(osp.join(root, split))):
+                if not (
+                    osp.isfile(osp.join(root, 'meta', f'{split}.txt'))
+                    or osp.isdir(osp.join(root, split))
+                ):
                     problems.append(
                         f'{key}.split: the {split!r} data does not exist: neither the folder '
                         f'{osp.join(root, split)!r} nor the list '
                         f'{osp.join(root, "meta", split + ".txt")!r} is there{where}. Prepare '
                         f'the {split!r} split under {key}.data_root={root!r}, or change it: '
-                        f'--cfg-options {key}.data_root=/path/to/data/')
+                        f'--cfg-options {key}.data_root=/path/to/data/'
+                    )
             prefix = ds.get('data_prefix')
             if isinstance(prefix, dict):
                 for name, sub in prefix.items():
@@ -91,7 +103,8 @@ def dataset_path_problems(cfg, loaders=('train_dataloader',)) -> List[str]:
                             f'{key}.data_prefix.{name}: the folder {sub_path!r} does not '
                             f'exist{where}. Fix the path: --cfg-options '
                             f'{key}.data_prefix.{name}=FOLDER (relative to '
-                            f'{key}.data_root={root!r})')
+                            f'{key}.data_root={root!r})'
+                        )
     return problems
 
 

@@ -14,6 +14,7 @@ The hooks that use them are in :mod:`mmsgformer.engine.hooks`
   checkpoint when it is loaded;
 * :func:`use_reliability_hooks`, which puts both hooks into a config (``tools/train.py``).
 """
+
 import glob
 import os
 import os.path as osp
@@ -28,8 +29,7 @@ RNG_KEY = 'rng_state'
 
 def get_rng_state() -> dict:
     """States of python ``random``, numpy, torch and (if present) CUDA generators."""
-    state = dict(python=random.getstate(), numpy=np.random.get_state(),
-                 torch=torch.get_rng_state())
+    state = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state['cuda'] = torch.cuda.get_rng_state_all()
     return state
@@ -129,6 +129,7 @@ def use_reliability_hooks(cfg) -> None:
 
 # -- divergence ---------------------------------------------------------------------------------
 
+
 class DivergenceError(RuntimeError):
     """Training diverged: the loss or the weights became NaN/Inf and stayed so."""
 
@@ -144,22 +145,29 @@ def divergence_message(problem: str, work_dir: str) -> str:
     """
     last = find_resume_checkpoint(work_dir)
     if last is None:
-        restart = ('No checkpoint of this run was written before; start again after changing '
-                   'the settings below.')
+        restart = (
+            'No checkpoint of this run was written before; start again after changing '
+            'the settings below.'
+        )
     else:
-        restart = (f'No checkpoint with non-finite weights was written: the last checkpoint, '
-                   f'{last}, has finite weights. `--resume` continues from it with the saved '
-                   f'optimizer and learning-rate schedule; to change them, start a new run from '
-                   f'its weights: --cfg-options load_from={last} (and the new settings).')
-    return (f'Training diverged: {problem}.\n{restart}\nWhat to try: a lower learning rate '
-            f'(optim_wrapper.optimizer.lr), gradient clipping (optim_wrapper.clip_grad='
-            f'dict(max_norm=10.0)), and with --amp (float16) training without it or in bfloat16 '
-            f'(optim_wrapper.type=AmpOptimWrapper optim_wrapper.dtype=bfloat16).')
+        restart = (
+            f'No checkpoint with non-finite weights was written: the last checkpoint, '
+            f'{last}, has finite weights. `--resume` continues from it with the saved '
+            f'optimizer and learning-rate schedule; to change them, start a new run from '
+            f'its weights: --cfg-options load_from={last} (and the new settings).'
+        )
+    return (
+        f'Training diverged: {problem}.\n{restart}\nWhat to try: a lower learning rate '
+        f'(optim_wrapper.optimizer.lr), gradient clipping (optim_wrapper.clip_grad='
+        f'dict(max_norm=10.0)), and with --amp (float16) training without it or in bfloat16 '
+        f'(optim_wrapper.type=AmpOptimWrapper optim_wrapper.dtype=bfloat16).'
+    )
 
 
 def _is_complete_checkpoint(path: str) -> bool:
     """A cheap completeness check: a torch zip file whose central directory reads."""
     import zipfile
+
     if not osp.isfile(path):
         return False
     try:
@@ -186,7 +194,7 @@ def find_resume_checkpoint(work_dir: str) -> Optional[str]:
     for path in glob.glob(osp.join(work_dir, '*.pth')):
         name = osp.basename(path)
         for prefix in ('epoch_', 'iter_'):
-            num = name[len(prefix):-len('.pth')]
+            num = name[len(prefix) : -len('.pth')]
             if name.startswith(prefix) and num.isdigit():
                 candidates.append((osp.getmtime(path), int(num), path))
     for *_, path in sorted(candidates, reverse=True):

@@ -11,6 +11,7 @@ for the tools to print: :class:`~mmsgformer.engine.preflight.ConfigPathError` (a
 the config is missing), :class:`RunError` (an option or config the run cannot serve) and
 :class:`~mmsgformer.utils.safe_loading.CheckpointError` (the checkpoint to test cannot be used).
 """
+
 from __future__ import annotations
 
 import os
@@ -43,6 +44,7 @@ class RunOptions:
             (:func:`mmsgformer.utils.config.apply_cfg_options`).
         launcher: ``'none'``, ``'pytorch'``, ``'slurm'`` or ``'mpi'``.
     """
+
     work_dir: Optional[str] = None
     cfg_options: Optional[Dict[str, Any]] = None
     launcher: str = 'none'
@@ -59,6 +61,7 @@ class TrainOptions(RunOptions):
         auto_scale_lr: Scale the learning rate by the total batch size
             (:func:`enable_auto_scale_lr`).
     """
+
     resume: Optional[str] = None
     amp: bool = False
     auto_scale_lr: bool = False
@@ -76,11 +79,12 @@ class TestOptions(RunOptions):
         wait_time: Seconds each shown picture stays.
         tta: Test-time augmentation (:func:`apply_tta`).
     """
+
     __test__ = False  # not a test class for pytest, where a test module imports it
     out: Optional[str] = None
     show: bool = False
     show_dir: Optional[str] = None
-    wait_time: float = 2.
+    wait_time: float = 2.0
     tta: bool = False
 
 
@@ -132,8 +136,10 @@ def build_runner(cfg: Config, config: str):
     except Exception as e:  # noqa: BLE001 - reported concisely, full traceback on request
         if os.environ.get('MMSGFORMER_DEBUG'):
             raise
-        raise RunError(f'building the runner from {config} failed: {concise_build_error(e)}\n'
-                       '(set MMSGFORMER_DEBUG=1 for the full traceback)') from e
+        raise RunError(
+            f'building the runner from {config} failed: {concise_build_error(e)}\n'
+            '(set MMSGFORMER_DEBUG=1 for the full traceback)'
+        ) from e
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -166,8 +172,9 @@ def train(config: str, options: Optional[TrainOptions] = None) -> None:
     build_runner(cfg, config).train()
 
 
-def test(config: str, checkpoint: str, options: Optional[TestOptions] = None
-         ) -> Optional[Dict[str, Any]]:
+def test(
+    config: str, checkpoint: str, options: Optional[TestOptions] = None
+) -> Optional[Dict[str, Any]]:
     """Evaluates a checkpoint, or an exported ONNX model, of a config with MMEngine's Runner.
 
     The checkpoint is read once, safely, and its weights are checked for NaN/Inf
@@ -194,8 +201,9 @@ def test(config: str, checkpoint: str, options: Optional[TestOptions] = None
         raise RunError(f'checkpoint not found: {checkpoint}')
     exported = checkpoint.endswith('.onnx')
     if exported and options.tta:
-        raise RunError('--tta is not available for an ONNX model; test the .pth checkpoint '
-                       'with --tta instead')
+        raise RunError(
+            '--tta is not available for an ONNX model; test the .pth checkpoint with --tta instead'
+        )
     cfg = prepare_config(config, options, ['test_dataloader'])  # config and data errors first
     # unreadable, unsafe or NaN/Inf weights: one error
     loaded = None if exported else read_checkpoint(checkpoint)
@@ -284,8 +292,9 @@ def built_test_loop(runner):
     """The runner's test loop (built on first use), else :class:`RunError`."""
     loop = runner.test_loop
     if loop is None:
-        raise RunError('the config has no test loop: it needs test_dataloader, test_cfg and '
-                       'test_evaluator')
+        raise RunError(
+            'the config has no test loop: it needs test_dataloader, test_cfg and test_evaluator'
+        )
     return loop
 
 
@@ -297,8 +306,10 @@ def use_amp(cfg: Config, cuda_available: bool) -> None:
         RunError: Without a GPU (MMEngine's AmpOptimWrapper does not run on the CPU).
     """
     if not cuda_available:
-        raise RunError('--amp needs a GPU (MMEngine\'s AmpOptimWrapper does not run on the '
-                       'CPU); train without --amp on this machine.')
+        raise RunError(
+            "--amp needs a GPU (MMEngine's AmpOptimWrapper does not run on the "
+            'CPU); train without --amp on this machine.'
+        )
     cfg.optim_wrapper.type = 'AmpOptimWrapper'
     cfg.optim_wrapper.loss_scale = 'dynamic'
 
@@ -307,34 +318,38 @@ def enable_auto_scale_lr(cfg: Config) -> None:
     """Lets the runner scale the learning rate by total batch size / ``base_batch_size``."""
     auto = cfg.get('auto_scale_lr')
     if not auto or 'base_batch_size' not in auto:
-        raise RunError('--auto-scale-lr needs auto_scale_lr = dict(enable=False, '
-                       'base_batch_size=N) in the config')
+        raise RunError(
+            '--auto-scale-lr needs auto_scale_lr = dict(enable=False, '
+            'base_batch_size=N) in the config'
+        )
     cfg.auto_scale_lr.enable = True
 
 
 def set_resume(cfg: Config, resume: str) -> None:
     """``--resume CKPT``, or ``'auto'``: the last *complete* checkpoint of the work directory."""
     from .reliability import find_resume_checkpoint
+
     cfg.resume = True
     if resume != 'auto':
         cfg.load_from = resume
         return
     cfg.load_from = find_resume_checkpoint(cfg.work_dir)
     if cfg.load_from is None:
-        print(f'--resume: no checkpoint in {cfg.work_dir}; training from scratch.',
-              file=sys.stderr)
+        print(f'--resume: no checkpoint in {cfg.work_dir}; training from scratch.', file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------- testing
-def enable_visualization(cfg: Config, show: bool, show_dir: Optional[str],
-                         wait_time: float) -> None:
+def enable_visualization(
+    cfg: Config, show: bool, show_dir: Optional[str], wait_time: float
+) -> None:
     """Turns on the task's visualization hook for testing (mmdet/mmseg/mmpretrain flavours)."""
     hooks = cfg.get('default_hooks') or {}
     hook = hooks.get('visualization')
     if hook is None:
         raise RunError(
-            'default_hooks.visualization is missing from the config; add the task\'s '
-            'visualization hook (e.g. DetVisualizationHook) to use --show/--show-dir.')
+            "default_hooks.visualization is missing from the config; add the task's "
+            'visualization hook (e.g. DetVisualizationHook) to use --show/--show-dir.'
+        )
     hook_type = str(hook.get('type', ''))
     if hook_type.endswith('SegVisualizationHook'):
         hook['draw'] = True
@@ -357,8 +372,8 @@ def _flip_tta_pipeline(test_pipeline: list, pack: dict) -> list:
     pipeline = deepcopy(test_pipeline)
     pipeline[-1] = dict(
         type='TestTimeAug',
-        transforms=[[dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
-                    [pack]])
+        transforms=[[dict(type='RandomFlip', prob=1.0), dict(type='RandomFlip', prob=0.0)], [pack]],
+    )
     return pipeline
 
 
@@ -374,32 +389,41 @@ def apply_tta(cfg: Config, task: str) -> None:
     """
     if task == 'det' and (cfg.model.get('roi_head') or {}).get('mask_head'):
         raise RunError(
-            '--tta: mmdet 3.3\'s DetTTAModel merges boxes only and refuses instance '
+            "--tta: mmdet 3.3's DetTTAModel merges boxes only and refuses instance "
             'masks, so Mask R-CNN cannot be tested with TTA. For box-only TTA drop the '
             'mask branch: --cfg-options model.roi_head.mask_head=None '
-            'model.roi_head.mask_roi_extractor=None test_evaluator.metric=bbox')
+            'model.roi_head.mask_roi_extractor=None test_evaluator.metric=bbox'
+        )
     test_ds = cfg.test_dataloader.dataset
     while 'dataset' in test_ds:  # dataset wrappers
         test_ds = test_ds['dataset']
     if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
         if task == 'det':
-            cfg.setdefault('tta_model', dict(
-                type='DetTTAModel',
-                tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100)))
+            cfg.setdefault(
+                'tta_model',
+                dict(
+                    type='DetTTAModel',
+                    tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100),
+                ),
+            )
             pack = deepcopy(test_ds.pipeline[-1])
-            pack['meta_keys'] = tuple(pack.get('meta_keys', (
-                'img_id', 'img_path', 'ori_shape', 'img_shape',
-                'scale_factor'))) + ('flip', 'flip_direction')
+            pack['meta_keys'] = tuple(
+                pack.get(
+                    'meta_keys', ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')
+                )
+            ) + ('flip', 'flip_direction')
             cfg.setdefault('tta_pipeline', _flip_tta_pipeline(test_ds.pipeline, pack))
         elif task == 'cls':
             cfg.setdefault('tta_model', dict(type='mmpretrain.AverageClsScoreTTA'))
-            cfg.setdefault('tta_pipeline', _flip_tta_pipeline(
-                test_ds.pipeline, deepcopy(test_ds.pipeline[-1])))
+            cfg.setdefault(
+                'tta_pipeline', _flip_tta_pipeline(test_ds.pipeline, deepcopy(test_ds.pipeline[-1]))
+            )
         else:
             raise RunError(
                 '--tta needs `tta_model` and `tta_pipeline` in the config '
-                '(mmseg\'s dataset bases define tta_pipeline, its default_runtime '
-                'tta_model).')
+                "(mmseg's dataset bases define tta_pipeline, its default_runtime "
+                'tta_model).'
+            )
         warnings.warn('Config has no tta_model/tta_pipeline: using flip TTA.')
     test_ds.pipeline = cfg.tta_pipeline
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
@@ -424,9 +448,11 @@ def add_prediction_dump(runner, task: str, out: str) -> None:
         return  # see set_prediction_output
     if task == 'det':
         from mmdet.evaluation import DumpDetResults
+
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=out))
     else:
         from mmengine.evaluator import DumpResults
+
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=out))
 
 
@@ -434,8 +460,10 @@ def format_metrics(metrics: Optional[Dict[str, Any]], title: str) -> str:
     """The metrics of a test run as printed lines (floats with 4 decimals)."""
     lines = [f'\n==== test metrics ({title}) ====']
     if not metrics:
-        lines.append('(the evaluator returned no metrics; see the log above, e.g. CocoMetric '
-                     'returns none when the model detected nothing)')
+        lines.append(
+            '(the evaluator returned no metrics; see the log above, e.g. CocoMetric '
+            'returns none when the model detected nothing)'
+        )
     for key, value in (metrics or {}).items():
         lines.append(f'{key}: {value:.4f}' if isinstance(value, float) else f'{key}: {value}')
     return '\n'.join(lines)

@@ -1,9 +1,21 @@
 """Models of mmsgformer."""
-from .attention import (GlobalAttention, HybridScaleAttention, SignificanceGuidedAttention,
-                        TokenReallocation)
+
+from .attention import (
+    GlobalAttention,
+    HybridScaleAttention,
+    SignificanceGuidedAttention,
+    TokenReallocation,
+)
 from .official_keys import convert_official_state_dict
 from .pretrained import load_pretrained
 from .sgformer import SGFormer
 
-__all__ = ['SGFormer', 'HybridScaleAttention', 'SignificanceGuidedAttention', 'GlobalAttention',
-           'TokenReallocation', 'convert_official_state_dict', 'load_pretrained']
+__all__ = [
+    'SGFormer',
+    'HybridScaleAttention',
+    'SignificanceGuidedAttention',
+    'GlobalAttention',
+    'TokenReallocation',
+    'convert_official_state_dict',
+    'load_pretrained',
+]

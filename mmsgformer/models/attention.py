@@ -24,19 +24,19 @@ Each module keeps the projections that read the same input fused into one ``in_p
 layer (the official implementation has up to four separate ones); ``convert_official_state_dict``
 in :mod:`mmsgformer.models.official_keys` maps the official weights onto this layout.
 """
+
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..utils.compat import is_autocast_enabled
-from .layers import (Size, ceil_div, dropout, known_zero, map_to_tokens, pad_map,
-                     tokens_to_map)
+from .layers import Size, ceil_div, dropout, known_zero, map_to_tokens, pad_map, tokens_to_map
 from .memory_saving import gather_merge, split_linear
 
 LOCAL_WINDOW = 7
@@ -90,14 +90,16 @@ class _AttentionBase(nn.Module):
         proj_drop: Dropout rate after ``proj``.
     """
 
-    def __init__(self, dims: int, num_heads: int, in_proj_dims: int, proj_drop: float = 0.) -> None:
+    def __init__(
+        self, dims: int, num_heads: int, in_proj_dims: int, proj_drop: float = 0.0
+    ) -> None:
         super().__init__()
         if dims % num_heads:
             raise ValueError(f'embed_dims {dims} must be divisible by num_heads {num_heads}')
         self.dims = dims
         self.num_heads = num_heads
         self.head_dims = dims // num_heads
-        self.scale = self.head_dims ** -0.5
+        self.scale = self.head_dims**-0.5
         self.in_proj = nn.Linear(dims, in_proj_dims)
         self.lepe = LocallyEnhancedPositionalEncoding(dims)
         self.proj = nn.Linear(dims, dims)
@@ -107,8 +109,9 @@ class _AttentionBase(nn.Module):
         """``(B, L, heads * d)`` -> ``(B, heads, L, d)``."""
         return x.unflatten(-1, (num_heads, self.head_dims)).transpose(1, 2)
 
-    def output(self, x: torch.Tensor, lepe_input: torch.Tensor,
-               hw_shape: Tuple[Size, Size]) -> torch.Tensor:
+    def output(
+        self, x: torch.Tensor, lepe_input: torch.Tensor, hw_shape: Tuple[Size, Size]
+    ) -> torch.Tensor:
         """``proj(attention output + LePE)``."""
         return self.proj_drop(self.proj(x + self.lepe(lepe_input, hw_shape)))
 
@@ -149,10 +152,12 @@ class HybridScaleAttention(_AttentionBase):
         proj_drop: Dropout rate after ``proj``.
     """
 
-    def __init__(self, dims: int, num_heads: int, sr_ratio: int, proj_drop: float = 0.) -> None:
+    def __init__(self, dims: int, num_heads: int, sr_ratio: int, proj_drop: float = 0.0) -> None:
         if num_heads % 2:
-            raise ValueError(f'hybrid-scale attention splits heads in two halves; num_heads '
-                             f'must be even, got {num_heads}')
+            raise ValueError(
+                f'hybrid-scale attention splits heads in two halves; num_heads '
+                f'must be even, got {num_heads}'
+            )
         # in_proj: [global q | local q | local k | local v | LePE input]
         super().__init__(dims, num_heads, in_proj_dims=3 * dims, proj_drop=proj_drop)
         self.sr_ratio = sr_ratio
@@ -161,9 +166,12 @@ class HybridScaleAttention(_AttentionBase):
         self.sr_act = nn.GELU()
         self.global_kv = nn.Linear(dims, dims)
 
-    def forward(self, x: torch.Tensor, hw_shape: Tuple[Size, Size],
-                significance: Optional[torch.Tensor] = None
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        hw_shape: Tuple[Size, Size],
+        significance: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Returns the attended tokens ``(B, N, C)`` and a new significance map ``(B, H, W)``.
 
         An incoming ``significance`` (of an earlier block) is not used.
@@ -182,24 +190,27 @@ class HybridScaleAttention(_AttentionBase):
         """
         return split_linear(x, self.in_proj, [self.dims // 2, 3 * self.dims // 2, self.dims])
 
-    def _global(self, x: torch.Tensor, q: torch.Tensor, hw_shape: Tuple[Size, Size]
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _global(
+        self, x: torch.Tensor, q: torch.Tensor, hw_shape: Tuple[Size, Size]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         height, width = hw_shape
         heads = self.num_heads // 2
         reduced = self.sr(pad_map(x.unflatten(1, hw_shape), self.sr_ratio).permute(0, 3, 1, 2))
         reduced_hw = reduced.shape[-2:]
         kv = self.global_kv(self.sr_act(self.sr_norm(map_to_tokens(reduced))))
         k, v = self.split_heads(kv, 2 * heads).chunk(2, dim=1)
-        out, significance = attention(self.split_heads(q, heads), k, v, self.scale,
-                                      need_key_significance=True)
+        out, significance = attention(
+            self.split_heads(q, heads), k, v, self.scale, need_key_significance=True
+        )
         # every token gets the significance of the reduced key covering it
         rows, cols, sr = *reduced_hw, self.sr_ratio
         significance = significance.view(-1, rows, 1, cols, 1).expand(-1, -1, sr, -1, sr)
         significance = significance.reshape(-1, rows * sr, cols * sr)
         return out.transpose(1, 2).flatten(2), significance[:, :height, :width]
 
-    def _local(self, qkv: torch.Tensor, hw_shape: Tuple[Size, Size]
-               ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _local(
+        self, qkv: torch.Tensor, hw_shape: Tuple[Size, Size]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         batch = qkv.shape[0]
         height, width = hw_shape
         heads, w = self.num_heads // 2, LOCAL_WINDOW
@@ -208,24 +219,36 @@ class HybridScaleAttention(_AttentionBase):
         # (B, rows, w, cols, w, 3, heads, d) -> (3, B * rows * cols, heads, w * w, d)
         windows = padded.reshape(batch, rows, w, cols, w, 3, heads, self.head_dims)
         windows = windows.permute(5, 0, 1, 3, 6, 2, 4, 7).reshape(
-            3, batch * rows * cols, heads, w * w, self.head_dims)
-        key_mask, query_weights = self._window_validity(batch, rows, cols, hw_shape, qkv.device,
-                                                        significance_dtype(qkv.dtype))
-        out, significance = attention(windows[0], windows[1], windows[2], self.scale,
-                                      key_mask=key_mask, query_weights=query_weights,
-                                      need_key_significance=True)
+            3, batch * rows * cols, heads, w * w, self.head_dims
+        )
+        key_mask, query_weights = self._window_validity(
+            batch, rows, cols, hw_shape, qkv.device, significance_dtype(qkv.dtype)
+        )
+        out, significance = attention(
+            windows[0],
+            windows[1],
+            windows[2],
+            self.scale,
+            key_mask=key_mask,
+            query_weights=query_weights,
+            need_key_significance=True,
+        )
         # (B * rows * cols, heads, w * w, d) -> (B, rows * w, cols * w, heads * d)
         out = out.reshape(batch, rows, cols, heads, w, w, self.head_dims)
         out = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(batch, rows * w, cols * w, -1)
         significance = significance.reshape(batch, rows, cols, w, w).transpose(2, 3)
         significance = significance.reshape(batch, rows * w, cols * w)
-        return (out[:, :height, :width].flatten(1, 2),
-                significance[:, :height, :width])
+        return (out[:, :height, :width].flatten(1, 2), significance[:, :height, :width])
 
     @staticmethod
-    def _window_validity(batch: Size, rows: Size, cols: Size, hw_shape: Tuple[Size, Size],
-                         device: torch.device, dtype: torch.dtype
-                         ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    def _window_validity(
+        batch: Size,
+        rows: Size,
+        cols: Size,
+        hw_shape: Tuple[Size, Size],
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         """Key mask and query weights of padded windows; ``(None, None)`` where there is
         known to be no padding.
 
@@ -256,21 +279,29 @@ class SignificanceGuidedAttention(_AttentionBase):
         proj_drop: Dropout rate after ``proj``.
     """
 
-    def __init__(self, dims: int, num_heads: int, sr_ratio: int, proj_drop: float = 0.) -> None:
+    def __init__(self, dims: int, num_heads: int, sr_ratio: int, proj_drop: float = 0.0) -> None:
         if sr_ratio not in REALLOCATION_SPECS:
-            raise ValueError(f'significance-guided attention is defined for sr_ratios '
-                             f'{sorted(REALLOCATION_SPECS)}, got {sr_ratio}')
+            raise ValueError(
+                f'significance-guided attention is defined for sr_ratios '
+                f'{sorted(REALLOCATION_SPECS)}, got {sr_ratio}'
+            )
         # in_proj: [q | LePE input]
         super().__init__(dims, num_heads, in_proj_dims=2 * dims, proj_drop=proj_drop)
         self.reallocation = TokenReallocation(REALLOCATION_SPECS[sr_ratio])
         self.kv = nn.Linear(dims, 2 * dims)
 
-    def forward(self, x: torch.Tensor, hw_shape: Tuple[Size, Size],
-                significance: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, None]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        hw_shape: Tuple[Size, Size],
+        significance: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, None]:
         """Attends to keys reallocated by ``significance`` ``(B, H, W)``; consumes the map."""
         if significance is None:
-            raise ValueError('significance-guided attention needs the significance map of a '
-                             'preceding hybrid-scale block')
+            raise ValueError(
+                'significance-guided attention needs the significance map of a '
+                'preceding hybrid-scale block'
+            )
         q, lepe_input = self.in_proj(x).chunk(2, dim=-1)
         keys = self.reallocation(x, significance.flatten(1))
         k, v = self.split_heads(self.kv(keys), 2 * self.num_heads).chunk(2, dim=1)
@@ -305,8 +336,10 @@ class TokenReallocation(nn.Module):
     def allocation(self, significance: torch.Tensor) -> torch.Tensor:
         """How many tokens share each token's key: ``(B, N)`` merge sizes (for visualisation)."""
         order = torch.sort(significance, dim=1).indices
-        sizes = [torch.full((n,), merge.in_features, device=significance.device)
-                 for n, merge in zip(self.spec.group_sizes(significance.shape[1]), self.merges)]
+        sizes = [
+            torch.full((n,), merge.in_features, device=significance.device)
+            for n, merge in zip(self.spec.group_sizes(significance.shape[1]), self.merges)
+        ]
         allocation = torch.empty_like(order)
         return allocation.scatter_(1, order, torch.cat(sizes).expand_as(order))
 
@@ -320,12 +353,16 @@ class GlobalAttention(_AttentionBase):
         proj_drop: Dropout rate after ``proj``.
     """
 
-    def __init__(self, dims: int, num_heads: int, proj_drop: float = 0.) -> None:
+    def __init__(self, dims: int, num_heads: int, proj_drop: float = 0.0) -> None:
         # in_proj: [q | k | v | LePE input]
         super().__init__(dims, num_heads, in_proj_dims=4 * dims, proj_drop=proj_drop)
 
-    def forward(self, x: torch.Tensor, hw_shape: Tuple[Size, Size],
-                significance: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, None]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        hw_shape: Tuple[Size, Size],
+        significance: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, None]:
         """Self-attention of all tokens; a ``significance`` map passing by is not used."""
         qkv, lepe_input = self.in_proj(x).split([3 * self.dims, self.dims], dim=-1)
         q, k, v = self.split_heads(qkv, 3 * self.num_heads).chunk(3, dim=1)
@@ -355,10 +392,14 @@ def _query_chunk(q: torch.Tensor, num_keys: Size) -> Optional[int]:
     return max(1, SIGNIFICANCE_CHUNK_ELEMENTS // rows_per_query)
 
 
-def _chunked_softmax_attention(q: torch.Tensor, k: torch.Tensor, v: Optional[torch.Tensor],
-                               scale: float, key_mask: Optional[torch.Tensor],
-                               query_weights: Optional[torch.Tensor]
-                               ) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
+def _chunked_softmax_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: Optional[torch.Tensor],
+    scale: float,
+    key_mask: Optional[torch.Tensor],
+    query_weights: Optional[torch.Tensor],
+) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
     """Softmax attention formed once per query chunk: ``P @ v`` (if ``v`` is given) and the
     significance (column sums of ``P`` averaged over heads and weighted queries), in ``q``'s
     dtype. Arguments as in :func:`attention`."""
@@ -395,9 +436,13 @@ def significance_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 @torch.no_grad()
-def key_significance(q: torch.Tensor, k: torch.Tensor, scale: float,
-                     key_mask: Optional[torch.Tensor] = None,
-                     query_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+def key_significance(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    scale: float,
+    key_mask: Optional[torch.Tensor] = None,
+    query_weights: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
     """The attention each key receives, averaged over heads and (weighted) queries.
 
     This is the significance statistic of hybrid-scale attention. It is accumulated over chunks
@@ -418,8 +463,9 @@ def key_significance(q: torch.Tensor, k: torch.Tensor, scale: float,
     """
     with torch.autocast(q.device.type, enabled=False):
         dtype = significance_dtype(q.dtype)
-        return _chunked_softmax_attention(q.to(dtype), k.to(dtype), None, scale, key_mask,
-                                          query_weights)[1]
+        return _chunked_softmax_attention(
+            q.to(dtype), k.to(dtype), None, scale, key_mask, query_weights
+        )[1]
 
 
 def _one_pass_applies(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
@@ -427,9 +473,12 @@ def _one_pass_applies(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool
     device of ``ONE_PASS_DEVICE_TYPES``, in float32 or float64 without autocast (the statistic's
     precision; lower precisions keep the fused output kernel), without autograd (the explicit
     attention matrix would be kept for backward, which the fused kernels avoid)."""
-    return (q.device.type in ONE_PASS_DEVICE_TYPES and q.dtype in (torch.float32, torch.float64)
-            and not is_autocast_enabled(q.device.type)
-            and not (torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))))
+    return (
+        q.device.type in ONE_PASS_DEVICE_TYPES
+        and q.dtype in (torch.float32, torch.float64)
+        and not is_autocast_enabled(q.device.type)
+        and not (torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)))
+    )
 
 
 _significance_interceptors: List[Callable[..., torch.Tensor]] = []
@@ -454,11 +503,15 @@ def intercept_key_significance(interceptor: Callable[..., torch.Tensor]) -> Iter
         _significance_interceptors.remove(interceptor)
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
-              key_mask: Optional[torch.Tensor] = None,
-              query_weights: Optional[torch.Tensor] = None,
-              need_key_significance: bool = False
-              ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scale: float,
+    key_mask: Optional[torch.Tensor] = None,
+    query_weights: Optional[torch.Tensor] = None,
+    need_key_significance: bool = False,
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Multi-head scaled dot-product attention, optionally with each key's significance.
 
     The output comes from :func:`F.scaled_dot_product_attention` (fused kernels, no stored
@@ -486,6 +539,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
     if not need_key_significance:
         return out, None
     if _significance_interceptors:
-        return out, _significance_interceptors[-1](key_significance, q, k, scale, key_mask,
-                                                   query_weights)
+        return out, _significance_interceptors[-1](
+            key_significance, q, k, scale, key_mask, query_weights
+        )
     return out, key_significance(q, k, scale, key_mask, query_weights)

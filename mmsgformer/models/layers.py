@@ -7,6 +7,7 @@ size is known now (:func:`known_zero`); a traced graph takes the general path, w
 for every size. Padded sizes are written as ``ceil_div(n, m) * m`` so that a tracer can prove the
 reshapes that follow.
 """
+
 from __future__ import annotations
 
 from typing import Sequence, Tuple, Union
@@ -89,14 +90,18 @@ def group_tokens(tokens: torch.Tensor, size: int) -> torch.Tensor:
     return tokens.unflatten(1, (-1, size))
 
 
-def merge_groups(ordered: torch.Tensor, group_sizes: Sequence[Size],
-                 weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor]
-                 ) -> torch.Tensor:
+def merge_groups(
+    ordered: torch.Tensor,
+    group_sizes: Sequence[Size],
+    weights: Sequence[torch.Tensor],
+    biases: Sequence[torch.Tensor],
+) -> torch.Tensor:
     """Merges consecutive tokens into keys, group by group.
 
     Group ``g`` (the next ``group_sizes[g]`` tokens of ``ordered``) is zero-padded at its front
     to a multiple of ``size = weights[g].shape[1]`` and every ``size`` tokens become one key
-    ``weights[g] @ tokens + biases[g]`` (see :class:`~mmsgformer.models.attention.TokenReallocation`).
+    ``weights[g] @ tokens + biases[g]`` (see
+    :class:`~mmsgformer.models.attention.TokenReallocation`).
 
     Args:
         ordered: Tokens ``(B, N, C)`` in group order.
@@ -117,8 +122,9 @@ def merge_groups(ordered: torch.Tensor, group_sizes: Sequence[Size],
     return torch.cat(keys, dim=1)
 
 
-def group_norm_by_reduction(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                            eps: float) -> torch.Tensor:
+def group_norm_by_reduction(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float
+) -> torch.Tensor:
     """``F.group_norm(x, 1, weight, bias, eps)`` from a general reduction, in float32.
 
     The statistics over ``(C, H, W)`` of each sample do not depend on the memory layout, so
@@ -169,11 +175,24 @@ class ConvNorm(nn.Module):
         groups: Convolution groups.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1,
-                 stride: int = 1, groups: int = 1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        groups: int = 1,
+    ) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride,
-                              kernel_size // 2, groups=groups, bias=False)
+        self.conv = nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            kernel_size // 2,
+            groups=groups,
+            bias=False,
+        )
         self.norm = SingleGroupNorm(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -203,9 +222,10 @@ def sincos_pos_embed(dims: int, grid: int) -> torch.Tensor:
     """
     if dims % 4:
         raise ValueError(f'sin-cos position embedding needs dims divisible by 4, got {dims}')
-    freqs = 1. / 10000 ** (np.arange(dims // 4, dtype=np.float64) / (dims / 4.))
-    rows, cols = np.meshgrid(np.arange(grid, dtype=np.float64), np.arange(grid, dtype=np.float64),
-                             indexing='ij')
+    freqs = 1.0 / 10000 ** (np.arange(dims // 4, dtype=np.float64) / (dims / 4.0))
+    rows, cols = np.meshgrid(
+        np.arange(grid, dtype=np.float64), np.arange(grid, dtype=np.float64), indexing='ij'
+    )
     parts = []
     for coord in (cols, rows):
         angles = np.outer(coord.reshape(-1), freqs)

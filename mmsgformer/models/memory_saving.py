@@ -17,6 +17,7 @@ wherever :func:`memory_saving_applies` says no.
 
 What they save is measured by ``tools/analysis_tools/benchmark.py`` (see docs/benchmark.md).
 """
+
 from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple
@@ -26,14 +27,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..utils.compat import is_autocast_enabled, is_tracing
-from .layers import (ConvNorm, Size, SingleGroupNorm, group_tokens, map_to_tokens, merge_groups,
-                     pointwise_conv, tokens_to_map)
+from .layers import (
+    ConvNorm,
+    SingleGroupNorm,
+    Size,
+    group_tokens,
+    map_to_tokens,
+    merge_groups,
+    pointwise_conv,
+    tokens_to_map,
+)
 
 FLOAT_TYPES = (torch.float32, torch.float64)
 
 
-def memory_saving_applies(x: torch.Tensor, *params: torch.Tensor,
-                          any_precision: bool = False) -> bool:
+def memory_saving_applies(
+    x: torch.Tensor, *params: torch.Tensor, any_precision: bool = False
+) -> bool:
     """Whether the functions of this module replace the plain modules for input ``x``.
 
     They do when autograd records (``x`` or one of ``params`` requires a gradient) in eager
@@ -53,31 +63,52 @@ def memory_saving_applies(x: torch.Tensor, *params: torch.Tensor,
 
 
 # ---------------------------------------------------------------- stem, merging
-def norm_gelu_conv(x: torch.Tensor, first: Optional[ConvNorm], norm: SingleGroupNorm,
-                   act: nn.Module, second: ConvNorm) -> torch.Tensor:
+def norm_gelu_conv(
+    x: torch.Tensor,
+    first: Optional[ConvNorm],
+    norm: SingleGroupNorm,
+    act: nn.Module,
+    second: ConvNorm,
+) -> torch.Tensor:
     """``second.project(act(norm(first.project(x))))`` (without ``first``: of ``x``), through
     :class:`NormGeluConv` where it applies, else as plain modules."""
     convs = (second.conv,) if first is None else (first.conv, second.conv)
     params = [p for c in convs for p in c.parameters()] + [norm.weight]
-    if (memory_saving_applies(x, *params)
-            and norm.uses_native_kernel(x) and type(act) is nn.GELU
-            and act.approximate == 'none' and not second.is_pointwise()
-            and (first is None or first.is_pointwise() or first.conv.groups == 1)
-            and all(c.bias is None and c.padding_mode == 'zeros' and c.dilation == (1, 1)
-                    for c in convs)):
+    if (
+        memory_saving_applies(x, *params)
+        and norm.uses_native_kernel(x)
+        and type(act) is nn.GELU
+        and act.approximate == 'none'
+        and not second.is_pointwise()
+        and (first is None or first.is_pointwise() or first.conv.groups == 1)
+        and all(
+            c.bias is None and c.padding_mode == 'zeros' and c.dilation == (1, 1) for c in convs
+        )
+    ):
         first_weight = first_args = None
         if first is not None:
             first_weight = first.conv.weight
             if not first.is_pointwise():
                 first_args = (list(first.conv.stride), list(first.conv.padding))
         c = second.conv
-        return NormGeluConv.apply(x, first_weight, first_args, norm.weight, norm.bias, norm.eps,
-                                  c.weight, list(c.stride), list(c.padding), c.groups)
+        return NormGeluConv.apply(
+            x,
+            first_weight,
+            first_args,
+            norm.weight,
+            norm.bias,
+            norm.eps,
+            c.weight,
+            list(c.stride),
+            list(c.padding),
+            c.groups,
+        )
     return second.project(act(norm(x if first is None else first.project(x))))
 
 
-def _first_conv(x: torch.Tensor, weight: Optional[torch.Tensor],
-                args: Optional[Tuple[List[int], List[int]]]) -> torch.Tensor:
+def _first_conv(
+    x: torch.Tensor, weight: Optional[torch.Tensor], args: Optional[Tuple[List[int], List[int]]]
+) -> torch.Tensor:
     """:class:`NormGeluConv`'s first convolution: none (``weight`` None), pointwise (``args``
     None) or with ``(stride, padding)``."""
     if weight is None:
@@ -87,12 +118,14 @@ def _first_conv(x: torch.Tensor, weight: Optional[torch.Tensor],
     return F.conv2d(x, weight, None, args[0], args[1])
 
 
-def _norm_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float
-               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _norm_gelu(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``GroupNorm(1)`` by PyTorch's kernel and GELU: normed, activated, mean, rstd."""
     batch, channels = x.shape[:2]
     normed, mean, rstd = torch.ops.aten.native_group_norm(
-        x, weight, bias, batch, channels, x[0, 0].numel(), 1, eps)
+        x, weight, bias, batch, channels, x[0, 0].numel(), 1, eps
+    )
     return normed, F.gelu(normed), mean, rstd
 
 
@@ -117,10 +150,19 @@ class NormGeluConv(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, first_weight: torch.Tensor,
-                first_args: Optional[Tuple[List[int], List[int]]], norm_weight: torch.Tensor,
-                norm_bias: torch.Tensor, eps: float, weight: torch.Tensor, stride: List[int],
-                padding: List[int], groups: int) -> torch.Tensor:
+    def forward(
+        ctx,
+        x: torch.Tensor,
+        first_weight: torch.Tensor,
+        first_args: Optional[Tuple[List[int], List[int]]],
+        norm_weight: torch.Tensor,
+        norm_bias: torch.Tensor,
+        eps: float,
+        weight: torch.Tensor,
+        stride: List[int],
+        padding: List[int],
+        groups: int,
+    ) -> torch.Tensor:
         h = _first_conv(x, first_weight, first_args)
         _, activated, mean, rstd = _norm_gelu(h, norm_weight, norm_bias, eps)
         ctx.save_for_backward(x, first_weight, norm_weight, norm_bias, mean, rstd, weight)
@@ -136,16 +178,35 @@ class NormGeluConv(torch.autograd.Function):
         need = ctx.needs_input_grad
         need_h = need[0] or need[1] or need[3] or need[4]
         grad_activated, grad_weight, _ = torch.ops.aten.convolution_backward(
-            grad_out, activated, weight, None, stride, padding, [1, 1], False, [0, 0], groups,
-            [need_h, need[6], False])
+            grad_out,
+            activated,
+            weight,
+            None,
+            stride,
+            padding,
+            [1, 1],
+            False,
+            [0, 0],
+            groups,
+            [need_h, need[6], False],
+        )
         del activated  # each map-sized temporary is dropped once used: backward's peak memory
         grad_x = grad_first = grad_norm_weight = grad_norm_bias = None
         if need_h:
             grad_normed = torch.ops.aten.gelu_backward(grad_activated, normed)
             del grad_activated, normed
             grad_h, grad_norm_weight, grad_norm_bias = torch.ops.aten.native_group_norm_backward(
-                grad_normed, h, mean, rstd, norm_weight, h.shape[0], h.shape[1],
-                h[0, 0].numel(), 1, [need[0] or need[1], need[3], need[4]])
+                grad_normed,
+                h,
+                mean,
+                rstd,
+                norm_weight,
+                h.shape[0],
+                h.shape[1],
+                h[0, 0].numel(),
+                1,
+                [need[0] or need[1], need[3], need[4]],
+            )
             del grad_normed, h
             if first_weight is None:
                 grad_x = grad_h
@@ -154,25 +215,51 @@ class NormGeluConv(torch.autograd.Function):
                 if need[0]:
                     grad_x = (tokens_grad @ first_weight.flatten(1)).permute(0, 3, 1, 2)
                 if need[1]:
-                    grad_first = (tokens_grad.reshape(-1, tokens_grad.shape[-1]).t()
-                                  @ x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
-                                  ).view_as(first_weight)
+                    grad_first = (
+                        tokens_grad.reshape(-1, tokens_grad.shape[-1]).t()
+                        @ x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+                    ).view_as(first_weight)
             elif first_args is not None and (need[0] or need[1]):
                 grad_x, grad_first, _ = torch.ops.aten.convolution_backward(
-                    grad_h, x, first_weight, None, first_args[0], first_args[1], [1, 1],
-                    False, [0, 0], 1, [need[0], need[1], False])
-        return (grad_x, grad_first, None, grad_norm_weight, grad_norm_bias, None, grad_weight,
-                None, None, None)
+                    grad_h,
+                    x,
+                    first_weight,
+                    None,
+                    first_args[0],
+                    first_args[1],
+                    [1, 1],
+                    False,
+                    [0, 0],
+                    1,
+                    [need[0], need[1], False],
+                )
+        return (
+            grad_x,
+            grad_first,
+            None,
+            grad_norm_weight,
+            grad_norm_bias,
+            None,
+            grad_weight,
+            None,
+            None,
+            None,
+        )
 
 
 # ---------------------------------------------------------------- MLP
 def norm_linear(x: torch.Tensor, norm: nn.LayerNorm, linear: nn.Linear) -> torch.Tensor:
     """``linear(norm(x))``, through :class:`LayerNormLinear` where it applies."""
-    if (memory_saving_applies(x, linear.weight)
-            and type(norm) is nn.LayerNorm and norm.elementwise_affine
-            and norm.bias is not None and linear.bias is not None):
-        return LayerNormLinear.apply(x, norm.weight, norm.bias, norm.eps, linear.weight,
-                                     linear.bias)
+    if (
+        memory_saving_applies(x, linear.weight)
+        and type(norm) is nn.LayerNorm
+        and norm.elementwise_affine
+        and norm.bias is not None
+        and linear.bias is not None
+    ):
+        return LayerNormLinear.apply(
+            x, norm.weight, norm.bias, norm.eps, linear.weight, linear.bias
+        )
     return linear(norm(x))
 
 
@@ -190,10 +277,18 @@ class LayerNormLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, norm_weight: torch.Tensor, norm_bias: torch.Tensor,
-                eps: float, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        normed, mean, rstd = torch.ops.aten.native_layer_norm(x, [x.shape[-1]], norm_weight,
-                                                              norm_bias, eps)
+    def forward(
+        ctx,
+        x: torch.Tensor,
+        norm_weight: torch.Tensor,
+        norm_bias: torch.Tensor,
+        eps: float,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+    ) -> torch.Tensor:
+        normed, mean, rstd = torch.ops.aten.native_layer_norm(
+            x, [x.shape[-1]], norm_weight, norm_bias, eps
+        )
         ctx.save_for_backward(x, norm_weight, norm_bias, mean, rstd, weight)
         ctx.eps = eps
         return F.linear(normed, weight, bias)
@@ -205,34 +300,54 @@ class LayerNormLinear(torch.autograd.Function):
         flat_grad = grad_out.flatten(0, -2)
         grad_weight = grad_bias = grad_x = grad_norm_weight = grad_norm_bias = None
         if need[4]:
-            normed = torch.ops.aten.native_layer_norm(x, [x.shape[-1]], norm_weight, norm_bias,
-                                                      ctx.eps)[0]
+            normed = torch.ops.aten.native_layer_norm(
+                x, [x.shape[-1]], norm_weight, norm_bias, ctx.eps
+            )[0]
             grad_weight = flat_grad.t() @ normed.flatten(0, -2)
         if need[5]:
             grad_bias = flat_grad.sum(0)
         if need[0] or need[1] or need[2]:
             grad_x, grad_norm_weight, grad_norm_bias = torch.ops.aten.native_layer_norm_backward(
-                grad_out @ weight, x, [x.shape[-1]], mean, rstd, norm_weight, norm_bias,
-                [need[0], need[1], need[2]])
+                grad_out @ weight,
+                x,
+                [x.shape[-1]],
+                mean,
+                rstd,
+                norm_weight,
+                norm_bias,
+                [need[0], need[1], need[2]],
+            )
         return grad_x, grad_norm_weight, grad_norm_bias, None, grad_weight, grad_bias
 
 
-def conv_gelu_linear(h_map: torch.Tensor, kernel: torch.Tensor, conv_bias: torch.Tensor,
-                     act: nn.Module, dropout: nn.Module, linear: nn.Linear) -> Optional[torch.Tensor]:
+def conv_gelu_linear(
+    h_map: torch.Tensor,
+    kernel: torch.Tensor,
+    conv_bias: torch.Tensor,
+    act: nn.Module,
+    dropout: nn.Module,
+    linear: nn.Linear,
+) -> Optional[torch.Tensor]:
     """``linear(gelu(conv(h_map)))`` (depth-wise 3x3 ``kernel``) as tokens, through
     :class:`ConvGeluLinear` where it applies (a plain exact GELU and no dropout); None where it
     does not, for the caller's plain modules."""
-    if (memory_saving_applies(h_map, any_precision=True) and isinstance(dropout, nn.Identity)
-            and type(act) is nn.GELU and act.approximate == 'none'):
+    if (
+        memory_saving_applies(h_map, any_precision=True)
+        and isinstance(dropout, nn.Identity)
+        and type(act) is nn.GELU
+        and act.approximate == 'none'
+    ):
         return ConvGeluLinear.apply(h_map, kernel, conv_bias, linear.weight, linear.bias)
     return None
 
 
-def _conv_gelu(h_map: torch.Tensor, conv_weight: torch.Tensor,
-               conv_bias: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+def _conv_gelu(
+    h_map: torch.Tensor, conv_weight: torch.Tensor, conv_bias: Optional[torch.Tensor]
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Depth-wise 3x3 convolution of a map, as tokens, and its GELU."""
-    d = map_to_tokens(F.conv2d(h_map, conv_weight, conv_bias, padding=1,
-                               groups=conv_weight.shape[0]))
+    d = map_to_tokens(
+        F.conv2d(h_map, conv_weight, conv_bias, padding=1, groups=conv_weight.shape[0])
+    )
     return d, F.gelu(d)
 
 
@@ -256,11 +371,18 @@ class ConvGeluLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, h_map: torch.Tensor, conv_weight: torch.Tensor, conv_bias: torch.Tensor,
-                weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx,
+        h_map: torch.Tensor,
+        conv_weight: torch.Tensor,
+        conv_bias: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+    ) -> torch.Tensor:
         dtype = h_map.dtype
-        conv_weight, conv_bias, weight, bias = (t.to(dtype) for t in
-                                                (conv_weight, conv_bias, weight, bias))
+        conv_weight, conv_bias, weight, bias = (
+            t.to(dtype) for t in (conv_weight, conv_bias, weight, bias)
+        )
         with torch.autocast(h_map.device.type, enabled=False):
             _, g = _conv_gelu(h_map, conv_weight, conv_bias)
             out = F.linear(g, weight, bias)
@@ -281,34 +403,48 @@ class ConvGeluLinear(torch.autograd.Function):
             torch.ops.aten.gelu_backward.grad_input(grad_d, d, grad_input=grad_d)
             del d
             grad_h, grad_conv_weight, grad_conv_bias = torch.ops.aten.convolution_backward(
-                tokens_to_map(grad_d, tuple(h_map.shape[-2:])), h_map, conv_weight,
-                [conv_weight.shape[0]], [1, 1], [1, 1], [1, 1], False, [0, 0],
-                conv_weight.shape[0], list(ctx.needs_input_grad[:3]))
+                tokens_to_map(grad_d, tuple(h_map.shape[-2:])),
+                h_map,
+                conv_weight,
+                [conv_weight.shape[0]],
+                [1, 1],
+                [1, 1],
+                [1, 1],
+                False,
+                [0, 0],
+                conv_weight.shape[0],
+                list(ctx.needs_input_grad[:3]),
+            )
         return grad_h, grad_conv_weight, grad_conv_bias, grad_weight, grad_bias
 
 
 # ---------------------------------------------------------------- attention
-def split_linear(x: torch.Tensor, linear: nn.Linear, sizes: Sequence[int]
-                 ) -> Tuple[torch.Tensor, ...]:
+def split_linear(
+    x: torch.Tensor, linear: nn.Linear, sizes: Sequence[int]
+) -> Tuple[torch.Tensor, ...]:
     """``linear(x).split(sizes, -1)``; where autograd records, as one product per part with
     slices of the weight (the same math), so that a part that is used once and copied (e.g.
     into windows) is not kept alive for backward by the others."""
     if not memory_saving_applies(x, linear.weight, any_precision=True):
         return linear(x).split(list(sizes), -1)
-    return tuple(F.linear(x, weight, bias) for weight, bias in
-                 zip(linear.weight.split(list(sizes)), linear.bias.split(list(sizes))))
+    return tuple(
+        F.linear(x, weight, bias)
+        for weight, bias in zip(linear.weight.split(list(sizes)), linear.bias.split(list(sizes)))
+    )
 
 
-def gather_merge(x: torch.Tensor, order: torch.Tensor, group_sizes: Sequence[Size],
-                 merges: nn.ModuleList) -> torch.Tensor:
+def gather_merge(
+    x: torch.Tensor, order: torch.Tensor, group_sizes: Sequence[Size], merges: nn.ModuleList
+) -> torch.Tensor:
     """Token reallocation's keys: ``x`` gathered in ``order``, then
     :func:`~mmsgformer.models.layers.merge_groups` with the ``merges`` linear layers; through
     :class:`GatherMerge` where it applies."""
     params = [p for merge in merges for p in (merge.weight, merge.bias)]
     if memory_saving_applies(x, *params):
         return GatherMerge.apply(x, order, group_sizes, *params)
-    return merge_groups(x.gather(1, order.unsqueeze(-1).expand_as(x)), group_sizes,
-                        params[0::2], params[1::2])
+    return merge_groups(
+        x.gather(1, order.unsqueeze(-1).expand_as(x)), group_sizes, params[0::2], params[1::2]
+    )
 
 
 class GatherMerge(torch.autograd.Function):
@@ -327,13 +463,15 @@ class GatherMerge(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, order: torch.Tensor, group_sizes: Sequence[int],
-                *params: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx, x: torch.Tensor, order: torch.Tensor, group_sizes: Sequence[int], *params: torch.Tensor
+    ) -> torch.Tensor:
         weights = params[0::2]
         ctx.save_for_backward(x, order, *weights)
         ctx.group_sizes = list(group_sizes)
-        return merge_groups(x.gather(1, order.unsqueeze(-1).expand_as(x)), group_sizes,
-                            weights, params[1::2])
+        return merge_groups(
+            x.gather(1, order.unsqueeze(-1).expand_as(x)), group_sizes, weights, params[1::2]
+        )
 
     @staticmethod
     def backward(ctx, grad_keys: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
@@ -347,11 +485,10 @@ class GatherMerge(torch.autograd.Function):
                 grad_params += [torch.zeros_like(weight), weight.new_zeros(1)]
                 continue
             tokens = group_tokens(tokens, weight.shape[1])
-            grad = grad_keys[:, start:start + tokens.shape[1]]  # (B, M_g, C)
+            grad = grad_keys[:, start : start + tokens.shape[1]]  # (B, M_g, C)
             start += tokens.shape[1]
-            grad_params += [torch.einsum('bmc,bmsc->s', grad, tokens)[None],
-                            grad.sum().reshape(1)]
+            grad_params += [torch.einsum('bmc,bmsc->s', grad, tokens)[None], grad.sum().reshape(1)]
             grad_tokens = (weight[0, :, None] * grad[:, :, None, :]).flatten(1, 2)
-            grad_groups.append(grad_tokens[:, grad_tokens.shape[1] - num_tokens:])
+            grad_groups.append(grad_tokens[:, grad_tokens.shape[1] - num_tokens :])
         grad_x = torch.zeros_like(x).scatter_add_(1, index, torch.cat(grad_groups, dim=1))
         return (grad_x, None, None, *grad_params)

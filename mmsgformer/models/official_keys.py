@@ -6,6 +6,7 @@ The official release stores separate projections (``attn.q1``, ``attn.q2``, ``at
 :func:`convert_official_checkpoint` writes an official release as a checkpoint of our classifier
 configs (``tools/model_converters/sgformer2mm.py``).
 """
+
 from __future__ import annotations
 
 import os
@@ -20,23 +21,53 @@ from ..utils.safe_loading import extract_state_dict, load_checkpoint_file
 StateDict = Dict[str, torch.Tensor]
 
 _RENAMES = [
-    (r'^patch_embed1\.conv\.(\d)\.c\.', lambda m: f'stages.0.downsample.conv{int(m[1]) // 2 + 1}.conv.'),
-    (r'^patch_embed1\.conv\.(\d)\.bn\.', lambda m: f'stages.0.downsample.conv{int(m[1]) // 2 + 1}.norm.'),
+    (
+        r'^patch_embed1\.conv\.(\d)\.c\.',
+        lambda m: f'stages.0.downsample.conv{int(m[1]) // 2 + 1}.conv.',
+    ),
+    (
+        r'^patch_embed1\.conv\.(\d)\.bn\.',
+        lambda m: f'stages.0.downsample.conv{int(m[1]) // 2 + 1}.norm.',
+    ),
     (r'^patch_embed1\.norm\.', lambda m: 'stages.0.downsample.norm.'),
-    (r'^patch_embed(\d)\.conv(\d)\.c\.', lambda m: f'stages.{int(m[1]) - 1}.downsample.conv{m[2]}.conv.'),
-    (r'^patch_embed(\d)\.conv(\d)\.bn\.', lambda m: f'stages.{int(m[1]) - 1}.downsample.conv{m[2]}.norm.'),
+    (
+        r'^patch_embed(\d)\.conv(\d)\.c\.',
+        lambda m: f'stages.{int(m[1]) - 1}.downsample.conv{m[2]}.conv.',
+    ),
+    (
+        r'^patch_embed(\d)\.conv(\d)\.bn\.',
+        lambda m: f'stages.{int(m[1]) - 1}.downsample.conv{m[2]}.norm.',
+    ),
     (r'^norm(\d)\.', lambda m: f'stages.{int(m[1]) - 1}.norm.'),
-    (r'^block(\d)\.(\d+)\.mlp\.dwconv\.dwconv\.', lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.mlp.dwconv.'),
-    (r'^block(\d)\.(\d+)\.(norm1|norm2|mlp\.fc1|mlp\.fc2)\.',
-     lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.{m[3]}.'),
+    (
+        r'^block(\d)\.(\d+)\.mlp\.dwconv\.dwconv\.',
+        lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.mlp.dwconv.',
+    ),
+    (
+        r'^block(\d)\.(\d+)\.(norm1|norm2|mlp\.fc1|mlp\.fc2)\.',
+        lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.{m[3]}.',
+    ),
     (r'^block(\d)\.(\d+)\.attn\.sr\.', lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.attn.sr.'),
-    (r'^block(\d)\.(\d+)\.attn\.norm\.', lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.attn.sr_norm.'),
-    (r'^block(\d)\.(\d+)\.attn\.lepe_conv\.', lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.attn.lepe.conv.'),
-    (r'^block(\d)\.(\d+)\.attn\.proj\.', lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.attn.proj.'),
-    (r'^block(\d)\.(\d+)\.attn\.f(\d)\.',
-     lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.attn.reallocation.merges.{int(m[3]) - 1}.'),
+    (
+        r'^block(\d)\.(\d+)\.attn\.norm\.',
+        lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.attn.sr_norm.',
+    ),
+    (
+        r'^block(\d)\.(\d+)\.attn\.lepe_conv\.',
+        lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.attn.lepe.conv.',
+    ),
+    (
+        r'^block(\d)\.(\d+)\.attn\.proj\.',
+        lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.attn.proj.',
+    ),
+    (
+        r'^block(\d)\.(\d+)\.attn\.f(\d)\.',
+        lambda m: f'stages.{int(m[1]) - 1}.blocks.{m[2]}.attn.reallocation.merges.{int(m[3]) - 1}.',
+    ),
 ]
-_FUSED_ATTN_KEY = re.compile(r'^block(\d)\.(\d+)\.attn\.(q|q1|q2|kv|kv1|kv2|lepe_linear)\.(weight|bias)$')
+_FUSED_ATTN_KEY = re.compile(
+    r'^block(\d)\.(\d+)\.attn\.(q|q1|q2|kv|kv1|kv2|lepe_linear)\.(weight|bias)$'
+)
 
 OFFICIAL_PREFIXES = ('patch_embed1.', 'block1.', 'norm1.')
 
@@ -48,17 +79,26 @@ def is_official_layout(keys: Iterable[str]) -> bool:
 
 def _fuse_attention(name: str, parts: Dict[str, torch.Tensor]) -> StateDict:
     """Fused projections of one official attention (``parts``: e.g. ``{'q1.weight': ...}``)."""
+
     def get(key: str) -> torch.Tensor:
         if key not in parts:
-            raise KeyError(f'official checkpoint lacks {name}.{key} (needed with '
-                           f'{sorted(parts)}); the file is incomplete')
+            raise KeyError(
+                f'official checkpoint lacks {name}.{key} (needed with '
+                f'{sorted(parts)}); the file is incomplete'
+            )
         return parts[key]
 
     fused = {}
     for kind in ('weight', 'bias'):
         if f'q1.{kind}' in parts:  # hybrid-scale: global kv stays separate
             fused[f'in_proj.{kind}'] = torch.cat(
-                [get(f'q1.{kind}'), get(f'q2.{kind}'), get(f'kv2.{kind}'), get(f'lepe_linear.{kind}')])
+                [
+                    get(f'q1.{kind}'),
+                    get(f'q2.{kind}'),
+                    get(f'kv2.{kind}'),
+                    get(f'lepe_linear.{kind}'),
+                ]
+            )
             fused[f'global_kv.{kind}'] = get(f'kv1.{kind}')
         elif f'kv1.{kind}' in parts:  # significance-guided: k of both halves, then v
             k1, v1 = get(f'kv1.{kind}').chunk(2)
@@ -67,7 +107,8 @@ def _fuse_attention(name: str, parts: Dict[str, torch.Tensor]) -> StateDict:
             fused[f'kv.{kind}'] = torch.cat([k1, k2, v1, v2])
         else:  # global attention
             fused[f'in_proj.{kind}'] = torch.cat(
-                [get(f'q.{kind}'), get(f'kv.{kind}'), get(f'lepe_linear.{kind}')])
+                [get(f'q.{kind}'), get(f'kv.{kind}'), get(f'lepe_linear.{kind}')]
+            )
     return {f'{name}.{k}': v for k, v in fused.items()}
 
 
@@ -93,7 +134,7 @@ def convert_official_state_dict(state_dict: StateDict) -> Tuple[StateDict, State
         for pattern, replace in _RENAMES:
             match = re.match(pattern, key)
             if match:
-                converted[replace(match) + key[match.end():]] = value
+                converted[replace(match) + key[match.end() :]] = value
                 break
         else:
             others[key] = value
@@ -139,18 +180,23 @@ def convert_official_checkpoint(src: str, dst: str, use_ema: bool = False) -> di
         checkpoint = checkpoint['state_dict_ema']
     state_dict = extract_state_dict(checkpoint, src)
     if not is_official_layout(state_dict):
-        raise ValueError(f'{src} is not an official SG-Former checkpoint (no patch_embed1.* / '
-                         f'block1.* keys; found e.g. {sorted(state_dict)[:5]})')
+        raise ValueError(
+            f'{src} is not an official SG-Former checkpoint (no patch_embed1.* / '
+            f'block1.* keys; found e.g. {sorted(state_dict)[:5]})'
+        )
     backbone, others = convert_official_state_dict(state_dict)
     head = {k: v for k, v in others.items() if k.startswith('head.')}
     unknown = sorted(set(others) - set(head))
     if unknown:
         raise ValueError(f'{src} holds keys that are neither backbone nor head: {unknown[:10]}')
     out = {f'backbone.{k}': v for k, v in backbone.items()}
-    out.update({f'head.fc.{k[len("head."):]}': v for k, v in head.items()})
-    meta = dict(source=osp.basename(src),
-                converted_by='mmsgformer/tools/model_converters/sgformer2mm.py',
-                ema=use_ema, **describe_arch(backbone))
+    out.update({f'head.fc.{k[len("head.") :]}': v for k, v in head.items()})
+    meta = dict(
+        source=osp.basename(src),
+        converted_by='mmsgformer/tools/model_converters/sgformer2mm.py',
+        ema=use_ema,
+        **describe_arch(backbone),
+    )
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
     tmp = dst + '.tmp'
     torch.save(dict(state_dict=out, meta=meta), tmp)

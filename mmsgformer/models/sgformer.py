@@ -23,6 +23,7 @@ and width.
 In training, the memory-saving functions of :mod:`mmsgformer.models.memory_saving` replace some
 module sequences with the same math keeping less for backward.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,10 +38,22 @@ from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
 from ..registry import MODELS, register_in_root
 from ..utils.compat import is_tracing
-from .attention import (REALLOCATION_SPECS, GlobalAttention, HybridScaleAttention,
-                        SignificanceGuidedAttention)
-from .layers import (ConvNorm, DropPath, Size, dropout, map_to_tokens, residual_add,
-                     sincos_pos_embed, tokens_to_map)
+from .attention import (
+    REALLOCATION_SPECS,
+    GlobalAttention,
+    HybridScaleAttention,
+    SignificanceGuidedAttention,
+)
+from .layers import (
+    ConvNorm,
+    DropPath,
+    Size,
+    dropout,
+    map_to_tokens,
+    residual_add,
+    sincos_pos_embed,
+    tokens_to_map,
+)
 from .memory_saving import conv_gelu_linear, norm_gelu_conv, norm_linear
 from .pretrained import load_pretrained, load_state_dict_pre_hook
 
@@ -79,34 +92,52 @@ class SGFormer(BaseModule):
     """
 
     arch_zoo: Dict[str, Dict[str, List[int]]] = {
-        's': dict(embed_dims=[64, 128, 256, 512], num_heads=[2, 4, 8, 16],
-                  depths=[2, 4, 16, 1], mlp_ratios=[4, 4, 4, 4], sr_ratios=[8, 4, 2, 1]),
-        'm': dict(embed_dims=[64, 128, 256, 512], num_heads=[2, 4, 8, 16],
-                  depths=[2, 6, 28, 2], mlp_ratios=[4, 4, 4, 4], sr_ratios=[8, 4, 2, 1]),
-        'b': dict(embed_dims=[96, 192, 384, 768], num_heads=[4, 6, 12, 24],
-                  depths=[4, 6, 24, 2], mlp_ratios=[4, 4, 4, 4], sr_ratios=[8, 4, 2, 1]),
+        's': dict(
+            embed_dims=[64, 128, 256, 512],
+            num_heads=[2, 4, 8, 16],
+            depths=[2, 4, 16, 1],
+            mlp_ratios=[4, 4, 4, 4],
+            sr_ratios=[8, 4, 2, 1],
+        ),
+        'm': dict(
+            embed_dims=[64, 128, 256, 512],
+            num_heads=[2, 4, 8, 16],
+            depths=[2, 6, 28, 2],
+            mlp_ratios=[4, 4, 4, 4],
+            sr_ratios=[8, 4, 2, 1],
+        ),
+        'b': dict(
+            embed_dims=[96, 192, 384, 768],
+            num_heads=[4, 6, 12, 24],
+            depths=[4, 6, 24, 2],
+            mlp_ratios=[4, 4, 4, 4],
+            sr_ratios=[8, 4, 2, 1],
+        ),
     }
     num_stages = 4
 
-    def __init__(self,
-                 arch: Union[str, dict] = 's',
-                 in_channels: int = 3,
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
-                 drop_rate: float = 0.,
-                 drop_path_rate: float = 0.1,
-                 pretrain_img_size: int = 224,
-                 frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 with_cp: bool = False,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        arch: Union[str, dict] = 's',
+        in_channels: int = 3,
+        out_indices: Sequence[int] = (0, 1, 2, 3),
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.1,
+        pretrain_img_size: int = 224,
+        frozen_stages: int = -1,
+        norm_eval: bool = False,
+        with_cp: bool = False,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         self.arch = self._parse_arch(arch)
         self.embed_dims = list(self.arch['embed_dims'])
         self.in_channels = in_channels
         self.out_indices = self._parse_out_indices(out_indices)
         if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], '
-                             f'got {frozen_stages}')
+            raise ValueError(
+                f'frozen_stages must be in [-1, {self.num_stages}], got {frozen_stages}'
+            )
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
@@ -118,14 +149,24 @@ class SGFormer(BaseModule):
         self.stages = nn.ModuleList()
         for i in range(self.num_stages):
             dims = self.embed_dims[i]
-            downsample = (ConvStem(in_channels, dims) if i == 0
-                          else PatchMerging(self.embed_dims[i - 1], dims))
-            rates = drop_path_rates[sum(depths[:i]):sum(depths[:i + 1])]
-            blocks = [SGFormerBlock(self._build_attention(i, j, drop_rate), dims,
-                                    self.arch['mlp_ratios'][i], rate, drop_rate)
-                      for j, rate in enumerate(rates)]
+            downsample = (
+                ConvStem(in_channels, dims)
+                if i == 0
+                else PatchMerging(self.embed_dims[i - 1], dims)
+            )
+            rates = drop_path_rates[sum(depths[:i]) : sum(depths[: i + 1])]
+            blocks = [
+                SGFormerBlock(
+                    self._build_attention(i, j, drop_rate),
+                    dims,
+                    self.arch['mlp_ratios'][i],
+                    rate,
+                    drop_rate,
+                )
+                for j, rate in enumerate(rates)
+            ]
             self.stages.append(SGFormerStage(downsample, blocks, dims))
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.pretrain_grid ** 2, self.embed_dims[0]))
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.pretrain_grid**2, self.embed_dims[0]))
         self._init_from_scratch()
         self._freeze_stages()
         self._register_load_state_dict_pre_hook(load_state_dict_pre_hook, with_module=True)
@@ -135,18 +176,22 @@ class SGFormer(BaseModule):
         if isinstance(arch, str):
             key = arch.lower()
             if key not in self.arch_zoo:
-                raise ValueError(f'SGFormer arch {arch!r} does not exist; choose one of '
-                                 f'{sorted(self.arch_zoo)} or pass a dict with embed_dims, '
-                                 f'num_heads, depths and mlp_ratios')
+                raise ValueError(
+                    f'SGFormer arch {arch!r} does not exist; choose one of '
+                    f'{sorted(self.arch_zoo)} or pass a dict with embed_dims, '
+                    f'num_heads, depths and mlp_ratios'
+                )
             return {k: list(v) for k, v in self.arch_zoo[key].items()}
         if not isinstance(arch, dict):
             raise TypeError(f'arch must be a name or a dict, got {type(arch).__name__}')
         required = {'embed_dims', 'num_heads', 'depths', 'mlp_ratios'}
         unknown = set(arch) - required - {'sr_ratios'}
         if not required <= set(arch) or unknown:
-            raise ValueError(f'a custom SGFormer arch needs exactly the keys {sorted(required)} '
-                             f'(and optionally sr_ratios); missing {sorted(required - set(arch))}, '
-                             f'unknown {sorted(unknown)}')
+            raise ValueError(
+                f'a custom SGFormer arch needs exactly the keys {sorted(required)} '
+                f'(and optionally sr_ratios); missing {sorted(required - set(arch))}, '
+                f'unknown {sorted(unknown)}'
+            )
         parsed = {k: list(v) for k, v in arch.items()}
         parsed.setdefault('sr_ratios', [8, 4, 2, 1])
         for key, values in parsed.items():
@@ -154,9 +199,11 @@ class SGFormer(BaseModule):
                 raise ValueError(f'arch[{key!r}] needs {self.num_stages} values, got {values}')
         for i, sr in enumerate(parsed['sr_ratios']):
             if sr != 1 and sr not in REALLOCATION_SPECS:
-                raise ValueError(f'sr_ratios[{i}] = {sr}: SG-Former defines token reallocation '
-                                 f'for ratios {sorted(REALLOCATION_SPECS)} (or 1 for global '
-                                 f'attention)')
+                raise ValueError(
+                    f'sr_ratios[{i}] = {sr}: SG-Former defines token reallocation '
+                    f'for ratios {sorted(REALLOCATION_SPECS)} (or 1 for global '
+                    f'attention)'
+                )
         return parsed
 
     def _parse_out_indices(self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
@@ -164,8 +211,9 @@ class SGFormer(BaseModule):
             out_indices = [out_indices]
         indices = tuple(i + self.num_stages if i < 0 else i for i in out_indices)
         if not indices or any(not 0 <= i < self.num_stages for i in indices):
-            raise ValueError(f'out_indices must be stage indices in [0, {self.num_stages}), '
-                             f'got {out_indices}')
+            raise ValueError(
+                f'out_indices must be stage indices in [0, {self.num_stages}), got {out_indices}'
+            )
         return indices
 
     def _build_attention(self, stage: int, block: int, drop: float) -> nn.Module:
@@ -181,7 +229,7 @@ class SGFormer(BaseModule):
         """The official initialisation: truncated-normal linears, He-normal (fan-out) convs."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=.02)
+                nn.init.trunc_normal_(m.weight, std=0.02)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Conv2d):
@@ -202,13 +250,19 @@ class SGFormer(BaseModule):
             known = ['type', 'checkpoint', 'prefix', 'strict', 'map_location']
             unknown = set(cfg) - set(known)
             if unknown:
-                raise ValueError(f'unknown keys in SGFormer init_cfg: {sorted(unknown)}; '
-                                 f'Pretrained takes {known}')
+                raise ValueError(
+                    f'unknown keys in SGFormer init_cfg: {sorted(unknown)}; '
+                    f'Pretrained takes {known}'
+                )
             if not cfg.get('checkpoint'):
                 raise ValueError("init_cfg type='Pretrained' needs checkpoint=PATH or URL")
-            load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
-                            strict=cfg.get('strict', True),
-                            map_location=cfg.get('map_location', 'cpu'))
+            load_pretrained(
+                self,
+                cfg['checkpoint'],
+                prefix=cfg.get('prefix'),
+                strict=cfg.get('strict', True),
+                map_location=cfg.get('map_location', 'cpu'),
+            )
             self._is_init = True
         elif cfg is None:
             self._init_from_scratch()
@@ -221,7 +275,7 @@ class SGFormer(BaseModule):
         if self.frozen_stages < 0:
             return []
         frozen: List[nn.Module] = [self.stages[0].downsample]
-        frozen += list(self.stages[:self.frozen_stages])
+        frozen += list(self.stages[: self.frozen_stages])
         return frozen
 
     def _freeze_stages(self) -> None:
@@ -243,24 +297,33 @@ class SGFormer(BaseModule):
     # ------------------------------------------------------------------ forward
     def _check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f'SGFormer expects a tensor of images (B, C, H, W), got '
-                            f'{type(x).__name__}')
+            raise TypeError(
+                f'SGFormer expects a tensor of images (B, C, H, W), got {type(x).__name__}'
+            )
         if x.dim() != 4:
-            raise ValueError(f'SGFormer expects images as a 4D tensor (B, C, H, W), got shape '
-                             f'{tuple(x.shape)}; add a batch dimension with x[None]')
+            raise ValueError(
+                f'SGFormer expects images as a 4D tensor (B, C, H, W), got shape '
+                f'{tuple(x.shape)}; add a batch dimension with x[None]'
+            )
         if x.shape[0] == 0:
             raise ValueError('SGFormer got an empty batch (B = 0); pass at least one image')
         if x.shape[1] != self.in_channels:
-            raise ValueError(f'SGFormer was built with in_channels={self.in_channels} but got '
-                             f'{x.shape[1]} channels (shape {tuple(x.shape)}); convert the images '
-                             f'or build the backbone with in_channels={x.shape[1]}')
+            raise ValueError(
+                f'SGFormer was built with in_channels={self.in_channels} but got '
+                f'{x.shape[1]} channels (shape {tuple(x.shape)}); convert the images '
+                f'or build the backbone with in_channels={x.shape[1]}'
+            )
         if not x.is_floating_point():
-            raise TypeError(f'SGFormer expects floating-point images, got {x.dtype}; convert '
-                            f'with x.float() and normalise (a data preprocessor does this)')
+            raise TypeError(
+                f'SGFormer expects floating-point images, got {x.dtype}; convert '
+                f'with x.float() and normalise (a data preprocessor does this)'
+            )
         if not is_tracing() and min(x.shape[-2:]) < MIN_INPUT_SIZE:
-            raise ValueError(f'SGFormer needs inputs of at least {MIN_INPUT_SIZE}x'
-                             f'{MIN_INPUT_SIZE} (its last stage has stride 32), got '
-                             f'{x.shape[-2]}x{x.shape[-1]}; resize or pad the images')
+            raise ValueError(
+                f'SGFormer needs inputs of at least {MIN_INPUT_SIZE}x'
+                f'{MIN_INPUT_SIZE} (its last stage has stride 32), got '
+                f'{x.shape[-2]}x{x.shape[-1]}; resize or pad the images'
+            )
         self._finite_check(x, self.training)
 
     def resized_pos_embed(self, hw_shape: Tuple[Size, Size]) -> torch.Tensor:
@@ -273,16 +336,18 @@ class SGFormer(BaseModule):
         pos = F.interpolate(pos.float(), size=hw_shape, mode='bicubic', align_corners=False)
         return map_to_tokens(pos).to(self.pos_embed.dtype)
 
-    def _run_block(self, block: SGFormerBlock, x: torch.Tensor, hw_shape: Tuple[Size, Size],
-                   significance: Optional[torch.Tensor]
-                   ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def _run_block(
+        self,
+        block: SGFormerBlock,
+        x: torch.Tensor,
+        hw_shape: Tuple[Size, Size],
+        significance: Optional[torch.Tensor],
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         if self.with_cp and self.training and x.requires_grad:
-            return activation_checkpoint(block, x, hw_shape, significance,
-                                         use_reentrant=False)
+            return activation_checkpoint(block, x, hw_shape, significance, use_reentrant=False)
         return block(x, hw_shape, significance)
 
-    def _forward(self, x: torch.Tensor, records: Optional[list] = None
-                 ) -> Tuple[torch.Tensor, ...]:
+    def _forward(self, x: torch.Tensor, records: Optional[list] = None) -> Tuple[torch.Tensor, ...]:
         self._check_input(x)
         outs = []
         for i, stage in enumerate(self.stages):
@@ -302,8 +367,13 @@ class SGFormer(BaseModule):
         return tuple(outs)
 
     @staticmethod
-    def _record(records: list, stage: int, block: int, next_attn: Optional[nn.Module],
-                significance: torch.Tensor) -> None:
+    def _record(
+        records: list,
+        stage: int,
+        block: int,
+        next_attn: Optional[nn.Module],
+        significance: torch.Tensor,
+    ) -> None:
         record = dict(stage=stage, block=block, significance=significance.detach())
         if isinstance(next_attn, SignificanceGuidedAttention):
             allocation = next_attn.reallocation.allocation(significance.flatten(1))
@@ -314,8 +384,9 @@ class SGFormer(BaseModule):
         """Feature maps ``(B, C_i, H_i, W_i)`` of the stages in ``out_indices``."""
         return self._forward(x)
 
-    def forward_with_significance(self, x: torch.Tensor
-                                  ) -> Tuple[Tuple[torch.Tensor, ...], List[dict]]:
+    def forward_with_significance(
+        self, x: torch.Tensor
+    ) -> Tuple[Tuple[torch.Tensor, ...], List[dict]]:
         """Like :meth:`forward`, also returning every hybrid-scale block's significance map.
 
         Returns:
@@ -340,8 +411,13 @@ class SGFormerStage(nn.Module):
         norm_eps: Epsilon of the output LayerNorm.
     """
 
-    def __init__(self, downsample: nn.Module, blocks: List['SGFormerBlock'], dims: int,
-                 norm_eps: float = 1e-6) -> None:
+    def __init__(
+        self,
+        downsample: nn.Module,
+        blocks: List['SGFormerBlock'],
+        dims: int,
+        norm_eps: float = 1e-6,
+    ) -> None:
         super().__init__()
         self.downsample = downsample
         self.blocks = nn.ModuleList(blocks)
@@ -405,8 +481,15 @@ class SGFormerBlock(nn.Module):
         norm_eps: LayerNorm epsilon.
     """
 
-    def __init__(self, attn: nn.Module, dims: int, mlp_ratio: float, drop_path: float = 0.,
-                 drop: float = 0., norm_eps: float = 1e-6) -> None:
+    def __init__(
+        self,
+        attn: nn.Module,
+        dims: int,
+        mlp_ratio: float,
+        drop_path: float = 0.0,
+        drop: float = 0.0,
+        norm_eps: float = 1e-6,
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dims, eps=norm_eps)
         self.attn = attn
@@ -414,9 +497,12 @@ class SGFormerBlock(nn.Module):
         self.mlp = ConvMlp(dims, int(dims * mlp_ratio), drop)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, hw_shape: Tuple[Size, Size],
-                significance: Optional[torch.Tensor] = None
-                ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        hw_shape: Tuple[Size, Size],
+        significance: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         y, significance = self.attn(self.norm1(x), hw_shape, significance)
         x = residual_add(x, self.drop_path(y))
         x = residual_add(x, self.drop_path(self.mlp(x, hw_shape, norm=self.norm2)))
@@ -432,7 +518,7 @@ class ConvMlp(nn.Module):
         drop: Dropout rate after the activation and after ``fc2``.
     """
 
-    def __init__(self, dims: int, hidden_dims: int, drop: float = 0.) -> None:
+    def __init__(self, dims: int, hidden_dims: int, drop: float = 0.0) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dims, hidden_dims)
         self.dwconv = nn.Conv2d(hidden_dims, hidden_dims, 3, padding=1, groups=hidden_dims)
@@ -445,8 +531,9 @@ class ConvMlp(nn.Module):
         identity[:, :, 1, 1] = 1
         self.register_buffer('identity_kernel', identity, persistent=False)
 
-    def forward(self, x: torch.Tensor, hw_shape: Tuple[Size, Size],
-                norm: Optional[nn.LayerNorm] = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, hw_shape: Tuple[Size, Size], norm: Optional[nn.LayerNorm] = None
+    ) -> torch.Tensor:
         """The MLP of ``x``, or of ``norm(x)``."""
         h = self.fc1(x) if norm is None else norm_linear(x, norm, self.fc1)
         h_map = tokens_to_map(h, hw_shape)
@@ -486,8 +573,10 @@ class FiniteInputCheck:
                 event.record()
             self._pending = (finite, event)
         elif not torch.isfinite(x).all():
-            raise ValueError('SGFormer input contains NaN or infinite values; check the data '
-                             'pipeline and normalisation')
+            raise ValueError(
+                'SGFormer input contains NaN or infinite values; check the data '
+                'pipeline and normalisation'
+            )
 
     def resolve(self) -> None:
         """Raises if the deferred check of the previous training step found a bad input."""
@@ -498,9 +587,11 @@ class FiniteInputCheck:
         if event is not None:
             event.synchronize()
         if not finite:
-            raise ValueError('SGFormer input of the previous training step contained NaN or '
-                             'infinite values (on CUDA this is checked one step late so as not '
-                             'to stall the GPU); check the data pipeline and normalisation')
+            raise ValueError(
+                'SGFormer input of the previous training step contained NaN or '
+                'infinite values (on CUDA this is checked one step late so as not '
+                'to stall the GPU); check the data pipeline and normalisation'
+            )
 
     def __deepcopy__(self, memo: dict) -> 'FiniteInputCheck':
         return FiniteInputCheck()  # copies (e.g. EMA models) start without a pending check

@@ -10,6 +10,7 @@ Both are fully determined by their arguments: every image has its own
 ``numpy.random.Generator`` seeded from ``(seed, split, index)``, so the same call always writes
 byte-identical files. The command lines are ``tools/dataset_generators/generate_*_shapes.py``.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,7 +47,7 @@ def _coco_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     if kind == 0:  # linear gradient in a random direction
         ang = rng.uniform(0, np.pi)
-        t = (np.cos(ang) * xx + np.sin(ang) * yy)
+        t = np.cos(ang) * xx + np.sin(ang) * yy
         t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
     elif kind == 1:  # stripes
         ang = rng.uniform(0, np.pi)
@@ -62,8 +63,9 @@ def _coco_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _coco_polygon(rng: np.random.Generator, label: int, cx: float, cy: float,
-                  size: float) -> np.ndarray:
+def _coco_polygon(
+    rng: np.random.Generator, label: int, cx: float, cy: float, size: float
+) -> np.ndarray:
     """Vertices (float, Nx2) of a shape of extent ``size`` centred at ``(cx, cy)``."""
     r = size / 2.0
     rot = rng.uniform(0, 2 * np.pi)
@@ -91,8 +93,9 @@ def _saturated_colour(rng: np.random.Generator, background_mean: np.ndarray) -> 
     return tuple(int(v) for v in col)
 
 
-def _coco_image(rng: np.random.Generator, w: int, h: int, max_objects: int, min_size: int,
-                max_size: int) -> Tuple[np.ndarray, List[tuple]]:
+def _coco_image(
+    rng: np.random.Generator, w: int, h: int, max_objects: int, min_size: int, max_size: int
+) -> Tuple[np.ndarray, List[tuple]]:
     """An RGB image and its objects ``(label, polygon Nx2 int32, mask HxW uint8)``.
 
     Objects keep a 3-pixel gap, so no polygon is occluded and every mask is exactly the
@@ -124,8 +127,16 @@ def _coco_image(rng: np.random.Generator, w: int, h: int, max_objects: int, min_
     return img, objects
 
 
-def _coco_split(out_dir: str, split: str, num: int, img_size: Sequence[int], max_objects: int,
-                min_size: int, max_size: int, seed: int) -> Tuple[int, int]:
+def _coco_split(
+    out_dir: str,
+    split: str,
+    num: int,
+    img_size: Sequence[int],
+    max_objects: int,
+    min_size: int,
+    max_size: int,
+    seed: int,
+) -> Tuple[int, int]:
     """Writes one split's images and annotation file; returns (images, instances)."""
     w, h = img_size
     img_dir = osp.join(out_dir, split)
@@ -141,16 +152,27 @@ def _coco_split(out_dir: str, split: str, num: int, img_size: Sequence[int], max
             ys, xs = np.nonzero(mask)
             x0, y0 = int(xs.min()), int(ys.min())
             bw, bh = int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1
-            annotations.append(dict(
-                id=len(annotations) + 1, image_id=idx + 1, category_id=label + 1,
-                segmentation=[[float(v) for v in poly.reshape(-1)]], area=float(mask.sum()),
-                bbox=[x0, y0, bw, bh], iscrowd=0))
+            annotations.append(
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=idx + 1,
+                    category_id=label + 1,
+                    segmentation=[[float(v) for v in poly.reshape(-1)]],
+                    area=float(mask.sum()),
+                    bbox=[x0, y0, bw, bh],
+                    iscrowd=0,
+                )
+            )
     coco = dict(
-        info=dict(description='mmsgformer coloured shapes demo dataset', version='1.0',
-                  seed=seed),
-        licenses=[], images=images, annotations=annotations,
-        categories=[dict(id=i + 1, name=name, supercategory='shape')
-                    for i, name in enumerate(COCO_SHAPES_CLASSES)])
+        info=dict(description='mmsgformer coloured shapes demo dataset', version='1.0', seed=seed),
+        licenses=[],
+        images=images,
+        annotations=annotations,
+        categories=[
+            dict(id=i + 1, name=name, supercategory='shape')
+            for i, name in enumerate(COCO_SHAPES_CLASSES)
+        ],
+    )
     ann_dir = osp.join(out_dir, 'annotations')
     os.makedirs(ann_dir, exist_ok=True)
     with open(osp.join(ann_dir, f'instances_{split}.json'), 'w') as f:
@@ -158,10 +180,16 @@ def _coco_split(out_dir: str, split: str, num: int, img_size: Sequence[int], max
     return len(images), len(annotations)
 
 
-def generate_coco_shapes(out_dir: str, num_train: int = 600, num_val: int = 120,
-                         img_size: Sequence[int] = (160, 128), max_objects: int = 4,
-                         min_size: int = 20, max_size: int = 56,
-                         seed: int = 0) -> dict[str, Tuple[int, int]]:
+def generate_coco_shapes(
+    out_dir: str,
+    num_train: int = 600,
+    num_val: int = 120,
+    img_size: Sequence[int] = (160, 128),
+    max_objects: int = 4,
+    min_size: int = 20,
+    max_size: int = 56,
+    seed: int = 0,
+) -> dict[str, Tuple[int, int]]:
     """Writes ``coco_shapes``: images of 1..``max_objects`` filled shapes in COCO format.
 
     Every image shows non-overlapping shapes (:data:`COCO_SHAPES_CLASSES`) in random saturated
@@ -186,11 +214,14 @@ def generate_coco_shapes(out_dir: str, num_train: int = 600, num_val: int = 120,
         ``{'train': (images, instances), 'val': (images, instances)}``.
     """
     if max_size >= min(img_size) - 2:
-        raise ValueError(f'max_size={max_size} does not fit into images of {tuple(img_size)}: '
-                         f'use a max_size below {min(img_size) - 2} or larger images')
-    return {split: _coco_split(out_dir, split, num, img_size, max_objects, min_size, max_size,
-                               seed)
-            for split, num in (('train', num_train), ('val', num_val))}
+        raise ValueError(
+            f'max_size={max_size} does not fit into images of {tuple(img_size)}: '
+            f'use a max_size below {min(img_size) - 2} or larger images'
+        )
+    return {
+        split: _coco_split(out_dir, split, num, img_size, max_objects, min_size, max_size, seed)
+        for split, num in (('train', num_train), ('val', num_val))
+    }
 
 
 # -------------------------------------------------------------------------------- ade_shapes
@@ -200,12 +231,15 @@ def _ade_background(rng: np.random.Generator, size: int) -> Tuple[np.ndarray, np
     c1 = np.clip(c0 + rng.uniform(-60, 60, size=3), 0, 255)
     angle = rng.uniform(0, 2 * np.pi)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / max(size - 1, 1)
-    t = (np.cos(angle) * xx + np.sin(angle) * yy)
+    t = np.cos(angle) * xx + np.sin(angle) * yy
     t = (t - t.min()) / max(t.max() - t.min(), 1e-6)
     img = c0[None, None] * (1 - t[..., None]) + c1[None, None] * t[..., None]
     # low-frequency blotches, then fine noise
-    blot = cv2.resize(rng.normal(0, 18, size=(6, 6, 3)).astype(np.float32), (size, size),
-                      interpolation=cv2.INTER_CUBIC)
+    blot = cv2.resize(
+        rng.normal(0, 18, size=(6, 6, 3)).astype(np.float32),
+        (size, size),
+        interpolation=cv2.INTER_CUBIC,
+    )
     img = img + blot
     return img, img.reshape(-1, 3).mean(0)
 
@@ -219,8 +253,9 @@ def _distinct_colour(rng: np.random.Generator, bg_mean: np.ndarray) -> np.ndarra
     return 255 - bg_mean
 
 
-def _ade_polygon(rng: np.random.Generator, cls_name: str, cx: float, cy: float,
-                 r: float) -> np.ndarray:
+def _ade_polygon(
+    rng: np.random.Generator, cls_name: str, cx: float, cy: float, r: float
+) -> np.ndarray:
     """Vertices (float Nx2) of a square, triangle or cross centred at ``(cx, cy)``, size ~r."""
     rot = rng.uniform(0, 2 * np.pi)
     if cls_name == 'square':
@@ -232,8 +267,22 @@ def _ade_polygon(rng: np.random.Generator, cls_name: str, cx: float, cy: float,
         pts = np.stack([np.cos(ang), np.sin(ang)], 1) * r
     elif cls_name == 'cross':
         w = r * rng.uniform(0.28, 0.4)
-        base = np.array([[-w, -r], [w, -r], [w, -w], [r, -w], [r, w], [w, w], [w, r],
-                         [-w, r], [-w, w], [-r, w], [-r, -w], [-w, -w]])
+        base = np.array(
+            [
+                [-w, -r],
+                [w, -r],
+                [w, -w],
+                [r, -w],
+                [r, w],
+                [w, w],
+                [w, r],
+                [-w, r],
+                [-w, w],
+                [-r, w],
+                [-r, -w],
+                [-w, -w],
+            ]
+        )
         pts = _rotate(base, rot)
     else:
         raise ValueError(f'no polygon for class {cls_name!r}')
@@ -259,7 +308,7 @@ def _ade_sample(rng: np.random.Generator, size: int) -> Tuple[np.ndarray, np.nda
         else:
             pts = np.round(_ade_polygon(rng, cls_name, cx, cy, r) * 2**shift).astype(np.int32)
             cv2.fillPoly(mask, [pts], 255, cv2.LINE_AA, shift)
-        alpha = mask.astype(np.float32)[..., None] / 255.
+        alpha = mask.astype(np.float32)[..., None] / 255.0
         # shading inside the shape so that it is not a flat colour
         shade = rng.uniform(-25, 25) * np.linspace(-1, 1, size, dtype=np.float32)[None, :, None]
         img = img * (1 - alpha) + (col[None, None] + shade) * alpha
@@ -278,12 +327,20 @@ def _ade_split_complete(out_dir: str, folder: str, num: int) -> bool:
     ann_dir = osp.join(out_dir, 'annotations', folder)
     if not (osp.isdir(img_dir) and osp.isdir(ann_dir)):
         return False
-    return (len([f for f in os.listdir(img_dir) if f.endswith('.jpg')]) == num
-            and len([f for f in os.listdir(ann_dir) if f.endswith('.png')]) == num)
+    return (
+        len([f for f in os.listdir(img_dir) if f.endswith('.jpg')]) == num
+        and len([f for f in os.listdir(ann_dir) if f.endswith('.png')]) == num
+    )
 
 
-def generate_ade_shapes(out_dir: str, num_train: int = 400, num_val: int = 100,
-                        img_size: int = 64, seed: int = 0, force: bool = False) -> int:
+def generate_ade_shapes(
+    out_dir: str,
+    num_train: int = 400,
+    num_val: int = 100,
+    img_size: int = 64,
+    seed: int = 0,
+    force: bool = False,
+) -> int:
     """Writes ``ade_shapes``: semantic segmentation laid out as ADE20K (``ADEChallengeData2016``).
 
     Images are noisy, gradient-shaded backgrounds with 1-3 shapes of random colour, size,
@@ -315,8 +372,13 @@ def generate_ade_shapes(out_dir: str, num_train: int = 400, num_val: int = 100,
     if img_size < 32:
         raise ValueError(f'img_size must be >= 32 (the shapes need room), got {img_size}')
     counts = {'training': num_train, 'validation': num_val}
-    params = dict(num_train=num_train, num_val=num_val, img_size=img_size, seed=seed,
-                  classes=list(ADE_SHAPES_CLASSES))
+    params = dict(
+        num_train=num_train,
+        num_val=num_val,
+        img_size=img_size,
+        seed=seed,
+        classes=list(ADE_SHAPES_CLASSES),
+    )
     meta_file = osp.join(out_dir, 'ade_shapes.json')
     if not force and osp.isfile(meta_file):
         with open(meta_file) as f:

@@ -16,6 +16,7 @@ for the duration of the import, gives ``pos_embed.py`` the alias ``np.float`` (g
 official model runs on the CPU as it is (it hard-codes no device); its layers are built for
 224x224 inputs, the only size used here.
 """
+
 from __future__ import annotations
 
 import copy
@@ -45,8 +46,13 @@ OFFICIAL_FILES = ('sgformer.py', 'pos_embed.py')
 IMAGE_SIZE = 224
 """The only input size the official layers are built for."""
 
-REFERENCE_ARCH = dict(embed_dims=[8, 16, 32, 64], num_heads=[2, 2, 2, 4], depths=[2, 2, 2, 1],
-                      mlp_ratios=[2, 2, 2, 2], sr_ratios=[8, 4, 2, 1])
+REFERENCE_ARCH = dict(
+    embed_dims=[8, 16, 32, 64],
+    num_heads=[2, 2, 2, 4],
+    depths=[2, 2, 2, 1],
+    mlp_ratios=[2, 2, 2, 2],
+    sr_ratios=[8, 4, 2, 1],
+)
 """The reference file's architecture: every block kind (hybrid-scale and significance-guided in
 stages 1-3, global in stage 4) at the smallest widths, so that the file stays small."""
 
@@ -76,7 +82,8 @@ def import_official(official_dir: str) -> types.ModuleType:
     if missing:
         raise FileNotFoundError(
             f'{missing} not found; pass the folder of a clone of '
-            f'https://github.com/OliverRensu/SG-Former (it needs {", ".join(OFFICIAL_FILES)})')
+            f'https://github.com/OliverRensu/SG-Former (it needs {", ".join(OFFICIAL_FILES)})'
+        )
     previous = sys.modules.get('pos_embed')
     pos_embed = _module_from_file('pos_embed', paths['pos_embed.py'])  # sgformer.py imports it
     pos_embed.np = _NumpyWithFloatAlias('numpy')
@@ -119,22 +126,29 @@ def official_sha256(official_dir: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def build_official(official: types.ModuleType, arch: Union[str, dict],
-                   num_classes: int = 1000) -> nn.Module:
+def build_official(
+    official: types.ModuleType, arch: Union[str, dict], num_classes: int = 1000
+) -> nn.Module:
     """The official model in eval mode: ``'s'``/``'m'``/``'b'`` through the official
     constructors, or a dict like :data:`REFERENCE_ARCH` with the released models' settings (stem
     stride 4, ``qkv_bias=True``, LayerNorm eps 1e-6)."""
     if isinstance(arch, str):
         model = getattr(official, f'sgformer_{arch}')(num_classes=num_classes)
     else:
-        model = official.SGFormer(patch_size=4, qkv_bias=True, num_classes=num_classes,
-                                  norm_layer=partial(nn.LayerNorm, eps=1e-6), **arch)
+        model = official.SGFormer(
+            patch_size=4,
+            qkv_bias=True,
+            num_classes=num_classes,
+            norm_layer=partial(nn.LayerNorm, eps=1e-6),
+            **arch,
+        )
     return model.eval()
 
 
 @torch.no_grad()
-def perturb_(model: nn.Module, generator: torch.Generator,
-             std: float = PERTURBATION_STD) -> nn.Module:
+def perturb_(
+    model: nn.Module, generator: torch.Generator, std: float = PERTURBATION_STD
+) -> nn.Module:
     """Adds Gaussian noise of ``std`` to every parameter and buffer of ``model`` in place."""
     for tensor in model.state_dict().values():
         if tensor.is_floating_point():
@@ -143,8 +157,7 @@ def perturb_(model: nn.Module, generator: torch.Generator,
 
 
 @torch.no_grad()
-def run_official(model: nn.Module, inputs: torch.Tensor
-                 ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+def run_official(model: nn.Module, inputs: torch.Tensor) -> Tuple[List[torch.Tensor], torch.Tensor]:
     """The official model's stage outputs (after ``norm1``..``norm4``, as NCHW maps) and logits.
 
     The stage outputs are read with forward hooks on the official norms; the model is not
@@ -154,7 +167,7 @@ def run_official(model: nn.Module, inputs: torch.Tensor
 
     def keep(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
         batch, tokens, channels = out.shape
-        side = int(round(tokens ** 0.5))
+        side = int(round(tokens**0.5))
         outputs.append(out.reshape(batch, side, side, channels).permute(0, 3, 1, 2).contiguous())
 
     handles = [getattr(model, f'norm{i}').register_forward_hook(keep) for i in range(1, 5)]
@@ -167,8 +180,9 @@ def run_official(model: nn.Module, inputs: torch.Tensor
 
 
 # ---------------------------------------------------------------------------- our model
-def ours_from_official(arch: Union[str, dict], state_dict: StateDict,
-                       dtype: torch.dtype = torch.float32) -> Tuple[SGFormer, StateDict]:
+def ours_from_official(
+    arch: Union[str, dict], state_dict: StateDict, dtype: torch.dtype = torch.float32
+) -> Tuple[SGFormer, StateDict]:
     """Our backbone (eval mode, ``dtype``) with official weights, and the classifier head.
 
     Args:
@@ -191,8 +205,9 @@ def classify(last_stage: torch.Tensor, head: StateDict) -> torch.Tensor:
 
 
 @torch.no_grad()
-def run_ours(model: SGFormer, head: StateDict, inputs: torch.Tensor
-             ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+def run_ours(
+    model: SGFormer, head: StateDict, inputs: torch.Tensor
+) -> Tuple[List[torch.Tensor], torch.Tensor]:
     """Our model's stage outputs and logits, like :func:`run_official`."""
     outputs = list(model(inputs))
     return outputs, classify(outputs[-1], head)
@@ -202,8 +217,9 @@ def run_ours(model: SGFormer, head: StateDict, inputs: torch.Tensor
 def random_images(num: int, generator: torch.Generator) -> torch.Tensor:
     """``(num, 3, 224, 224)`` uint8 images: smooth random colour fields plus pixel noise."""
     coarse = torch.rand(num, 3, 8, 8, generator=generator)
-    smooth = F.interpolate(coarse, size=(IMAGE_SIZE, IMAGE_SIZE), mode='bilinear',
-                           align_corners=False)
+    smooth = F.interpolate(
+        coarse, size=(IMAGE_SIZE, IMAGE_SIZE), mode='bilinear', align_corners=False
+    )
     noise = torch.rand(num, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
     return (smooth * 200 + noise * 55).to(torch.uint8)
 
@@ -235,20 +251,26 @@ def make_reference(official_dir: str, seed: int = 0) -> dict:
     images = random_images(REFERENCE_BATCH, generator)
     outputs = {}
     for name, dtype in PRECISIONS.items():
-        stages, logits = run_official(copy.deepcopy(model).to(dtype),
-                                      images_to_inputs(images, dtype))
+        stages, logits = run_official(
+            copy.deepcopy(model).to(dtype), images_to_inputs(images, dtype)
+        )
         outputs[name] = dict(stage_outputs=stages, logits=logits)
     import timm  # the official code's dependency, needed only here
+
     return dict(
-        arch=dict(REFERENCE_ARCH, num_classes=REFERENCE_NUM_CLASSES, qkv_bias=True,
-                  norm_eps=1e-6),
+        arch=dict(REFERENCE_ARCH, num_classes=REFERENCE_NUM_CLASSES, qkv_bias=True, norm_eps=1e-6),
         state_dict={k: v.detach().clone() for k, v in model.state_dict().items()},
         images=images,
         outputs=outputs,
-        meta=dict(official_sgformer_py_sha256=official_sha256(official_dir), seed=seed,
-                  perturbation_std=PERTURBATION_STD, torch=str(torch.__version__),
-                  timm=str(timm.__version__),
-                  made_by='tools/model_converters/make_reference.py'))
+        meta=dict(
+            official_sgformer_py_sha256=official_sha256(official_dir),
+            seed=seed,
+            perturbation_std=PERTURBATION_STD,
+            torch=str(torch.__version__),
+            timm=str(timm.__version__),
+            made_by='tools/model_converters/make_reference.py',
+        ),
+    )
 
 
 def load_reference(path: str, dtype: torch.dtype = torch.float32) -> dict:
@@ -267,14 +289,20 @@ def load_reference(path: str, dtype: torch.dtype = torch.float32) -> dict:
         raise ValueError(f'the reference holds float32 and float64 runs, not {dtype}')
     data = torch.load(path, map_location='cpu', weights_only=True)
     run = data['outputs'][names[dtype]]
-    return dict(arch=data['arch'], state_dict=data['state_dict'],
-                inputs=images_to_inputs(data['images'], dtype),
-                stage_outputs=run['stage_outputs'], logits=run['logits'], meta=data['meta'])
+    return dict(
+        arch=data['arch'],
+        state_dict=data['state_dict'],
+        inputs=images_to_inputs(data['images'], dtype),
+        stage_outputs=run['stage_outputs'],
+        logits=run['logits'],
+        meta=data['meta'],
+    )
 
 
 # ---------------------------------------------------------------------------- float32 rounding
-def measure_rounding(official_dir: str, arch: str = 's', num_images: int = 16,
-                     batch_size: int = 4, seed: int = 0) -> Dict[str, dict]:
+def measure_rounding(
+    official_dir: str, arch: str = 's', num_images: int = 16, batch_size: int = 4, seed: int = 0
+) -> Dict[str, dict]:
     """How far float32 moves the outputs of a real-size model from the official float64 ones.
 
     Builds the official ``arch`` with perturbed weights (:func:`perturb_`), runs it in float64
@@ -299,30 +327,38 @@ def measure_rounding(official_dir: str, arch: str = 's', num_images: int = 16,
     torch.manual_seed(seed)  # the official initialisation draws from the global generator
     model = perturb_(build_official(official, arch), generator)
     images = random_images(num_images, generator)
-    ours = {dtype: ours_from_official(arch, model.state_dict(), dtype)
-            for dtype in PRECISIONS.values()}
+    ours = {
+        dtype: ours_from_official(arch, model.state_dict(), dtype) for dtype in PRECISIONS.values()
+    }
     runners = {
         'official float64': (partial(run_official, copy.deepcopy(model).double()), torch.float64),
         'official float32': (partial(run_official, model), torch.float32),
         'ours float32': (partial(run_ours, *ours[torch.float32]), torch.float32),
         'ours float64': (partial(run_ours, *ours[torch.float64]), torch.float64),
     }
-    results = {name: _run_batched(runner, images, dtype, batch_size)
-               for name, (runner, dtype) in runners.items()}
+    results = {
+        name: _run_batched(runner, images, dtype, batch_size)
+        for name, (runner, dtype) in runners.items()
+    }
     truth_stages, truth_logits = results.pop('official float64')
     report: Dict[str, dict] = {
-        'magnitude': dict(stages=[s.abs().mean().item() for s in truth_stages],
-                          logits=truth_logits.abs().mean().item())}
+        'magnitude': dict(
+            stages=[s.abs().mean().item() for s in truth_stages],
+            logits=truth_logits.abs().mean().item(),
+        )
+    }
     for name, (stages, logits) in results.items():
         report[name] = dict(
             stages=[_abs_difference(s, t) for s, t in zip(stages, truth_stages)],
             logits=_abs_difference(logits, truth_logits),
-            top1_agreement=(logits.argmax(1) == truth_logits.argmax(1)).double().mean().item())
+            top1_agreement=(logits.argmax(1) == truth_logits.argmax(1)).double().mean().item(),
+        )
     return report
 
 
-def _run_batched(runner, images: torch.Tensor, dtype: torch.dtype, batch_size: int
-                 ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+def _run_batched(
+    runner, images: torch.Tensor, dtype: torch.dtype, batch_size: int
+) -> Tuple[List[torch.Tensor], torch.Tensor]:
     stages: List[List[torch.Tensor]] = [[] for _ in range(4)]
     logits = []
     for batch in images.split(batch_size):
@@ -341,9 +377,13 @@ def _abs_difference(a: torch.Tensor, b: torch.Tensor) -> Tuple[float, float]:
 def format_rounding(report: Dict[str, dict], arch: str, num_images: int) -> str:
     """:func:`measure_rounding`'s result as a Markdown table."""
     header = ['', 'stage 1', 'stage 2', 'stage 3', 'stage 4', 'logits', 'top-1 agreement']
-    lines = [f'SG-Former-{arch.upper()}, perturbed random weights, {num_images} images '
-             f'224x224, torch {torch.__version__}; abs difference to the official float64 run',
-             '', '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    lines = [
+        f'SG-Former-{arch.upper()}, perturbed random weights, {num_images} images '
+        f'224x224, torch {torch.__version__}; abs difference to the official float64 run',
+        '',
+        '| ' + ' | '.join(header) + ' |',
+        '|' + '---|' * len(header),
+    ]
     magnitude = report['magnitude']
     cells = [f'{v:.3g}' for v in magnitude['stages']] + [f'{magnitude["logits"]:.3g}', '']
     lines.append('| mean abs value (official float64) | ' + ' | '.join(cells) + ' |')

@@ -5,14 +5,22 @@ install) through 2.14. Code elsewhere in the package calls these helpers instead
 APIs, so that each fallback is written once and tested under both ends of the range
 (``make test-torch21``).
 """
+
 from __future__ import annotations
 
 from typing import Any, List, Optional
 
 import torch
 
-__all__ = ['TORCH_VERSION', 'is_compiling', 'is_tracing', 'is_autocast_enabled', 'has_safe_globals',
-           'add_safe_globals', 'unsafe_globals_in_checkpoint']
+__all__ = [
+    'TORCH_VERSION',
+    'is_compiling',
+    'is_tracing',
+    'is_autocast_enabled',
+    'has_safe_globals',
+    'add_safe_globals',
+    'unsafe_globals_in_checkpoint',
+]
 
 
 def _version_tuple(version: str) -> tuple:
@@ -35,6 +43,7 @@ def is_compiling() -> bool:
     if compiler is not None and hasattr(compiler, 'is_compiling'):
         return compiler.is_compiling()
     import torch._dynamo as dynamo  # (a plain `import torch._dynamo` would make torch local)
+
     return dynamo.is_compiling()
 
 

@@ -4,6 +4,7 @@ Every tool reads its config through :func:`load_config` and learns its task from
 :func:`task_of`; every model built for inference or analysis goes through
 :func:`disable_pretrained` and :func:`task_registries` (see :mod:`mmsgformer.apis.inference`).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -30,8 +31,11 @@ def _merge_option(cfg: Config, key: str, value: Any) -> None:
         if not isinstance(node, dict):
             break
         last = i == len(parts) - 1
-        if part in node and not isinstance(node[part], dict) and (
-                not last or isinstance(value, dict)):
+        if (
+            part in node
+            and not isinstance(node[part], dict)
+            and (not last or isinstance(value, dict))
+        ):
             node[part] = ConfigDict()
         node = node.get(part)
     cfg.merge_from_dict({key: value})
@@ -51,8 +55,12 @@ def apply_cfg_options(cfg: Config, cfg_options: Optional[dict]) -> Config:
     return cfg
 
 
-def load_config(path: str, cfg_options: Optional[dict] = None, work_dir: Optional[str] = None,
-                launcher: Optional[str] = None) -> Config:
+def load_config(
+    path: str,
+    cfg_options: Optional[dict] = None,
+    work_dir: Optional[str] = None,
+    launcher: Optional[str] = None,
+) -> Config:
     """Reads a config file and applies ``--cfg-options``.
 
     Args:
@@ -94,9 +102,11 @@ def task_of(cfg: Config) -> str:
         return 'seg'
     if 'RCNN' in model_type or 'Detector' in model_type or 'DETR' in model_type:
         return 'det'
-    raise ValueError(f'cannot tell the task of the config (default_scope={scope!r}, model type '
-                     f'{model_type!r}): set default_scope to one of '
-                     f'{sorted(TASK_SCOPES.values())}')
+    raise ValueError(
+        f'cannot tell the task of the config (default_scope={scope!r}, model type '
+        f'{model_type!r}): set default_scope to one of '
+        f'{sorted(TASK_SCOPES.values())}'
+    )
 
 
 def scope_of(cfg: Config) -> str:
@@ -107,8 +117,9 @@ def scope_of(cfg: Config) -> str:
 def is_pretrained_init(init_cfg: Any) -> bool:
     """Whether an ``init_cfg`` (dict or list of dicts) loads weights from a file."""
     items = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
-    return any(isinstance(c, dict) and (c.get('type') == 'Pretrained' or 'checkpoint' in c)
-               for c in items)
+    return any(
+        isinstance(c, dict) and (c.get('type') == 'Pretrained' or 'checkpoint' in c) for c in items
+    )
 
 
 def disable_pretrained(model_cfg: dict, key: str = '') -> List[str]:
@@ -152,6 +163,7 @@ def task_registries(cfg: Config) -> Tuple[Any, Any]:
     """
     from mmengine.registry import init_default_scope
     from mmengine.utils import import_modules_from_strings
+
     if cfg.get('custom_imports'):
         import_modules_from_strings(**cfg['custom_imports'])
     scope = scope_of(cfg)
@@ -159,7 +171,9 @@ def task_registries(cfg: Config) -> Tuple[Any, Any]:
         importlib.import_module(f'{scope}.utils').register_all_modules(init_default_scope=False)
         registry = importlib.import_module(f'{scope}.registry')
     except ImportError as err:
-        raise ImportError(f'the config needs {scope} (default_scope={scope!r}); install it '
-                          f'(tools/setup_env.sh): {err}') from err
+        raise ImportError(
+            f'the config needs {scope} (default_scope={scope!r}); install it '
+            f'(tools/setup_env.sh): {err}'
+        ) from err
     init_default_scope(scope)
     return registry.MODELS, registry.TRANSFORMS

@@ -37,6 +37,7 @@ A file that needs anything else is refused with :class:`UnsafeCheckpointError`, 
 types; a user who trusts the file can pass ``allow_unsafe=True`` (or set the environment variable
 ``MMSGFORMER_ALLOW_UNSAFE_CHECKPOINTS=1``) to load it with full unpickling.
 """
+
 from __future__ import annotations
 
 import _compat_pickle
@@ -87,8 +88,9 @@ def _numpy_globals() -> List[Any]:
     for multiarray in _numpy_multiarray_modules().values():
         types += [multiarray._reconstruct, multiarray.scalar]
     # Scalar types (np.float64, ...) and their dtype classes (numpy.dtypes.Float64DType, ...).
-    scalar_types = sorted({np.dtype(code).type for code in '?bhilqBHILQefdgFDG'},
-                          key=lambda t: t.__name__)
+    scalar_types = sorted(
+        {np.dtype(code).type for code in '?bhilqBHILQefdgFDG'}, key=lambda t: t.__name__
+    )
     types += scalar_types
     types += [type(np.dtype(t)) for t in scalar_types]
     return list({id(t): t for t in types}.values())
@@ -109,6 +111,7 @@ def _numpy_multiarray_modules() -> Dict[str, Any]:
 
 def _history_buffer():
     from mmengine.logging.history_buffer import HistoryBuffer
+
     return HistoryBuffer
 
 
@@ -129,7 +132,8 @@ def history_buffer_method(obj: Any, name: str) -> Any:
         return getattr(obj, name)
     raise RefusedGlobalError(
         f'refused getattr({obj!r}, {name!r}): the checkpoint allow-list permits getattr only '
-        f'for HistoryBuffer.{"/".join(HISTORY_BUFFER_METHODS)}')
+        f'for HistoryBuffer.{"/".join(HISTORY_BUFFER_METHODS)}'
+    )
 
 
 # torch keys its allow-list by the global's module and name: this one stands for
@@ -162,13 +166,21 @@ def register_safe_globals() -> bool:
 def _allowed_by_name() -> Dict[str, Any]:
     """Pickle global name -> object: torch's weights-only list, all dtypes, ours."""
     from torch import _weights_only_unpickler
+
     allowed: Dict[str, Any] = dict(_weights_only_unpickler._get_allowed_globals())
     # What torch >= 2.4 adds to that list: every dtype, devices, and the builtins behind bytes
     # (protocol-2 pickles encode them with _codecs.encode), bytearray, set, complex, Counter.
     allowed.update({str(t): t for t in vars(torch).values() if isinstance(t, torch.dtype)})
-    allowed.update({'torch.device': torch.device, '_codecs.encode': codecs.encode,
-                    'builtins.bytearray': bytearray, 'builtins.set': set,
-                    'builtins.complex': complex, 'collections.Counter': collections.Counter})
+    allowed.update(
+        {
+            'torch.device': torch.device,
+            '_codecs.encode': codecs.encode,
+            'builtins.bytearray': bytearray,
+            'builtins.set': set,
+            'builtins.complex': complex,
+            'collections.Counter': collections.Counter,
+        }
+    )
     for obj in safe_globals():
         allowed[f'{obj.__module__}.{obj.__qualname__}'] = obj
     for module_name, module in _numpy_multiarray_modules().items():
@@ -226,8 +238,9 @@ class RestrictedUnpickler(pickle._Unpickler):  # the Python unpickler lets us ch
     def _load_build(self) -> None:
         target = type(self.stack[-2])
         if id(target) not in _allowed_ids():
-            raise RefusedGlobalError(f'refused to set the state of a {target!r}: not an '
-                                     f'allow-listed type')
+            raise RefusedGlobalError(
+                f'refused to set the state of a {target!r}: not an allow-listed type'
+            )
         super().load_build()
 
     dispatch[pickle.REDUCE[0]] = _load_reduce
@@ -253,8 +266,12 @@ def _torch_load_restricted(filename: str, map_location: Any) -> Any:
     if has_safe_globals():
         register_safe_globals()
         return torch.load(filename, map_location=map_location, weights_only=True)
-    return torch.load(filename, map_location=map_location, pickle_module=_RestrictedPickleModule,
-                      weights_only=False)  # the restriction is the pickle module's
+    return torch.load(
+        filename,
+        map_location=map_location,
+        pickle_module=_RestrictedPickleModule,
+        weights_only=False,
+    )  # the restriction is the pickle module's
 
 
 # ----------------------------------------------------------------------------- URLs
@@ -286,15 +303,19 @@ def download_checkpoint(url: str, timeout: float = 60.0) -> str:
     """
     name = os.path.basename(urllib.parse.urlparse(url).path)
     if not name:
-        raise CheckpointDownloadError(f'checkpoint URL {url!r} names no file (its path must end '
-                                      f'with the file name, e.g. .../sgformer_s.pth)')
+        raise CheckpointDownloadError(
+            f'checkpoint URL {url!r} names no file (its path must end '
+            f'with the file name, e.g. .../sgformer_s.pth)'
+        )
     target = os.path.join(checkpoint_cache_dir(), name)
     if os.path.isfile(target):
         return target
     os.makedirs(os.path.dirname(target), exist_ok=True)
     partial = f'{target}.{os.getpid()}.part'
-    advice = (f'Check the URL, or download the file yourself and set the checkpoint to its '
-              f'path (or put it at {target}).')
+    advice = (
+        f'Check the URL, or download the file yourself and set the checkpoint to its '
+        f'path (or put it at {target}).'
+    )
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, 'wb') as out:
             shutil.copyfileobj(response, out, length=1 << 20)
@@ -302,12 +323,14 @@ def download_checkpoint(url: str, timeout: float = 60.0) -> str:
     except urllib.error.HTTPError as err:
         raise CheckpointDownloadError(
             f'could not download checkpoint {url!r}: the server answered HTTP {err.code} '
-            f'{err.reason}. {advice}') from err
+            f'{err.reason}. {advice}'
+        ) from err
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, 'reason', err)
         raise CheckpointDownloadError(
             f'could not download checkpoint {url!r}: {reason}. Is the machine online and the '
-            f'server reachable? {advice}') from err
+            f'server reachable? {advice}'
+        ) from err
     finally:
         if os.path.exists(partial):
             os.remove(partial)
@@ -326,11 +349,13 @@ def _unsafe_error(filename: str, err: Exception) -> UnsafeCheckpointError:
         f'checkpoint {filename!r} contains pickled objects of types outside the allow-list '
         f'({listed}); loading it could run arbitrary code. If you trust the file, load it with '
         f'allow_unsafe=True or set {ALLOW_UNSAFE_ENV}=1; better, re-save its tensors as a plain '
-        f'state dict.\nOriginal error: {err}')
+        f'state dict.\nOriginal error: {err}'
+    )
 
 
-def load_checkpoint_file(filename: str, map_location: Any = 'cpu',
-                         allow_unsafe: bool = False) -> Any:
+def load_checkpoint_file(
+    filename: str, map_location: Any = 'cpu', allow_unsafe: bool = False
+) -> Any:
     """Loads a checkpoint without executing pickled code.
 
     Args:
@@ -352,23 +377,27 @@ def load_checkpoint_file(filename: str, map_location: Any = 'cpu',
             f'checkpoint {filename!r} does not exist. Download or convert it first (see README, '
             f'"Checkpoints"), or set the path in the config (e.g. --cfg-options '
             f'model.backbone.init_cfg.checkpoint=PATH); nothing is downloaded automatically '
-            f'unless the checkpoint is an http(s) URL.')
+            f'unless the checkpoint is an http(s) URL.'
+        )
     if allow_unsafe or _allow_unsafe_from_env():
         return torch.load(filename, map_location=map_location, weights_only=False)
     try:
         return _torch_load_restricted(filename, map_location)
     except pickle.UnpicklingError as err:
         # 'Unsupported operand': torch's weights-only unpickler met bytes that are no pickle
-        if isinstance(err, RefusedGlobalError) or ('Weights only load failed' in str(err)
-                                                   and 'Unsupported operand' not in str(err)):
+        if isinstance(err, RefusedGlobalError) or (
+            'Weights only load failed' in str(err) and 'Unsupported operand' not in str(err)
+        ):
             raise _unsafe_error(filename, err) from err
         raise CorruptCheckpointError(
             f'checkpoint {filename!r} could not be read ({err}); it may be truncated or not '
-            f'a PyTorch checkpoint') from err
+            f'a PyTorch checkpoint'
+        ) from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
         raise CorruptCheckpointError(
             f'checkpoint {filename!r} could not be read ({type(err).__name__}: {err}); it is '
-            f'truncated or not a PyTorch checkpoint. Re-download or re-convert it.') from err
+            f'truncated or not a PyTorch checkpoint. Re-download or re-convert it.'
+        ) from err
 
 
 STATE_DICT_KEYS = ('state_dict', 'model', 'module', 'state_dict_ema', 'model_ema')
@@ -383,8 +412,9 @@ def extract_state_dict(checkpoint: Any, filename: str = '<checkpoint>') -> Dict[
     are preferred to EMA weights when both are present).
     """
     if not isinstance(checkpoint, Mapping):
-        raise CorruptCheckpointError(f'{filename!r} holds a {type(checkpoint).__name__}, not a '
-                                     f'dict of weights')
+        raise CorruptCheckpointError(
+            f'{filename!r} holds a {type(checkpoint).__name__}, not a dict of weights'
+        )
     state_dict: Any = checkpoint
     for key in STATE_DICT_KEYS:
         if isinstance(checkpoint.get(key), Mapping):
@@ -394,8 +424,9 @@ def extract_state_dict(checkpoint: Any, filename: str = '<checkpoint>') -> Dict[
     if not tensors:
         raise CorruptCheckpointError(
             f'{filename!r} holds no weights: expected a state dict or a dict with one of '
-            f'{list(STATE_DICT_KEYS)}, found keys {sorted(map(str, checkpoint))[:10]}')
-    return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in tensors.items()}
+            f'{list(STATE_DICT_KEYS)}, found keys {sorted(map(str, checkpoint))[:10]}'
+        )
+    return {k[len('module.') :] if k.startswith('module.') else k: v for k, v in tensors.items()}
 
 
 # ----------------------------------------------------------------------------- finite weights
@@ -408,8 +439,11 @@ _KEYS_SHOWN = 5
 
 
 def _floating_keys(tensors: Mapping[str, torch.Tensor]) -> List[str]:
-    return [k for k, v in tensors.items()
-            if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex())]
+    return [
+        k
+        for k, v in tensors.items()
+        if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex())
+    ]
 
 
 def nonfinite_keys(tensors: Mapping[str, torch.Tensor]) -> List[str]:
@@ -465,7 +499,8 @@ def check_finite_checkpoint(checkpoint: Union[str, Mapping], name: Optional[str]
         raise NonFiniteCheckpointError(
             f"the checkpoint's weights contain NaN/Inf ({problem})"
             f': {name} was saved from a diverged run. Use an earlier checkpoint of that run, or '
-            f'train again with the settings that the run\'s divergence message suggests.')
+            f"train again with the settings that the run's divergence message suggests."
+        )
 
 
 def read_checkpoint(filename: str, map_location: Any = 'cpu') -> Any:

@@ -7,8 +7,15 @@
 * :mod:`~mmsgformer.visualization.predictions` - ground truth beside predictions for several
   images (the detection demo's picture, ``tools/demo/image_demo.py``).
 """
+
 from .pipeline import Geometry, build_test_transforms, expand_images, run_pipeline
 from .significance import visualize_image, visualize_significance
 
-__all__ = ['Geometry', 'build_test_transforms', 'expand_images', 'run_pipeline',
-           'visualize_image', 'visualize_significance']
+__all__ = [
+    'Geometry',
+    'build_test_transforms',
+    'expand_images',
+    'run_pipeline',
+    'visualize_image',
+    'visualize_significance',
+]

@@ -6,6 +6,7 @@ and flips, so that maps computed on the network input can be laid over the origi
 It is how every image of ours reaches a model: :func:`mmsgformer.apis.inference_model` and the
 significance pictures (:mod:`~mmsgformer.visualization.significance`).
 """
+
 from __future__ import annotations
 
 import glob
@@ -28,11 +29,12 @@ def expand_images(spec: str) -> List[str]:
         return [spec]
     else:
         files = glob.glob(spec, recursive=True)
-    images = sorted(f for f in files
-                    if osp.isfile(f) and f.lower().endswith(IMAGE_EXTENSIONS))
+    images = sorted(f for f in files if osp.isfile(f) and f.lower().endswith(IMAGE_EXTENSIONS))
     if not images:
-        raise FileNotFoundError(f'no images found for {spec!r} (a file, a folder or a glob of '
-                                f'{"/".join(e[1:] for e in IMAGE_EXTENSIONS)} files)')
+        raise FileNotFoundError(
+            f'no images found for {spec!r} (a file, a folder or a glob of '
+            f'{"/".join(e[1:] for e in IMAGE_EXTENSIONS)} files)'
+        )
     return images
 
 
@@ -61,8 +63,9 @@ def find_test_pipeline(cfg) -> list:
             dataset = dataset.get('dataset') or (dataset.get('datasets') or [None])[0]
         if loader == 'test_dataloader' and cfg.get('test_pipeline'):
             return list(cfg.test_pipeline)
-    raise ValueError('the config has no test pipeline (test_dataloader.dataset.pipeline or '
-                     'test_pipeline)')
+    raise ValueError(
+        'the config has no test pipeline (test_dataloader.dataset.pipeline or test_pipeline)'
+    )
 
 
 def _type_name(transform_cfg) -> str:
@@ -83,8 +86,9 @@ def build_transforms(pipeline_cfg: list, transforms_registry) -> list:
         if name.endswith('Annotations') or name == 'LoadAnnotations':
             continue  # no labels at visualisation time
         if name in ('TestTimeAug', 'MultiScaleFlipAug'):
-            raise ValueError(f'the test pipeline uses {name}; use a config without test-time '
-                             f'augmentation')
+            raise ValueError(
+                f'the test pipeline uses {name}; use a config without test-time augmentation'
+            )
         transforms.append(transforms_registry.build(deepcopy(t)))
     if not transforms or 'Load' not in type(transforms[0]).__name__:
         raise ValueError('the test pipeline must start by loading the image (LoadImageFromFile)')
@@ -103,8 +107,8 @@ class Geometry:
     def __init__(self, ori_hw: Tuple[int, int]) -> None:
         self.ori_hw = tuple(int(v) for v in ori_hw)
         self.net_hw = self.ori_hw
-        self.ax, self.bx, self.ay, self.by = 1., 0., 1., 0.
-        self.box = (0., float(ori_hw[0]), 0., float(ori_hw[1]))
+        self.ax, self.bx, self.ay, self.by = 1.0, 0.0, 1.0, 0.0
+        self.box = (0.0, float(ori_hw[0]), 0.0, float(ori_hw[1]))
 
     def resize(self, new_hw: Tuple[int, int]) -> None:
         sy, sx = new_hw[0] / self.net_hw[0], new_hw[1] / self.net_hw[1]
@@ -117,8 +121,12 @@ class Geometry:
         self.bx -= left
         self.by -= top
         y0, y1, x0, x1 = self.box
-        self.box = (max(0., y0 - top), min(float(new_hw[0]), y1 - top),
-                    max(0., x0 - left), min(float(new_hw[1]), x1 - left))
+        self.box = (
+            max(0.0, y0 - top),
+            min(float(new_hw[0]), y1 - top),
+            max(0.0, x0 - left),
+            min(float(new_hw[1]), x1 - left),
+        )
         self.net_hw = tuple(new_hw)
 
     def pad(self, new_hw: Tuple[int, int]) -> None:  # bottom/right padding: nothing moves
@@ -137,7 +145,7 @@ class Geometry:
     def input_coords(self) -> Tuple[np.ndarray, np.ndarray]:
         """Input coordinates of the original pixel centres: ``(ys (H,), xs (W,))``."""
         h, w = self.ori_hw
-        return (self.ay * (np.arange(h) + .5) + self.by, self.ax * (np.arange(w) + .5) + self.bx)
+        return (self.ay * (np.arange(h) + 0.5) + self.by, self.ax * (np.arange(w) + 0.5) + self.bx)
 
     def seen(self) -> np.ndarray:
         """Boolean ``(H, W)``: original pixels that the network saw."""
@@ -155,19 +163,25 @@ def _load(loader, image: Union[str, np.ndarray], index: int) -> dict:
     taken as what it would have read (same channel order), ``img_path`` None."""
     if isinstance(image, np.ndarray):
         if image.ndim not in (2, 3):
-            raise ValueError(f'an image array must be (H, W) or (H, W, C), got shape '
-                             f'{image.shape}')
+            raise ValueError(f'an image array must be (H, W) or (H, W, C), got shape {image.shape}')
         img = image.astype(np.float32) if getattr(loader, 'to_float32', False) else image.copy()
-        return dict(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2], img_path=None,
-                    img_id=index, sample_idx=index)
+        return dict(
+            img=img,
+            img_shape=img.shape[:2],
+            ori_shape=img.shape[:2],
+            img_path=None,
+            img_id=index,
+            sample_idx=index,
+        )
     results = loader(dict(img_path=image, img_id=index, sample_idx=index))
     if results is None or 'img' not in results:
         raise RuntimeError(f'{type(loader).__name__} did not load {image}')
     return results
 
 
-def run_pipeline(transforms: list, image: Union[str, np.ndarray], index: int
-                 ) -> Tuple[dict, Geometry, np.ndarray]:
+def run_pipeline(
+    transforms: list, image: Union[str, np.ndarray], index: int
+) -> Tuple[dict, Geometry, np.ndarray]:
     """Runs one image through the pipeline, following its geometry.
 
     Args:
@@ -189,7 +203,7 @@ def run_pipeline(transforms: list, image: Union[str, np.ndarray], index: int
     if getattr(transforms[0], 'channel_order', 'bgr') == 'bgr':
         original = original[..., ::-1]
     if original.dtype != np.uint8:
-        scale = 255. if original.max() <= 1. else 1.
+        scale = 255.0 if original.max() <= 1.0 else 1.0
         original = np.clip(original * scale, 0, 255).astype(np.uint8)
     original = np.ascontiguousarray(original)
     geometry = Geometry(_hw(results))
@@ -200,8 +214,10 @@ def run_pipeline(transforms: list, image: Union[str, np.ndarray], index: int
         if results is None:
             raise RuntimeError(f'{name} dropped the image {path}')
         if isinstance(results, (list, tuple)):
-            raise RuntimeError(f'{name} returned several samples (test-time augmentation); use '
-                               f'a pipeline without it')
+            raise RuntimeError(
+                f'{name} returned several samples (test-time augmentation); use '
+                f'a pipeline without it'
+            )
         if 'inputs' in results:  # packed: the end of the pipeline
             break
         after_hw = _hw(results)
@@ -214,8 +230,8 @@ def run_pipeline(transforms: list, image: Union[str, np.ndarray], index: int
             if bbox is not None:  # x1, y1, x2, y2
                 left, top = int(bbox[0]), int(bbox[1])
             else:  # centred crop (mmcv's CenterCrop rounding)
-                top = max(0, int(round((before_hw[0] - after_hw[0]) / 2.)))
-                left = max(0, int(round((before_hw[1] - after_hw[1]) / 2.)))
+                top = max(0, int(round((before_hw[0] - after_hw[0]) / 2.0)))
+                left = max(0, int(round((before_hw[1] - after_hw[1]) / 2.0)))
             geometry.crop(top, left, after_hw)
         elif 'Pad' in name and all(a >= b for a, b in zip(after_hw, before_hw)):
             geometry.pad(after_hw)
@@ -227,8 +243,10 @@ def run_pipeline(transforms: list, image: Union[str, np.ndarray], index: int
     img_shape = sample.metainfo.get('img_shape') if hasattr(sample, 'metainfo') else None
     if img_shape is not None and tuple(img_shape[:2]) != tuple(geometry.net_hw):
         # Trust the data sample: treat the pipeline as a plain resize to img_shape.
-        warnings.warn(f'pipeline geometry {geometry.net_hw} disagrees with img_shape '
-                      f'{tuple(img_shape[:2])}; assuming a plain resize')
+        warnings.warn(
+            f'pipeline geometry {geometry.net_hw} disagrees with img_shape '
+            f'{tuple(img_shape[:2])}; assuming a plain resize'
+        )
         geometry = Geometry(geometry.ori_hw)
         geometry.resize(tuple(img_shape[:2]))
     return results, geometry, original
@@ -241,5 +259,6 @@ def build_test_transforms(cfg) -> list:
         cfg: The config (see :func:`mmsgformer.utils.config.load_config`).
     """
     from mmsgformer.utils.config import task_registries
+
     _, transforms = task_registries(cfg)
     return build_transforms(find_test_pipeline(cfg), transforms)

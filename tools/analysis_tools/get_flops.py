@@ -20,6 +20,7 @@ Counting: MMEngine's ``FlopAnalyzer`` (what ``get_model_complexity_info`` uses) 
 ``F.scaled_dot_product_attention`` and broadcasting ``torch.matmul`` added, and SG-Former's
 significance recomputation excluded (shown separately); see :mod:`mmsgformer.analysis.complexity`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,32 +28,50 @@ import json
 import time
 
 from mmsgformer.analysis.baselines import parse_custom
-from mmsgformer.analysis.flops import (PARTS, backbone_macs, config_macs, config_name,
-                                       format_table)
+from mmsgformer.analysis.flops import PARTS, backbone_macs, config_macs, config_name, format_table
 from mmsgformer.utils.config import load_config
 
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
+
     parser = argparse.ArgumentParser(description='Params and FLOPs (MACs) of a model')
-    parser.add_argument('config', nargs='?', help='OpenMMLab config (classifier, detector, '
-                        'segmentor)')
-    parser.add_argument('--backbone', nargs='+', metavar='NAME',
-                        help='named backbones instead of a config (sgformer_s/m/b, swin_t/s/b, '
-                             'pvtv2_b2/b3/b5, or --custom names)')
-    parser.add_argument('--custom', nargs='*', metavar='NAME=JSON',
-                        help='extra SG-Former archs, e.g. tiny=\'{"embed_dims": [...], ...}\'')
-    parser.add_argument('--shape', type=int, nargs='+', default=[224, 224],
-                        help='input H W (one value: square)')
-    parser.add_argument('--part', choices=PARTS, default='whole',
-                        help='what of a config model to count (see the module docstring)')
+    parser.add_argument(
+        'config', nargs='?', help='OpenMMLab config (classifier, detector, segmentor)'
+    )
+    parser.add_argument(
+        '--backbone',
+        nargs='+',
+        metavar='NAME',
+        help='named backbones instead of a config (sgformer_s/m/b, swin_t/s/b, '
+        'pvtv2_b2/b3/b5, or --custom names)',
+    )
+    parser.add_argument(
+        '--custom',
+        nargs='*',
+        metavar='NAME=JSON',
+        help='extra SG-Former archs, e.g. tiny=\'{"embed_dims": [...], ...}\'',
+    )
+    parser.add_argument(
+        '--shape', type=int, nargs='+', default=[224, 224], help='input H W (one value: square)'
+    )
+    parser.add_argument(
+        '--part',
+        choices=PARTS,
+        default='whole',
+        help='what of a config model to count (see the module docstring)',
+    )
     parser.add_argument('--backbone-only', action='store_true', help='same as --part backbone')
-    parser.add_argument('--count-recompute', action='store_true',
-                        help="include SG-Former's significance recomputation in the total")
+    parser.add_argument(
+        '--count-recompute',
+        action='store_true',
+        help="include SG-Former's significance recomputation in the total",
+    )
     parser.add_argument('--by-operator', action='store_true', help='print MACs per operator')
     parser.add_argument('--out', help='write the results as JSON')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings (key=value)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, help='override config settings (key=value)'
+    )
     args = parser.parse_args(argv)
     if len(args.shape) == 1:
         args.shape = args.shape * 2
@@ -70,11 +89,13 @@ def main(argv=None):
     start = time.time()
     if args.config:
         cfg = load_config(args.config, args.cfg_options)
-        results = [config_macs(cfg, config_name(args.config), args.shape, args.part,
-                               args.count_recompute)]
+        results = [
+            config_macs(cfg, config_name(args.config), args.shape, args.part, args.count_recompute)
+        ]
     else:
-        results = backbone_macs(args.backbone, args.shape, parse_custom(args.custom),
-                                args.count_recompute)
+        results = backbone_macs(
+            args.backbone, args.shape, parse_custom(args.custom), args.count_recompute
+        )
     print(format_table(results, args.count_recompute, args.by_operator))
     print(f'(counted in {time.time() - start:.1f} s)')
     if args.out:

@@ -17,6 +17,7 @@ With ``--measure-arch`` it writes nothing and prints how far float32 moves a rea
 outputs from the official float64 run, for the official code and for ours (the table of README
 "Exactly the official network"). See :mod:`mmsgformer.testing.reference`.
 """
+
 import argparse
 import os
 import os.path as osp
@@ -28,31 +29,47 @@ from mmsgformer.testing.reference import format_rounding, make_reference, measur
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('official_dir',
-                        help='folder with the official sgformer.py and pos_embed.py')
-    parser.add_argument('--out', default='tests/data/sgformer_reference.pth',
-                        help='reference file to write (default: %(default)s)')
+    parser.add_argument(
+        'official_dir', help='folder with the official sgformer.py and pos_embed.py'
+    )
+    parser.add_argument(
+        '--out',
+        default='tests/data/sgformer_reference.pth',
+        help='reference file to write (default: %(default)s)',
+    )
     parser.add_argument('--seed', type=int, default=0, help='seed of weights and images')
-    parser.add_argument('--measure-arch', choices=['s', 'm', 'b'],
-                        help='measure float32 rounding on this architecture instead')
-    parser.add_argument('--num-images', type=int, default=16,
-                        help='images of the measurement (default: %(default)s)')
-    parser.add_argument('--batch-size', type=int, default=4,
-                        help='images per forward pass of the measurement (default: %(default)s)')
+    parser.add_argument(
+        '--measure-arch',
+        choices=['s', 'm', 'b'],
+        help='measure float32 rounding on this architecture instead',
+    )
+    parser.add_argument(
+        '--num-images',
+        type=int,
+        default=16,
+        help='images of the measurement (default: %(default)s)',
+    )
+    parser.add_argument(
+        '--batch-size',
+        type=int,
+        default=4,
+        help='images per forward pass of the measurement (default: %(default)s)',
+    )
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
     if args.measure_arch:
-        report = measure_rounding(args.official_dir, args.measure_arch, args.num_images,
-                                  args.batch_size, args.seed)
+        report = measure_rounding(
+            args.official_dir, args.measure_arch, args.num_images, args.batch_size, args.seed
+        )
         print(format_rounding(report, args.measure_arch, args.num_images))
         return
     reference = make_reference(args.official_dir, args.seed)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     torch.save(reference, args.out)
-    print(f'wrote {args.out} ({osp.getsize(args.out) / 2 ** 20:.2f} MiB)')
+    print(f'wrote {args.out} ({osp.getsize(args.out) / 2**20:.2f} MiB)')
 
 
 if __name__ == '__main__':

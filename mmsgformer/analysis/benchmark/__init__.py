@@ -46,12 +46,25 @@ per image / seconds per image; "% mm" = that divided by the machine's rate for a
 matrix product in the benchmark's dtype, measured in the same run (before and after; the
 larger is used).
 """
+
 from .models import OFFICIAL_MODELS, build_official
 from .onnx_runtime import ONNX_RUNS, run_onnx
 from .options import DEFAULT_SIZES, DTYPES, BenchmarkOptions, parse_size
 from .report import run
 from .summary import COMPARISONS, SUMMARY_SIZES, format_summary, run_summary
 
-__all__ = ['BenchmarkOptions', 'DEFAULT_SIZES', 'DTYPES', 'parse_size', 'run', 'run_summary',
-           'format_summary', 'COMPARISONS', 'SUMMARY_SIZES', 'OFFICIAL_MODELS',
-           'build_official', 'ONNX_RUNS', 'run_onnx']
+__all__ = [
+    'BenchmarkOptions',
+    'DEFAULT_SIZES',
+    'DTYPES',
+    'parse_size',
+    'run',
+    'run_summary',
+    'format_summary',
+    'COMPARISONS',
+    'SUMMARY_SIZES',
+    'OFFICIAL_MODELS',
+    'build_official',
+    'ONNX_RUNS',
+    'run_onnx',
+]

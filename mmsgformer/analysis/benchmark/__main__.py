@@ -1,5 +1,6 @@
 """A memory subprocess of :func:`mmsgformer.analysis.benchmark.memory.measure_memory_cpu`: runs
 one step and prints its memory as ``MEMORY {json}``."""
+
 import json
 import sys
 

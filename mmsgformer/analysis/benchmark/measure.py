@@ -1,5 +1,6 @@
 """One benchmark run: every model timed at every size and mode (interleaved), its peak memory
 and MACs, as rows (:func:`measure`)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -27,6 +28,7 @@ def macs_key(entry: Entry, h: int, w: int) -> str:
 def count_entry_macs(entry: Entry, h: int, w: int, cache: dict) -> Optional[int]:
     """The network's MACs for one image (cached by name, size and module structure)."""
     from mmsgformer.analysis.complexity import count_macs
+
     key = macs_key(entry, h, w)
     if key not in cache:
         set_mode(entry.model, 'infer')
@@ -48,7 +50,7 @@ def _count_macs(entries: List[Entry], options: BenchmarkOptions) -> Dict[tuple, 
             cache = json.load(f)
     macs = {}
     start = time.time()
-    for (h, w, _) in {(s[0], s[1], 0) for s in options.size_batches}:
+    for h, w, _ in {(s[0], s[1], 0) for s in options.size_batches}:
         for entry in entries:
             if entry.eager_name not in OFFICIAL_MODELS:  # the same network as ours
                 macs[(entry.name, h, w)] = count_entry_macs(entry, h, w, cache)
@@ -72,7 +74,8 @@ def _measure_memory(entries: List[Entry], options: BenchmarkOptions) -> Dict[tup
             for entry in entries:
                 if entry.name == entry.eager_name:
                     memory[(entry.name, size, mode)] = measure_memory_cpu(
-                        entry.name, size, mode, options)
+                        entry.name, size, mode, options
+                    )
     print(f'  memory measured in {time.time() - start:.0f} s', flush=True)
     return memory
 
@@ -82,8 +85,7 @@ def _matmul_rates(options: BenchmarkOptions, info: dict, when: str) -> None:
     """The float32 (and ``options.dtype``) matmul rates into ``info``, ``when`` before/after."""
     info[f'matmul_gmac_s_float32_{when}'] = matmul_rate(options, torch.float32)
     if options.dtype != 'float32':
-        info[f'matmul_gmac_s_{options.dtype}_{when}'] = matmul_rate(
-            options, DTYPES[options.dtype])
+        info[f'matmul_gmac_s_{options.dtype}_{when}'] = matmul_rate(options, DTYPES[options.dtype])
 
 
 def measure(options: BenchmarkOptions) -> Tuple[dict, List[dict]]:
@@ -101,17 +103,20 @@ def measure(options: BenchmarkOptions) -> Tuple[dict, List[dict]]:
     torch.manual_seed(options.seed)
     if options.compile or options.compile_vs_eager:
         import torch._dynamo.config as dynamo_config
+
         dynamo_config.cache_size_limit = 256
     cpu = torch.device(options.device).type == 'cpu'
     info = machine_info(options)
     _matmul_rates(options, info, 'before')
     compile_info = 'vs-eager' if options.compile_vs_eager else str(options.compile)
     if options.compile or options.compile_vs_eager:
-        compile_info += (f' ({options.compile_backend}, mode '
-                         f'{options.compile_mode or "default"})')
-    print(f'# {info["date"]}  {info.get("cpu") or info.get("gpu")}  device={options.device}  '
-          f'threads={info["threads"]}  dtype={options.dtype}  compile={compile_info}  '
-          f'with_cp={options.with_cp}  torch {info["torch"]}', flush=True)
+        compile_info += f' ({options.compile_backend}, mode {options.compile_mode or "default"})'
+    print(
+        f'# {info["date"]}  {info.get("cpu") or info.get("gpu")}  device={options.device}  '
+        f'threads={info["threads"]}  dtype={options.dtype}  compile={compile_info}  '
+        f'with_cp={options.with_cp}  torch {info["torch"]}',
+        flush=True,
+    )
 
     entries = build_entries(options)
     names = [e.name for e in entries]
@@ -120,8 +125,10 @@ def measure(options: BenchmarkOptions) -> Tuple[dict, List[dict]]:
         for mode in options.modes:
             start = time.time()
             timings[(size, mode)] = run_timing(entries, size, mode, options)
-            print(f'  timed {size[0]}x{size[1]}@{size[2]} {mode} in '
-                  f'{time.time() - start:.0f} s', flush=True)
+            print(
+                f'  timed {size[0]}x{size[1]}@{size[2]} {mode} in {time.time() - start:.0f} s',
+                flush=True,
+            )
 
     _matmul_rates(options, info, 'after')
     rate_key = f'matmul_gmac_s_{options.dtype}'
@@ -143,20 +150,31 @@ def measure(options: BenchmarkOptions) -> Tuple[dict, List[dict]]:
             step_macs = None if mac is None else mac * (3 if mode == 'train' else 1)
             mem = memory.get((entry.name, size, mode)) or {}
             peak = r.get('peak_mib', mem.get('peak_mib'))
-            rows.append(dict(
-                model=entry.name, size=f'{h}x{w}', batch=batch, mode=mode, img_s=1 / sec_img,
-                ms_img=sec_img * 1e3, times_s=r['times'], peak_mib=peak,
-                step_mib=mem.get('step_mib'), compile_s=r.get('compile_s'),
-                gmac_img=None if mac is None else mac / 1e9,
-                gmac_s=None if step_macs is None else step_macs / sec_img / 1e9,
-                pct_mm=None if step_macs is None else 100 * step_macs / sec_img / 1e9 / mm_rate,
-                with_cp=entry.with_cp, vs={}))
+            rows.append(
+                dict(
+                    model=entry.name,
+                    size=f'{h}x{w}',
+                    batch=batch,
+                    mode=mode,
+                    img_s=1 / sec_img,
+                    ms_img=sec_img * 1e3,
+                    times_s=r['times'],
+                    peak_mib=peak,
+                    step_mib=mem.get('step_mib'),
+                    compile_s=r.get('compile_s'),
+                    gmac_img=None if mac is None else mac / 1e9,
+                    gmac_s=None if step_macs is None else step_macs / sec_img / 1e9,
+                    pct_mm=None if step_macs is None else 100 * step_macs / sec_img / 1e9 / mm_rate,
+                    with_cp=entry.with_cp,
+                    vs={},
+                )
+            )
     index = {(r['model'], r['size'], r['batch'], r['mode']): r for r in rows}
     for r in rows:
         for base in baseline_names(r['model'], names):
             b = index[(base, r['size'], r['batch'], r['mode'])]
             r['vs'][base] = dict(
                 throughput=r['img_s'] / b['img_s'],
-                memory=(r['peak_mib'] / b['peak_mib']
-                        if r['peak_mib'] and b['peak_mib'] else None))
+                memory=(r['peak_mib'] / b['peak_mib'] if r['peak_mib'] and b['peak_mib'] else None),
+            )
     return info, rows

@@ -1,6 +1,7 @@
 """Peak memory of one step on the CPU: each step in a fresh Python process
 (``python -m mmsgformer.analysis.benchmark``, see :func:`memory_child`), so that neither the
 other models nor the timing inflate the RSS high-water mark it reads."""
+
 from __future__ import annotations
 
 import gc
@@ -47,6 +48,7 @@ def memory_child(spec: dict) -> dict:
     for lib in required_libraries(names) + (['timm'] if set(names) & set(OFFICIAL_MODELS) else []):
         importlib.import_module(lib)
     import mmsgformer.models  # noqa: F401
+
     if options.whole_model:
         import mmpretrain.models  # noqa: F401
         import mmseg.models  # noqa: F401
@@ -67,24 +69,32 @@ def memory_child(spec: dict) -> dict:
         exact = False  # VmHWM then also covers model building
     step()
     peak_kib = _status_kib('VmHWM')
-    return dict(peak_mib=(peak_kib - base_kib) / 1024, step_mib=(peak_kib - before_kib) / 1024,
-                hwm_reset=exact)
+    return dict(
+        peak_mib=(peak_kib - base_kib) / 1024,
+        step_mib=(peak_kib - before_kib) / 1024,
+        hwm_reset=exact,
+    )
 
 
-def measure_memory_cpu(name: str, size: Size, mode: str,
-                       options: BenchmarkOptions) -> Optional[dict]:
+def measure_memory_cpu(
+    name: str, size: Size, mode: str, options: BenchmarkOptions
+) -> Optional[dict]:
     """:func:`memory_child` of one step of model ``name`` in a fresh Python process; None (and
     the child's error on stderr) if it failed."""
     spec = dict(options=options.to_dict(), name=name, size=list(size), mode=mode)
-    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [package_root] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
+    package_root = os.path.dirname(
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    )
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            [package_root] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]
+        ),
+    )
     cmd = [sys.executable, '-m', 'mmsgformer.analysis.benchmark', json.dumps(spec)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith('MEMORY '):
-            return json.loads(line[len('MEMORY '):])
-    print(f'  memory of {name} {size} {mode} failed:\n{proc.stderr[-2000:]}',
-          file=sys.stderr)
+            return json.loads(line[len('MEMORY ') :])
+    print(f'  memory of {name} {size} {mode} failed:\n{proc.stderr[-2000:]}', file=sys.stderr)
     return None

@@ -1,5 +1,6 @@
 """The models a benchmark run times: :class:`Entry` (a model and its step functions), built by
 :func:`build_entries`, and what each row is compared with (:func:`baseline_names`)."""
+
 from __future__ import annotations
 
 import copy
@@ -9,8 +10,15 @@ from typing import List, Optional, Tuple
 import torch
 
 from ...utils.config import load_config
-from ..baselines import (BASELINES, DEFAULT_MODELS, build_backbone, build_from_config,
-                         is_sgformer, supports_cp, whole_model_fns)
+from ..baselines import (
+    BASELINES,
+    DEFAULT_MODELS,
+    build_backbone,
+    build_from_config,
+    is_sgformer,
+    supports_cp,
+    whole_model_fns,
+)
 from .options import BenchmarkOptions
 
 COMPILED = '+compile'
@@ -22,8 +30,9 @@ OFFICIAL_MODELS = dict(official_sgformer_s='s', official_sgformer_m='m', officia
 
 def compile_fn(fn, options: BenchmarkOptions):
     """``torch.compile`` with the options' backend and mode, static shapes."""
-    return torch.compile(fn, dynamic=False, backend=options.compile_backend,
-                         mode=options.compile_mode)
+    return torch.compile(
+        fn, dynamic=False, backend=options.compile_backend, mode=options.compile_mode
+    )
 
 
 class Entry:
@@ -37,15 +46,19 @@ class Entry:
         task: ``'det'``, ``'seg'`` or ``'cls'`` for a whole model.
     """
 
-    def __init__(self, name: str, options: BenchmarkOptions, model=None,
-                 task: Optional[str] = None) -> None:
+    def __init__(
+        self, name: str, options: BenchmarkOptions, model=None, task: Optional[str] = None
+    ) -> None:
         self.eager_name = name  # the model's name (without COMPILED for a compiled twin)
         self.name = name
         self.task = task
         self.options = options
         if model is None:
-            with_cp = (options.with_cp == 'all' or
-                       options.with_cp == 'sgformer' and is_sgformer(name, options.custom_archs))
+            with_cp = (
+                options.with_cp == 'all'
+                or options.with_cp == 'sgformer'
+                and is_sgformer(name, options.custom_archs)
+            )
             if name in OFFICIAL_MODELS:
                 model, with_cp = build_official(name, options.official), False
             else:
@@ -70,6 +83,7 @@ class Entry:
 
             def loss(x):
                 return sum(o.float().sum() for o in fn(x))
+
             return fn, loss
         infer, loss = whole_model_fns(self.model, self.task, batch, hw)
         if self.compiled is not None:  # compile the network inside (backbone etc. stay eager)
@@ -100,10 +114,14 @@ def build_official(name: str, folder: Optional[str]) -> torch.nn.Module:
     initialised, imported from ``folder`` by :func:`mmsgformer.testing.reference.import_official`
     (nothing of it is part of this project; it is only timed next to ours)."""
     if not folder:
-        raise ValueError(f'{name} is the official implementation: pass --official PATH, a folder '
-                         f'with the official sgformer.py and pos_embed.py (a clone of '
-                         f'github.com/OliverRensu/SG-Former)')
-    from mmsgformer.testing.reference import build_official as build, import_official
+        raise ValueError(
+            f'{name} is the official implementation: pass --official PATH, a folder '
+            f'with the official sgformer.py and pos_embed.py (a clone of '
+            f'github.com/OliverRensu/SG-Former)'
+        )
+    from mmsgformer.testing.reference import build_official as build
+    from mmsgformer.testing.reference import import_official
+
     return OfficialFeatures(build(import_official(folder), OFFICIAL_MODELS[name], num_classes=0))
 
 
@@ -130,6 +148,6 @@ def baseline_names(name: str, names: List[str]) -> List[str]:
     """What a row is compared with: an SG-Former's baselines; a compiled twin's eager model
     (and, for an SG-Former, the compiled baselines)."""
     if name.endswith(COMPILED):
-        eager = name[:-len(COMPILED)]
+        eager = name[: -len(COMPILED)]
         return [eager] + [b + COMPILED for b in BASELINES.get(eager, []) if b + COMPILED in names]
     return [b for b in BASELINES.get(name, []) if b in names]

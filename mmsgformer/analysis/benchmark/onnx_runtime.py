@@ -7,6 +7,7 @@ the same input, interleaved, the median of ``options.reps`` repetitions after
 ``options.warmup`` untimed steps. The goal of each row is ONNX Runtime >= 1.0x PyTorch.
 Detection runs once ``mmsgformer.deployment.detection`` exists.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -28,6 +29,7 @@ ONNX_GOAL = 1.0
 class OnnxRun(NamedTuple):
     """One row: the whole model of a config of ``mmsgformer/configs`` at ``(height, width)``,
     ``batch`` images."""
+
     title: str
     config: str
     height: int
@@ -47,8 +49,9 @@ def has_detection_export() -> bool:
     return importlib.util.find_spec('mmsgformer.deployment.detection') is not None
 
 
-def interleaved_medians(steps: Dict[str, Callable[[], object]],
-                        options: BenchmarkOptions) -> Dict[str, float]:
+def interleaved_medians(
+    steps: Dict[str, Callable[[], object]], options: BenchmarkOptions
+) -> Dict[str, float]:
     """Median seconds per call of each step: warm-up, then repetitions in rotated order."""
     for step in steps.values():
         for _ in range(options.warmup):
@@ -92,20 +95,27 @@ def measure_onnx_run(run: OnnxRun, folder: str, options: BenchmarkOptions) -> di
             return module(x)
 
     medians = interleaved_medians(
-        {'pytorch': eager, 'onnxruntime': lambda: engine.run(None, {'input': array})}, options)
-    return dict(title=run.title, size=f'{run.height}x{run.width}@{run.batch}',
-                export_s=export_s, mib=osp.getsize(out) / 2 ** 20,
-                pytorch_ips=run.batch / medians['pytorch'],
-                onnx_ips=run.batch / medians['onnxruntime'])
+        {'pytorch': eager, 'onnxruntime': lambda: engine.run(None, {'input': array})}, options
+    )
+    return dict(
+        title=run.title,
+        size=f'{run.height}x{run.width}@{run.batch}',
+        export_s=export_s,
+        mib=osp.getsize(out) / 2**20,
+        pytorch_ips=run.batch / medians['pytorch'],
+        onnx_ips=run.batch / medians['onnxruntime'],
+    )
 
 
 def format_onnx_row(row: dict) -> str:
     """One printed row: ratio against the goal, both rates, export time and file size."""
     ratio = row['onnx_ips'] / row['pytorch_ips']
     verdict = 'meets' if ratio >= ONNX_GOAL else 'misses'
-    return (f"| ONNX Runtime / PyTorch eager, {row['title']}, {row['size']} | {ratio:.2f}x "
-            f"({row['onnx_ips']:.2f} / {row['pytorch_ips']:.2f} img/s; {verdict} the goal "
-            f">= {ONNX_GOAL:.1f}x) | export {row['export_s']:.0f} s, {row['mib']:.1f} MiB |")
+    return (
+        f'| ONNX Runtime / PyTorch eager, {row["title"]}, {row["size"]} | {ratio:.2f}x '
+        f'({row["onnx_ips"]:.2f} / {row["pytorch_ips"]:.2f} img/s; {verdict} the goal '
+        f'>= {ONNX_GOAL:.1f}x) | export {row["export_s"]:.0f} s, {row["mib"]:.1f} MiB |'
+    )
 
 
 def run_onnx(options: BenchmarkOptions) -> List[dict]:

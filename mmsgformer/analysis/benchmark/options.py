@@ -1,5 +1,6 @@
 """What a benchmark run measures: :class:`BenchmarkOptions` (``tools/analysis_tools/benchmark.py``
 documents each as a flag)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -81,6 +82,7 @@ class BenchmarkOptions:
     Derived when the options are made: ``size_batches`` (every ``(H, W, batch)``, with
     ``growth``'s sizes), ``custom_archs`` (``custom`` parsed) and ``threads`` (when None).
     """
+
     models: Optional[List[str]] = None
     custom: Optional[List[str]] = None
     whole_model: Optional[List[str]] = None
@@ -125,8 +127,9 @@ class BenchmarkOptions:
         self.size_batches = [tuple(sb) for s in sizes for sb in parse_size(s, self.batch_sizes)]
         self.custom_archs = parse_custom(self.custom)
         if self.threads is None:
-            self.threads = (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')
-                            else os.cpu_count())
+            self.threads = (
+                len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+            )
 
     def to_dict(self) -> Dict[str, Any]:
         """The options given (not the derived ones): ``BenchmarkOptions(**to_dict())`` makes

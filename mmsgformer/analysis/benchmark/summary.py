@@ -7,6 +7,7 @@ target and how its value is read off the runs. A new comparison is a new entry t
 needs a measurement of its own adds it to :class:`SummaryRuns` and
 :func:`measure_summary_runs`.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,6 +43,7 @@ class SummaryRuns:
         large: Inference at ``large`` of the model and the baseline, one interleaved run.
         step_mib: Extra peak memory of one training step at ``memory`` (CPU only).
     """
+
     model: str
     baseline: str
     official: Optional[str]
@@ -67,6 +69,7 @@ class Comparison:
         value: Reads the value off the runs.
         percent: Show value and target as percentages.
     """
+
     label: str
     target: float
     direction: str
@@ -86,15 +89,18 @@ def _matmul_rate_of(row: dict) -> float:
 def ours_vs_official(runs: SummaryRuns) -> Value:
     if runs.official is None:
         return None, 'skipped: needs --official PATH'
-    return _ratio(runs.small[runs.model]['img_s'], runs.small[runs.official]['img_s'],
-                  'img/s {:.2f} / {:.2f}')
+    return _ratio(
+        runs.small[runs.model]['img_s'], runs.small[runs.official]['img_s'], 'img/s {:.2f} / {:.2f}'
+    )
 
 
 def throughput_vs_baseline(size: str, text: str) -> Callable[[SummaryRuns], Value]:
     """The throughput ratio model / baseline of the ``size`` run (``'small'`` or ``'large'``)."""
+
     def value(runs: SummaryRuns) -> Value:
         rows = getattr(runs, size)
         return _ratio(rows[runs.model]['img_s'], rows[runs.baseline]['img_s'], text)
+
     return value
 
 
@@ -106,40 +112,73 @@ def matmul_share(runs: SummaryRuns) -> Value:
 
 
 def training_memory(runs: SummaryRuns) -> Value:
-    return _ratio(runs.step_mib.get(runs.model), runs.step_mib.get(runs.baseline),
-                  '{:.0f} / {:.0f} MiB')
+    return _ratio(
+        runs.step_mib.get(runs.model), runs.step_mib.get(runs.baseline), '{:.0f} / {:.0f} MiB'
+    )
 
 
 COMPARISONS = (
-    Comparison('ours / official implementation, {model}, {small}, inference', 1.3, '>=',
-               ours_vs_official),
-    Comparison('{model} / {base}, {small}, inference', 1.0, '>=',
-               throughput_vs_baseline('small', 'img/s {:.2f} / {:.2f}')),
-    Comparison('{model} / {base}, {large}, inference', 0.5, '>=',
-               throughput_vs_baseline('large', 'img/s {:.3f} / {:.3f}')),
-    Comparison('{model} at {small} as a fraction of the fp32 matmul rate', 0.8, '>=',
-               matmul_share, percent=True),
-    Comparison('extra peak memory of a training step at {memory}, {model} / {base}', 1.0, '<=',
-               training_memory),
+    Comparison(
+        'ours / official implementation, {model}, {small}, inference', 1.3, '>=', ours_vs_official
+    ),
+    Comparison(
+        '{model} / {base}, {small}, inference',
+        1.0,
+        '>=',
+        throughput_vs_baseline('small', 'img/s {:.2f} / {:.2f}'),
+    ),
+    Comparison(
+        '{model} / {base}, {large}, inference',
+        0.5,
+        '>=',
+        throughput_vs_baseline('large', 'img/s {:.3f} / {:.3f}'),
+    ),
+    Comparison(
+        '{model} at {small} as a fraction of the fp32 matmul rate',
+        0.8,
+        '>=',
+        matmul_share,
+        percent=True,
+    ),
+    Comparison(
+        'extra peak memory of a training step at {memory}, {model} / {base}',
+        1.0,
+        '<=',
+        training_memory,
+    ),
 )
 """The rows of the summary, in order."""
 
 
-def _part(options: BenchmarkOptions, models: List[str], size: Size, mode: str,
-          macs: bool) -> Dict[str, dict]:
+def _part(
+    options: BenchmarkOptions, models: List[str], size: Size, mode: str, macs: bool
+) -> Dict[str, dict]:
     """:func:`~.measure.measure` of ``models`` at one size and mode (no memory), rows by model
     name."""
-    part = options.replace(models=models, sizes=[size_text(size)], batch_sizes=[1],
-                           growth=False, modes=[mode], no_memory=True, no_macs=not macs,
-                           whole_model=None, compile=False, compile_vs_eager=False)
+    part = options.replace(
+        models=models,
+        sizes=[size_text(size)],
+        batch_sizes=[1],
+        growth=False,
+        modes=[mode],
+        no_memory=True,
+        no_macs=not macs,
+        whole_model=None,
+        compile=False,
+        compile_vs_eager=False,
+    )
     return {r['model']: r for r in measure(part)[1]}
 
 
 def summary_sizes(options: BenchmarkOptions) -> Dict[str, Size]:
     """:data:`SUMMARY_SIZES`, or ``options.summary_sizes`` (three ``HxW@B`` texts)."""
     if options.summary_sizes:
-        return dict(zip(('small', 'large', 'memory'),
-                        (parse_size(text, [1])[0] for text in options.summary_sizes)))
+        return dict(
+            zip(
+                ('small', 'large', 'memory'),
+                (parse_size(text, [1])[0] for text in options.summary_sizes),
+            )
+        )
     return dict(SUMMARY_SIZES)
 
 
@@ -147,18 +186,29 @@ def measure_summary_runs(options: BenchmarkOptions) -> SummaryRuns:
     """The runs of the summary, in this process (memory: one fresh subprocess per model)."""
     model, base = options.summary_model, options.summary_baseline
     sizes = summary_sizes(options)
-    official = [name for name, arch in OFFICIAL_MODELS.items()
-                if model == f'sgformer_{arch}'] or ['official_sgformer_s']
-    runs = SummaryRuns(model, base, official[0] if options.official else None, sizes,
-                       small=_part(options, [model, base] + (official if options.official
-                                                             else []),
-                                   sizes['small'], 'infer', macs=True))
+    official = [name for name, arch in OFFICIAL_MODELS.items() if model == f'sgformer_{arch}'] or [
+        'official_sgformer_s'
+    ]
+    runs = SummaryRuns(
+        model,
+        base,
+        official[0] if options.official else None,
+        sizes,
+        small=_part(
+            options,
+            [model, base] + (official if options.official else []),
+            sizes['small'],
+            'infer',
+            macs=True,
+        ),
+    )
     runs.large = _part(options, [model, base], sizes['large'], 'infer', macs=False)
     if torch.device(options.device).type == 'cpu':
         part = options.replace(models=[model, base], whole_model=None)
         for name in part.models:
-            runs.step_mib[name] = (measure_memory_cpu(name, sizes['memory'], 'train', part)
-                                   or {}).get('step_mib')
+            runs.step_mib[name] = (
+                measure_memory_cpu(name, sizes['memory'], 'train', part) or {}
+            ).get('step_mib')
     return runs
 
 
@@ -170,13 +220,18 @@ def compare(runs: SummaryRuns) -> List[dict]:
     for comparison in COMPARISONS:
         value, detail = comparison.value(runs)
         target, direction = comparison.target, comparison.direction
-        met = None if value is None else (value >= target if direction == '>=' else
-                                          value <= target)
+        met = None if value is None else (value >= target if direction == '>=' else value <= target)
         shown = f'{100 * target:g}%' if comparison.percent else f'{target:g}'
-        rows.append(dict(label=comparison.label.format(model=runs.model, base=runs.baseline,
-                                                       **texts),
-                         value=value, detail=detail, target=f'{direction} {shown}', met=met,
-                         percent=comparison.percent))
+        rows.append(
+            dict(
+                label=comparison.label.format(model=runs.model, base=runs.baseline, **texts),
+                value=value,
+                detail=detail,
+                target=f'{direction} {shown}',
+                met=met,
+                percent=comparison.percent,
+            )
+        )
     return rows
 
 
@@ -203,17 +258,30 @@ def run_summary(options: BenchmarkOptions) -> List[dict]:
         The rows of :func:`compare`.
     """
     info = machine_info(options)
-    print(f'# {info["date"]}  {info.get("cpu") or info.get("gpu")}  device={options.device}  '
-          f'threads={options.threads}  float32  torch {info["torch"]}  (summary)', flush=True)
+    print(
+        f'# {info["date"]}  {info.get("cpu") or info.get("gpu")}  device={options.device}  '
+        f'threads={options.threads}  float32  torch {info["torch"]}  (summary)',
+        flush=True,
+    )
     runs = measure_summary_runs(options)
     rows = compare(runs)
     print(format_summary(rows))
     if options.out:
         os.makedirs(os.path.dirname(os.path.abspath(options.out)), exist_ok=True)
         with open(options.out, 'w') as f:
-            json.dump(dict(machine=info, argv=sys.argv[1:], summary=rows, sizes=runs.sizes,
-                           small=runs.small, large=runs.large, step_mib=runs.step_mib), f,
-                      indent=2)
+            json.dump(
+                dict(
+                    machine=info,
+                    argv=sys.argv[1:],
+                    summary=rows,
+                    sizes=runs.sizes,
+                    small=runs.small,
+                    large=runs.large,
+                    step_mib=runs.step_mib,
+                ),
+                f,
+                indent=2,
+            )
     return rows
 
 
@@ -222,9 +290,11 @@ def format_summary(rows: List[dict]) -> str:
     width = max(len(r['label']) for r in rows)
     lines = [f'\n{"":{width}}  {"measured":>8}  {"target":>7}  met  detail']
     for r in rows:
-        value = '-' if r['value'] is None else (f'{100 * r["value"]:.0f}%' if r['percent']
-                                                else f'{r["value"]:.2f}x')
+        value = (
+            '-'
+            if r['value'] is None
+            else (f'{100 * r["value"]:.0f}%' if r['percent'] else f'{r["value"]:.2f}x')
+        )
         met = '-' if r['met'] is None else 'yes' if r['met'] else 'no'
-        lines.append(f'{r["label"]:{width}}  {value:>8}  {r["target"]:>7}  {met:>3}  '
-                     f'{r["detail"]}')
+        lines.append(f'{r["label"]:{width}}  {value:>8}  {r["target"]:>7}  {met:>3}  {r["detail"]}')
     return '\n'.join(lines)

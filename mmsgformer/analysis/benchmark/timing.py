@@ -1,5 +1,6 @@
 """Timing: one step of a model (:func:`make_step`), interleaved repetitions of every model
 (:func:`run_timing`), and the machine's matrix-product rate (:func:`matmul_rate`)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -19,8 +20,9 @@ def autocast_ctx(options: BenchmarkOptions):
     """Autocast to ``options.dtype`` on the options' device (nothing for float32)."""
     if options.dtype == 'float32':
         return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(options.device).type,
-                          dtype=DTYPES[options.dtype])
+    return torch.autocast(
+        device_type=torch.device(options.device).type, dtype=DTYPES[options.dtype]
+    )
 
 
 def make_step(entry: Entry, mode: str, x: torch.Tensor, options: BenchmarkOptions):
@@ -28,16 +30,19 @@ def make_step(entry: Entry, mode: str, x: torch.Tensor, options: BenchmarkOption
     infer, loss = entry.callables(x.shape[0], tuple(x.shape[-2:]))
     model = entry.model
     if mode == 'infer':
+
         def step():
             with torch.no_grad(), autocast_ctx(options):
                 infer(x)
     else:
+
         def step():
             for p in model.parameters():
                 p.grad = None
             with autocast_ctx(options):
                 value = loss(x)
             value.backward()
+
     return step
 
 
@@ -65,21 +70,27 @@ def matmul_rate(options: BenchmarkOptions, dtype: torch.dtype, reps: int = 5) ->
         torch.mm(a, b)
         sync(options.device)
         times.append(time.perf_counter() - start)
-    return n ** 3 / statistics.median(times) / 1e9
+    return n**3 / statistics.median(times) / 1e9
 
 
 def machine_info(options: BenchmarkOptions) -> dict:
     """The device (CPU or GPU name), threads, torch and Python versions, date and load."""
-    info = dict(device=options.device, threads=torch.get_num_threads(), torch=torch.__version__,
-                python=platform.python_version(), platform=platform.platform(),
-                date=time.strftime('%Y-%m-%d %H:%M:%S'))
+    info = dict(
+        device=options.device,
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        python=platform.python_version(),
+        platform=platform.platform(),
+        date=time.strftime('%Y-%m-%d %H:%M:%S'),
+    )
     if torch.device(options.device).type == 'cuda':
         info['gpu'] = torch.cuda.get_device_name()
     else:
         try:
             with open('/proc/cpuinfo') as f:
-                info['cpu'] = next(line.split(':', 1)[1].strip() for line in f
-                                   if line.startswith('model name'))
+                info['cpu'] = next(
+                    line.split(':', 1)[1].strip() for line in f if line.startswith('model name')
+                )
         except (OSError, StopIteration):
             info['cpu'] = platform.processor()
     try:
@@ -90,8 +101,9 @@ def machine_info(options: BenchmarkOptions) -> dict:
 
 
 # ------------------------------------------------------------------------------ timing
-def run_timing(entries: List[Entry], size: Size, mode: str,
-               options: BenchmarkOptions) -> Dict[str, dict]:
+def run_timing(
+    entries: List[Entry], size: Size, mode: str, options: BenchmarkOptions
+) -> Dict[str, dict]:
     """Times one step of every entry at ``size`` in ``mode``, interleaved.
 
     All entries are warmed up, then every repetition times each entry once, in an order rotated
@@ -131,12 +143,17 @@ def run_timing(entries: List[Entry], size: Size, mode: str,
             sync(options.device)
             out[entry.name]['times'].append((time.perf_counter() - start) / options.iters)
             if cuda:
-                static = sum(t.numel() * t.element_size() for t in
-                             list(entry.model.parameters()) + list(entry.model.buffers()))
-                peak = (torch.cuda.max_memory_allocated() - allocated + static
-                        + x.numel() * x.element_size())
-                out[entry.name]['peak_mib'] = max(out[entry.name].get('peak_mib', 0),
-                                                  peak / 2 ** 20)
+                static = sum(
+                    t.numel() * t.element_size()
+                    for t in list(entry.model.parameters()) + list(entry.model.buffers())
+                )
+                peak = (
+                    torch.cuda.max_memory_allocated()
+                    - allocated
+                    + static
+                    + x.numel() * x.element_size()
+                )
+                out[entry.name]['peak_mib'] = max(out[entry.name].get('peak_mib', 0), peak / 2**20)
     for entry in entries:
         set_mode(entry.model, 'infer')
     return out

@@ -17,14 +17,16 @@ default_hooks = dict(
     # MMEngine's CheckpointHook, written atomically and only with finite weights
     # (mmsgformer/engine/hooks.py).
     checkpoint=dict(type='mmsgformer.AtomicCheckpointHook', interval=1),
-    sampler_seed=dict(type='DistSamplerSeedHook'))
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+)
 # Stops a run whose loss or weights become NaN/Inf (docs/reliability.md).
 custom_hooks = [dict(type='mmsgformer.DivergenceGuardHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'))
+    dist_cfg=dict(backend='nccl'),
+)
 vis_backends = [dict(type='LocalVisBackend')]
 
 log_level = 'INFO'

@@ -21,15 +21,18 @@ train_pipeline = [
                 dict(
                     type='RandomChoiceResize',
                     scales=[(400, 1333), (500, 1333), (600, 1333)],
-                    keep_ratio=True),
+                    keep_ratio=True,
+                ),
                 dict(
                     type='RandomCrop',
                     crop_type='absolute_range',
                     crop_size=(384, 600),
-                    allow_negative_crop=True),
+                    allow_negative_crop=True,
+                ),
                 dict(type='RandomChoiceResize', scales=_ms_scales, keep_ratio=True),
             ],
-        ]),
+        ],
+    ),
     dict(type='PackDetInputs'),
 ]
 
@@ -37,10 +40,6 @@ max_epochs = 36
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=1000),
     dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_epochs,
-        by_epoch=True,
-        milestones=[27, 33],
-        gamma=0.1)
+        type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[27, 33], gamma=0.1
+    ),
 ]

@@ -20,7 +20,7 @@ default_scope = 'mmpretrain'
 # ---------------------------------------------------------------- model
 model = dict(
     type='ImageClassifier',
-    backbone=dict(type='mmsgformer.SGFormer', arch='s', out_indices=(3, ), drop_path_rate=0.1),
+    backbone=dict(type='mmsgformer.SGFormer', arch='s', out_indices=(3,), drop_path_rate=0.1),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(
         type='LinearClsHead',
@@ -28,10 +28,11 @@ model = dict(
         in_channels=512,
         init_cfg=None,
         loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
-        cal_acc=False),
+        cal_acc=False,
+    ),
     init_cfg=[
-        dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
-        dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
+        dict(type='TruncNormal', layer='Linear', std=0.02, bias=0.0),
+        dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0),
     ],
     train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]),
 )
@@ -39,10 +40,8 @@ model = dict(
 # ---------------------------------------------------------------- data (ImageNet-1k)
 dataset_type = 'ImageNet'
 data_preprocessor = dict(
-    num_classes=1000,
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    to_rgb=True)
+    num_classes=1000, mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True
+)
 bgr_mean = data_preprocessor['mean'][::-1]
 bgr_std = data_preprocessor['std'][::-1]
 
@@ -57,7 +56,8 @@ train_pipeline = [
         total_level=10,
         magnitude_level=9,
         magnitude_std=0.5,
-        hparams=dict(pad_val=[round(x) for x in bgr_mean], interpolation='bicubic')),
+        hparams=dict(pad_val=[round(x) for x in bgr_mean], interpolation='bicubic'),
+    ),
     dict(
         type='RandomErasing',
         erase_prob=0.25,
@@ -65,7 +65,8 @@ train_pipeline = [
         min_area_ratio=0.02,
         max_area_ratio=1 / 3,
         fill_color=bgr_mean,
-        fill_std=bgr_std),
+        fill_std=bgr_std,
+    ),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
@@ -78,15 +79,17 @@ test_pipeline = [
 train_dataloader = dict(
     batch_size=64,
     num_workers=5,
-    dataset=dict(type=dataset_type, data_root='data/imagenet', split='train',
-                 pipeline=train_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=True))
+    dataset=dict(
+        type=dataset_type, data_root='data/imagenet', split='train', pipeline=train_pipeline
+    ),
+    sampler=dict(type='DefaultSampler', shuffle=True),
+)
 val_dataloader = dict(
     batch_size=64,
     num_workers=5,
-    dataset=dict(type=dataset_type, data_root='data/imagenet', split='val',
-                 pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False))
+    dataset=dict(type=dataset_type, data_root='data/imagenet', split='val', pipeline=test_pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=False),
+)
 val_evaluator = dict(type='Accuracy', topk=(1, 5))
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
@@ -95,8 +98,9 @@ test_evaluator = val_evaluator
 # AdamW, lr 1e-3 for batch 1024; no weight decay on norms, biases, 1-d parameters nor the
 # position embedding.
 optim_wrapper = dict(
-    optimizer=dict(type='AdamW', lr=5e-4 * 1024 / 512, weight_decay=0.05, eps=1e-8,
-                   betas=(0.9, 0.999)),
+    optimizer=dict(
+        type='AdamW', lr=5e-4 * 1024 / 512, weight_decay=0.05, eps=1e-8, betas=(0.9, 0.999)
+    ),
     paramwise_cfg=dict(
         norm_decay_mult=0.0,
         bias_decay_mult=0.0,
@@ -105,7 +109,9 @@ optim_wrapper = dict(
             '.absolute_pos_embed': dict(decay_mult=0.0),
             '.relative_position_bias_table': dict(decay_mult=0.0),
             '.pos_embed': dict(decay_mult=0.0),
-        }))
+        },
+    ),
+)
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=True, end=20, convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=20),

@@ -6,4 +6,5 @@ tiny_arch = dict(
     embed_dims=[32, 64, 128, 256],
     num_heads=[2, 2, 4, 8],
     depths=[2, 2, 2, 1],
-    mlp_ratios=[4, 4, 4, 4])
+    mlp_ratios=[4, 4, 4, 4],
+)

@@ -14,8 +14,8 @@ with read_base():
 
 data_root = 'data/coco_shapes/'
 metainfo = dict(
-    classes=('circle', 'square', 'triangle'),
-    palette=[(220, 20, 60), (0, 160, 80), (30, 80, 230)])
+    classes=('circle', 'square', 'triangle'), palette=[(220, 20, 60), (0, 160, 80), (30, 80, 230)]
+)
 num_classes = 3
 img_scale = (160, 128)  # (w, h) of the generated images
 channels = 64  # FPN / head width
@@ -24,26 +24,29 @@ channels = 64  # FPN / head width
 model.backbone.update(
     arch=tiny_arch,  # replaces arch='s'
     drop_path_rate=0.0,
-    init_cfg=None)  # trained from scratch: no ImageNet checkpoint needed
+    init_cfg=None,
+)  # trained from scratch: no ImageNet checkpoint needed
 model.neck.update(in_channels=[32, 64, 128, 256], out_channels=channels, num_outs=5)
 model.rpn_head.update(
     in_channels=channels,
     feat_channels=channels,
     # anchors 24/48/96/192/384 px for objects of 20..56 px
-    anchor_generator=dict(scales=[6]))
+    anchor_generator=dict(scales=[6]),
+)
 model.roi_head.update(
     bbox_roi_extractor=dict(out_channels=channels),
     bbox_head=dict(in_channels=channels, fc_out_channels=128, num_classes=num_classes),
     mask_roi_extractor=dict(out_channels=channels),
     mask_head=dict(
-        num_convs=1, in_channels=channels, conv_out_channels=32, num_classes=num_classes))
+        num_convs=1, in_channels=channels, conv_out_channels=32, num_classes=num_classes
+    ),
+)
 model.train_cfg.update(
     rpn=dict(sampler=dict(num=64)),
     rpn_proposal=dict(nms_pre=500, max_per_img=100),
-    rcnn=dict(sampler=dict(num=64, pos_fraction=0.5)))
-model.test_cfg.update(
-    rpn=dict(nms_pre=300, max_per_img=100),
-    rcnn=dict(max_per_img=20))
+    rcnn=dict(sampler=dict(num=64, pos_fraction=0.5)),
+)
+model.test_cfg.update(rpn=dict(nms_pre=300, max_per_img=100), rcnn=dict(max_per_img=20))
 
 # ---------------------------------------------------------------- data
 train_pipeline = [
@@ -59,7 +62,8 @@ test_pipeline = [
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(
         type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'),
+    ),
 ]
 train_dataloader.update(
     batch_size=4,
@@ -70,7 +74,9 @@ train_dataloader.update(
         ann_file='annotations/instances_train.json',
         data_prefix=dict(img='train/'),
         filter_cfg=dict(min_size=8),
-        pipeline=train_pipeline))
+        pipeline=train_pipeline,
+    ),
+)
 val_dataloader.update(
     batch_size=4,
     num_workers=1,
@@ -79,12 +85,14 @@ val_dataloader.update(
         metainfo=metainfo,
         ann_file='annotations/instances_val.json',
         data_prefix=dict(img='val/'),
-        pipeline=test_pipeline))
+        pipeline=test_pipeline,
+    ),
+)
 test_dataloader = val_dataloader
 val_evaluator.ann_file = data_root + 'annotations/instances_val.json'
 test_evaluator = val_evaluator
 
-# ---------------------------------------------------------------- schedule: evaluate once, at the end
+# ------------------------------------------------ schedule: evaluate once, at the end
 max_epochs = 5
 train_cfg.update(max_epochs=max_epochs, val_interval=max_epochs)
 optim_wrapper.optimizer.lr = 1.5e-3
@@ -98,7 +106,8 @@ param_scheduler = [
         by_epoch=True,
         begin=0,
         end=max_epochs,
-        convert_to_iter_based=True)
+        convert_to_iter_based=True,
+    ),
 ]
 auto_scale_lr.base_batch_size = 4
 

@@ -19,7 +19,8 @@ data_root = 'data/ade_shapes'
 # Label PNGs: 0 = unlabeled (ignored), 1..5 = the classes below (reduce_zero_label=True).
 metainfo = dict(
     classes=('background', 'circle', 'square', 'triangle', 'cross'),
-    palette=[[50, 50, 50], [230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25]])
+    palette=[[50, 50, 50], [230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25]],
+)
 img_scale = (64, 64)
 crop_size = (64, 64)
 train_pipeline = [
@@ -44,12 +45,13 @@ tta_pipeline = [
         transforms=[
             [dict(type='Resize', scale_factor=r, keep_ratio=True) for r in img_ratios],
             [
-                dict(type='RandomFlip', prob=0., direction='horizontal'),
-                dict(type='RandomFlip', prob=1., direction='horizontal'),
+                dict(type='RandomFlip', prob=0.0, direction='horizontal'),
+                dict(type='RandomFlip', prob=1.0, direction='horizontal'),
             ],
             [dict(type='LoadAnnotations', reduce_zero_label=True)],
             [dict(type='PackSegInputs')],
-        ]),
+        ],
+    ),
 ]
 train_dataloader.update(
     batch_size=8,
@@ -59,7 +61,9 @@ train_dataloader.update(
         data_root=data_root,
         metainfo=metainfo,
         reduce_zero_label=True,
-        pipeline=train_pipeline))
+        pipeline=train_pipeline,
+    ),
+)
 val_dataloader.update(
     batch_size=1,
     num_workers=1,
@@ -68,7 +72,9 @@ val_dataloader.update(
         data_root=data_root,
         metainfo=metainfo,
         reduce_zero_label=True,
-        pipeline=test_pipeline))
+        pipeline=test_pipeline,
+    ),
+)
 test_dataloader = val_dataloader
 
 # ---------------------------------------------------------------- model
@@ -78,9 +84,11 @@ model.data_preprocessor = data_preprocessor
 model.backbone.update(
     arch=tiny_arch,  # replaces arch='s'
     drop_path_rate=0.1,
-    init_cfg=None)  # trained from scratch
+    init_cfg=None,
+)  # trained from scratch
 model.decode_head.update(
-    in_channels=[32, 64, 128, 256], channels=64, num_classes=5, norm_cfg=norm_cfg)
+    in_channels=[32, 64, 128, 256], channels=64, num_classes=5, norm_cfg=norm_cfg
+)
 model.auxiliary_head.update(in_channels=128, channels=32, num_classes=5, norm_cfg=norm_cfg)
 
 # ---------------------------------------------------------------- schedule
@@ -89,8 +97,7 @@ warmup_iters = 50
 optim_wrapper.optimizer.lr = 2e-3
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=warmup_iters),
-    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=warmup_iters, end=max_iters,
-         by_epoch=False),
+    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=warmup_iters, end=max_iters, by_epoch=False),
 ]
 train_cfg.update(max_iters=max_iters, val_interval=max_iters)
 default_hooks.checkpoint.update(interval=max_iters, max_keep_ckpts=1, save_last=True)

@@ -14,6 +14,7 @@ copied to ``.mim/configs``: mim searches the whole package for a config's file n
 name it finds twice. Editable installs get no ``.mim`` (MMEngine and mim look for an editable
 package in site-packages, where it is not; see README "Use it from your own project").
 """
+
 import os
 import os.path as osp
 import shutil
@@ -43,8 +44,12 @@ class BuildPyWithMim(build_py):
             src, dst = osp.join(ROOT, src), osp.join(mim, dst)
             os.makedirs(osp.dirname(dst), exist_ok=True)
             if osp.isdir(src):
-                shutil.copytree(src, dst, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+                shutil.copytree(
+                    src,
+                    dst,
+                    dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns('__pycache__', '*.pyc'),
+                )
             else:
                 shutil.copyfile(src, dst)
 

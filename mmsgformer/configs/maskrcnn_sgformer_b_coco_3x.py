@@ -3,8 +3,8 @@
 from mmengine.config import read_base
 
 with read_base():
-    from ._base_.maskrcnn_coco_ms_3x import *  # noqa: F401,F403
     from .maskrcnn_sgformer_b_coco import *  # noqa: F401,F403
+    from ._base_.maskrcnn_coco_ms_3x import *  # noqa: F401,F403
 
 train_dataloader.dataset.pipeline = train_pipeline
 train_cfg.max_epochs = max_epochs

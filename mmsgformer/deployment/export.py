@@ -18,6 +18,7 @@ import warnings
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.fx.experimental._config
 import torch.nn as nn
 from mmengine.config import Config
 
@@ -219,7 +220,10 @@ def trace_to_onnx(module: nn.Module, example: torch.Tensor, path: str, opset: in
     from torch._dynamo.exc import UserError
     from torch.fx.experimental.symbolic_shapes import ConstraintViolationError
 
-    with torch.no_grad():
+    # size-oblivious: a size that could be 1 is not a case of its own (a reshape's view-or-copy
+    # choice would otherwise fix it), which does not change what the graph computes
+    oblivious = torch.fx.experimental._config.patch(backed_size_oblivious=True)
+    with torch.no_grad(), oblivious:
         try:
             program = torch.export.export(
                 module, (example,), dynamic_shapes=dynamic_shapes(), strict=False

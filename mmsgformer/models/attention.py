@@ -36,7 +36,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..utils.compat import is_autocast_enabled
-from .layers import Size, ceil_div, dropout, known_zero, map_to_tokens, pad_map, tokens_to_map
+from .layers import (
+    Size,
+    ceil_div,
+    crop_map,
+    dropout,
+    known_zero,
+    map_to_tokens,
+    pad_map,
+    tokens_to_map,
+)
 from .memory_saving import gather_merge, split_linear
 
 LOCAL_WINDOW = 7
@@ -203,10 +212,11 @@ class HybridScaleAttention(_AttentionBase):
             self.split_heads(q, heads), k, v, self.scale, need_key_significance=True
         )
         # every token gets the significance of the reduced key covering it
-        rows, cols, sr = *reduced_hw, self.sr_ratio
-        significance = significance.view(-1, rows, 1, cols, 1).expand(-1, -1, sr, -1, sr)
-        significance = significance.reshape(-1, rows * sr, cols * sr)
-        return out.transpose(1, 2).flatten(2), significance[:, :height, :width]
+        key_row = torch.arange(height, device=x.device) // self.sr_ratio
+        key_col = torch.arange(width, device=x.device) // self.sr_ratio
+        significance = significance.unflatten(1, reduced_hw)
+        significance = significance.index_select(1, key_row).index_select(2, key_col)
+        return out.transpose(1, 2).flatten(2), significance
 
     def _local(
         self, qkv: torch.Tensor, hw_shape: Tuple[Size, Size]
@@ -236,9 +246,20 @@ class HybridScaleAttention(_AttentionBase):
         # (B * rows * cols, heads, w * w, d) -> (B, rows * w, cols * w, heads * d)
         out = out.reshape(batch, rows, cols, heads, w, w, self.head_dims)
         out = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(batch, rows * w, cols * w, -1)
-        significance = significance.reshape(batch, rows, cols, w, w).transpose(2, 3)
-        significance = significance.reshape(batch, rows * w, cols * w)
-        return (out[:, :height, :width].flatten(1, 2), significance[:, :height, :width])
+        significance = significance.reshape(batch, rows * cols * w * w)
+        significance = significance.index_select(1, self._window_positions(hw_shape, qkv.device))
+        return crop_map(out, hw_shape).flatten(1, 2), significance.unflatten(1, hw_shape)
+
+    @staticmethod
+    def _window_positions(hw_shape: Tuple[Size, Size], device: torch.device) -> torch.Tensor:
+        """For every token of the map (row-major), its index in the window-major order
+        ``(window row, window column, row in the window, column in the window)`` of the padded
+        map: a gather, not a transposition, so that a tracer needs no case for one window."""
+        w = LOCAL_WINDOW
+        rows = torch.arange(hw_shape[0], device=device)
+        cols = torch.arange(hw_shape[1], device=device)
+        window = (rows // w)[:, None] * ceil_div(hw_shape[1], w) + (cols // w)[None, :]
+        return (window * (w * w) + (rows % w)[:, None] * w + (cols % w)[None, :]).flatten()
 
     @staticmethod
     def _window_validity(
@@ -261,11 +282,12 @@ class HybridScaleAttention(_AttentionBase):
         w = LOCAL_WINDOW
         if known_zero(rows * w - hw_shape[0]) and known_zero(cols * w - hw_shape[1]):
             return None, None
-        valid_rows = torch.arange(rows * w, device=device) < hw_shape[0]
-        valid_cols = torch.arange(cols * w, device=device) < hw_shape[1]
-        valid = valid_rows[:, None] & valid_cols[None, :]
-        valid = valid.reshape(rows, w, cols, w).transpose(1, 2).reshape(1, rows * cols, w * w)
-        valid = valid.expand(batch, -1, -1).reshape(batch * rows * cols, w * w)
+        # (window, position in the window) -> row or column of the padded map
+        offsets = torch.arange(w, device=device)
+        valid_rows = torch.arange(rows, device=device)[:, None] * w + offsets < hw_shape[0]
+        valid_cols = torch.arange(cols, device=device)[:, None] * w + offsets < hw_shape[1]
+        valid = valid_rows[:, None, :, None] & valid_cols[None, :, None, :]
+        valid = valid.reshape(rows * cols, w * w).repeat(batch, 1)
         return valid[:, None, None, :], valid.to(dtype) / (w * w)
 
 

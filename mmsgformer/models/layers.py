@@ -82,6 +82,21 @@ def pad_map(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(x, trailing + (0, pad_w, 0, pad_h))
 
 
+def crop_map(x: torch.Tensor, hw_shape: Tuple[Size, Size]) -> torch.Tensor:
+    """The top-left ``hw_shape`` of a ``(B, H', W', ...)`` map padded by :func:`pad_map`.
+
+    A slice where the sizes are known now; for symbolic sizes a gather of the first ``H`` rows
+    and ``W`` columns, whose output size a tracer knows to be exactly ``hw_shape`` (it cannot
+    prove a slice's end within the padded size, and would fix the input size instead).
+    """
+    height, width = hw_shape
+    if isinstance(height, int) and isinstance(width, int):
+        return x[:, :height, :width]
+    rows = torch.arange(height, device=x.device)
+    cols = torch.arange(width, device=x.device)
+    return x.index_select(1, rows).index_select(2, cols)
+
+
 def group_tokens(tokens: torch.Tensor, size: int) -> torch.Tensor:
     """``(B, n, C)`` tokens as ``(B, ceil(n / size), size, C)``, zero-padded at the front."""
     pad = ceil_div(tokens.shape[1], size) * size - tokens.shape[1]

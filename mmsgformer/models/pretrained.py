@@ -94,7 +94,7 @@ def load_pretrained(
     Args:
         model: The SGFormer backbone.
         checkpoint: Checkpoint path, an ``http(s)://`` URL (downloaded once into torch's hub
-            cache, see :func:`mmsgformer.utils.checkpoint.download_checkpoint`), or a checkpoint
+            cache, see :func:`mmsgformer.utils.safe_loading.download_checkpoint`), or a checkpoint
             already read (a state dict or a dict holding one), which is then not read again.
         prefix: Take only keys under this prefix (stripped). Default: ``backbone.`` when present.
         strict: Refuse missing or unexpected backbone keys (default). With ``False`` they are
@@ -104,7 +104,7 @@ def load_pretrained(
 
     Raises:
         FileNotFoundError, CheckpointDownloadError, UnsafeCheckpointError,
-            CorruptCheckpointError: see :func:`mmsgformer.utils.checkpoint.load_checkpoint_file`.
+            CorruptCheckpointError: see :func:`mmsgformer.utils.safe_loading.load_checkpoint_file`.
         RuntimeError: The weights do not fit the model; the message names keys and shapes.
     """
     logger = MMLogger.get_current_instance()

@@ -1,10 +1,8 @@
 """ONNX export and ONNX Runtime: the file contract of docs/deployment.md.
 
-The export machinery (preprocessing in the graph, heads, pooling, runtime, tools, errors) is
-checked on the classification config and the segmentation demo with a ResNet-18 in place of
-SG-Former, exported once per module: SG-Former itself does not yet export with dynamic sizes
-(``test_sgformer_exports_with_dynamic_sizes``, an expected failure; docs/deployment.md, known
-limits). The files are checked for symbolic batch/height/width, run at sizes other than the
+A tiny SG-Former classifier, the segmentation demo (UperNet on a tiny SG-Former) and the real
+SG-Former-S classifier are exported once each at the default example size, with random
+weights. The files are checked for symbolic batch/height/width, run at sizes other than the
 traced one (odd, not multiples of 32, batches of several) against PyTorch, through the
 numpy-only example of the docs, through ``tools/test.py CONFIG FILE.onnx``, and every refused
 input is checked to raise ExportError and to leave no file behind.
@@ -60,39 +58,20 @@ def _export(tmp_path_factory, name: str, config: str, cfg_options=None, sharpen:
     cfg = load_config(config, cfg_options)
     checkpoint = str(folder / f'{name}.pth')
     model = _save_random_checkpoint(cfg, checkpoint, sharpen)
-    out = export_onnx(
-        config,
-        checkpoint,
-        out=str(folder / f'{name}.onnx'),
-        example_size=(66, 66),
-        cfg_options=cfg_options,
-    )
+    out = export_onnx(config, checkpoint, out=str(folder / f'{name}.onnx'), cfg_options=cfg_options)
     return dict(model=model, cfg=cfg, checkpoint=checkpoint, onnx=out, folder=folder)
-
-
-RESNET_CLASSIFIER_OPTIONS = {
-    'model.backbone': dict(_delete_=True, type='ResNet', depth=18, out_indices=(3,)),
-    'model.head.in_channels': 512,
-}
-"""The classification config with a ResNet-18 backbone."""
-RESNET_SEGMENTOR_OPTIONS = {
-    'model.backbone': dict(_delete_=True, type='ResNetV1c', depth=18, out_indices=(0, 1, 2, 3)),
-    'model.decode_head.in_channels': [64, 128, 256, 512],
-    'model.auxiliary_head.in_channels': 256,
-}
-"""The segmentation demo with a ResNet-18 backbone."""
 
 
 @pytest.fixture(scope='module')
 def classifier(tmp_path_factory):
     return _export(
-        tmp_path_factory, 'cls', CLASSIFICATION_CONFIG, RESNET_CLASSIFIER_OPTIONS, sharpen=30.0
+        tmp_path_factory, 'cls', CLASSIFICATION_CONFIG, TINY_CLASSIFIER_OPTIONS, sharpen=30.0
     )
 
 
 @pytest.fixture(scope='module')
 def segmentor(tmp_path_factory):
-    return _export(tmp_path_factory, 'seg', SEGMENTATION_DEMO_CONFIG, RESNET_SEGMENTOR_OPTIONS)
+    return _export(tmp_path_factory, 'seg', SEGMENTATION_DEMO_CONFIG)
 
 
 def _torch_scores(model, images: torch.Tensor) -> np.ndarray:
@@ -114,11 +93,13 @@ def _torch_seg_map(model, images: torch.Tensor) -> np.ndarray:
     return torch.stack([s.pred_sem_seg.data[0] for s in predictions]).numpy()
 
 
-def _symbolic(path: str, name: str, dims) -> bool:
+def _dims(path: str) -> dict:
+    """``{tensor: [dim name or size]}`` of the file's inputs and outputs."""
     graph = onnx.load(path).graph
-    value = next(v for v in list(graph.input) + list(graph.output) if v.name == name)
-    shape = value.type.tensor_type.shape.dim
-    return all(shape[i].dim_param and not shape[i].HasField('dim_value') for i in dims)
+    return {
+        value.name: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+        for value in [*graph.input, *graph.output]
+    }
 
 
 # ------------------------------------------------------------------ the graph's preprocessing
@@ -147,15 +128,23 @@ def test_pooling_matrices_are_adaptive_average_pooling():
 
 
 # ------------------------------------------------------------------ parity at other sizes
-def test_classifier_scores_match_pytorch(classifier):
-    engine = ort.InferenceSession(classifier['onnx'])
+def _check_scores(exported) -> None:
+    engine = ort.InferenceSession(exported['onnx'])
     for batch, height, width in SIZES:
         images = _images(batch, height, width)
         scores = engine.run(['scores'], {'input': images.numpy()})[0]
-        expected = _torch_scores(classifier['model'], images)
+        expected = _torch_scores(exported['model'], images)
         assert scores.shape == (batch, 1000)
         assert expected.max() > 0.01  # not uniform (1e-3): the comparison means something
         np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-4)
+
+
+def test_classifier_scores_match_pytorch(classifier):
+    _check_scores(classifier)
+
+
+def test_sgformer_s_classifier_scores_match_pytorch(tmp_path_factory):
+    _check_scores(_export(tmp_path_factory, 's', CLASSIFICATION_CONFIG, sharpen=30.0))
 
 
 def test_segmentor_seg_map_matches_pytorch(segmentor):
@@ -168,39 +157,14 @@ def test_segmentor_seg_map_matches_pytorch(segmentor):
 
 
 def test_inputs_and_outputs_are_symbolic(classifier, segmentor):
-    for exported, output, dims in ((classifier, 'scores', (0,)), (segmentor, 'seg_map', (0, 1, 2))):
-        assert _symbolic(exported['onnx'], 'input', (0, 2, 3))
-        assert _symbolic(exported['onnx'], output, dims)
-
-
-@pytest.mark.xfail(
-    raises=ExportError,
-    strict=True,
-    reason='SG-Former does not yet export with dynamic sizes (docs/deployment.md)',
-)
-def test_sgformer_exports_with_dynamic_sizes(tmp_path):
-    """A tiny SG-Former classifier, exported and run at other sizes. Expected to fail with an
-    ExportError (torch.export cannot prove the window and reallocation size guards for a
-    declared size range); strict, so the day it passes it must become a plain test."""
-    cfg = load_config(CLASSIFICATION_CONFIG, TINY_CLASSIFIER_OPTIONS)
-    checkpoint = str(tmp_path / 'tiny.pth')
-    model = _save_random_checkpoint(cfg, checkpoint, sharpen=30.0)
-    out = export_onnx(
-        CLASSIFICATION_CONFIG,
-        checkpoint,
-        out=str(tmp_path / 'tiny.onnx'),
-        example_size=(66, 66),
-        cfg_options=TINY_CLASSIFIER_OPTIONS,
-    )
-    engine = ort.InferenceSession(out)
-    for batch, height, width in SIZES:
-        images = _images(batch, height, width)
-        np.testing.assert_allclose(
-            engine.run(['scores'], {'input': images.numpy()})[0],
-            _torch_scores(model, images),
-            rtol=0,
-            atol=1e-4,
-        )
+    assert _dims(classifier['onnx']) == {
+        'input': ['batch', 3, 'height', 'width'],
+        'scores': ['batch', 1000],
+    }
+    assert _dims(segmentor['onnx']) == {
+        'input': ['batch', 3, 'height', 'width'],
+        'seg_map': ['batch', 'height', 'width'],
+    }
 
 
 # ------------------------------------------------------------------ the docs' example
@@ -253,7 +217,7 @@ def test_checkpoint_of_another_config_is_refused(classifier, tmp_path):
     with pytest.raises(ExportError, match='does not fit the config'):
         export_onnx(
             CLASSIFICATION_CONFIG, classifier['checkpoint'], out=str(tmp_path / 'm.onnx')
-        )  # the S classifier, a ResNet checkpoint
+        )  # the S classifier, a tiny checkpoint
     state = torch.load(classifier['checkpoint'])['state_dict']
     state.pop('head.fc.bias')
     torch.save({'state_dict': state}, tmp_path / 'missing.pth')
@@ -262,7 +226,7 @@ def test_checkpoint_of_another_config_is_refused(classifier, tmp_path):
             CLASSIFICATION_CONFIG,
             str(tmp_path / 'missing.pth'),
             out=str(tmp_path / 'm.onnx'),
-            cfg_options=RESNET_CLASSIFIER_OPTIONS,
+            cfg_options=TINY_CLASSIFIER_OPTIONS,
         )
     assert _onnx_files(tmp_path) == []
 
@@ -332,7 +296,6 @@ def test_tools_test_onnx_gives_the_checkpoint_metrics(segmentor, tmp_path):
                 'test_dataloader.dataset.data_root': data_root,
                 'test_dataloader.num_workers': 0,
                 'test_dataloader.persistent_workers': False,
-                **RESNET_SEGMENTOR_OPTIONS,
             },
         ),
     )

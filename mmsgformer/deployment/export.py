@@ -134,16 +134,17 @@ def export_module(model: nn.Module, task: str) -> nn.Module:
     )
 
 
-def dynamic_shapes() -> Dict[str, Dict[int, torch.export.Dim]]:
-    """Batch, height and width of ``input`` as ``torch.export`` dimensions."""
+def dynamic_shapes() -> Tuple[Dict[int, torch.export.Dim]]:
+    """Batch, height and width of the export module's one input as ``torch.export``
+    dimensions (by position: the modules name their argument as they like)."""
     side = dict(min=MIN_INPUT_SIZE)
-    return {
-        'input': {
+    return (
+        {
             0: torch.export.Dim('batch', min=1),
             2: torch.export.Dim('height', **side),
             3: torch.export.Dim('width', **side),
-        }
-    }
+        },
+    )
 
 
 def fixed_dims(path: str, output_names: Sequence[str]) -> Dict[str, Tuple[int, ...]]:
@@ -200,11 +201,29 @@ def verify_export(path: str, output_names: Sequence[str], opset: int) -> None:
         )
 
 
-def write_metadata(path: str, properties: Dict[str, str]) -> None:
-    """Adds ``metadata_props`` to the ONNX file (rewritten in place)."""
+INPUT_DIM_NAMES = {0: 'batch', 2: 'height', 3: 'width'}
+"""The names the file gives the symbolic dimensions of ``input``, wherever they appear."""
+
+
+def name_input_dims(graph) -> None:
+    """Renames the exporter's symbols of ``input``'s batch, height and width (``s85``...) to
+    :data:`INPUT_DIM_NAMES` in every shape of ``graph`` (an ``onnx.GraphProto``) that holds them.
+    """
+    dims = next(v for v in graph.input if v.name == 'input').type.tensor_type.shape.dim
+    names = {dims[i].dim_param: name for i, name in INPUT_DIM_NAMES.items() if dims[i].dim_param}
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in names:
+                dim.dim_param = names[dim.dim_param]
+
+
+def finish_file(path: str, properties: Dict[str, str]) -> None:
+    """Names the input dimensions (:func:`name_input_dims`) and adds ``metadata_props`` to the
+    ONNX file (rewritten in place)."""
     import onnx
 
     proto = onnx.load(path)
+    name_input_dims(proto.graph)
     existing = {prop.key: prop.value for prop in proto.metadata_props}
     onnx.helper.set_model_props(proto, {**existing, **properties})
     onnx.save(proto, path)
@@ -309,7 +328,7 @@ def export_onnx(
     os.close(handle)
     try:
         trace_to_onnx(module, example, temporary, opset)
-        write_metadata(
+        finish_file(
             temporary, {'mmsgformer.task': task, 'mmsgformer.min_input_size': str(MIN_INPUT_SIZE)}
         )
         verify_export(temporary, module.output_names, opset)

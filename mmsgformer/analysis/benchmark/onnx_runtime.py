@@ -5,12 +5,10 @@
 the file under ONNX Runtime against the export module in PyTorch eager (``torch.no_grad``) on
 the same input, interleaved, the median of ``options.reps`` repetitions after
 ``options.warmup`` untimed steps. The goal of each row is ONNX Runtime >= 1.0x PyTorch.
-Detection runs once ``mmsgformer.deployment.detection`` exists.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import os.path as osp
 import statistics
@@ -42,11 +40,6 @@ ONNX_RUNS = [
     OnnxRun('UperNet-S segmentation', 'upernet_sgformer_s_ade20k.py', 512, 512, 1),
     OnnxRun('Mask R-CNN-S detection', 'maskrcnn_sgformer_s_coco.py', 800, 1216, 1),
 ]
-
-
-def has_detection_export() -> bool:
-    """Whether the detection export module exists."""
-    return importlib.util.find_spec('mmsgformer.deployment.detection') is not None
 
 
 def interleaved_medians(
@@ -122,11 +115,10 @@ def run_onnx(options: BenchmarkOptions) -> List[dict]:
     """Measures and prints every row of :data:`ONNX_RUNS` (see the module's docstring)."""
     if options.threads:
         torch.set_num_threads(options.threads)
-    runs = [run for run in ONNX_RUNS if 'maskrcnn' not in run.config or has_detection_export()]
     print('| comparison | result | export |\n|---|---|---|')
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for run in runs:
+        for run in ONNX_RUNS:
             rows.append(measure_onnx_run(run, folder, options))
             print(format_onnx_row(rows[-1]), flush=True)
     return rows

@@ -268,6 +268,17 @@ def test_model_fixing_the_size_is_refused(tmp_path):
         trace_to_onnx(FixesTheWidth(), _images(2, 66, 96), str(tmp_path / 'm.onnx'), 18)
 
 
+def test_torch_without_size_oblivious_tracing_is_refused(tmp_path, monkeypatch):
+    from torch.fx.experimental import _config as shape_config
+
+    monkeypatch.delattr(shape_config, 'backed_size_oblivious')  # what torch 2.1 lacks
+    with pytest.raises(ExportError, match='needs the torch pinned in requirements.txt'):
+        export_onnx(
+            CLASSIFICATION_CONFIG, out=str(tmp_path / 'm.onnx'), cfg_options=TINY_CLASSIFIER_OPTIONS
+        )
+    assert _onnx_files(tmp_path) == []
+
+
 def test_too_small_input_is_refused_before_onnx_runtime(classifier, monkeypatch):
     model = init_onnx_model(classifier['onnx'], classifier['cfg'])
     monkeypatch.setattr(model, 'engine', None)  # never reached

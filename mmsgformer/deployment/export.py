@@ -18,7 +18,6 @@ import warnings
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.fx.experimental._config
 import torch.nn as nn
 from mmengine.config import Config
 
@@ -229,6 +228,23 @@ def finish_file(path: str, properties: Dict[str, str]) -> None:
     onnx.save(proto, path)
 
 
+def size_oblivious_tracing():
+    """Context in which ``torch.export`` treats no size as a case of its own for being 1 (a
+    reshape's view-or-copy choice would otherwise fix it), which does not change what the graph
+    computes; :class:`ExportError` on a torch without it."""
+    try:
+        from torch.fx.experimental import _config as shape_config
+    except ImportError:
+        shape_config = None
+    if not hasattr(shape_config, 'backed_size_oblivious'):
+        raise ExportError(
+            f'ONNX export needs the torch pinned in requirements.txt (2.14.1); torch '
+            f'{torch.__version__} cannot trace sizes size-obliviously: install the deploy '
+            f'extra (pip install -e ".[deploy]") in an environment with that torch'
+        )
+    return shape_config.patch(backed_size_oblivious=True)
+
+
 def trace_to_onnx(module: nn.Module, example: torch.Tensor, path: str, opset: int) -> None:
     """``torch.export`` with dynamic batch, height and width, then the ONNX translation.
 
@@ -239,10 +255,7 @@ def trace_to_onnx(module: nn.Module, example: torch.Tensor, path: str, opset: in
     from torch._dynamo.exc import UserError
     from torch.fx.experimental.symbolic_shapes import ConstraintViolationError
 
-    # size-oblivious: a size that could be 1 is not a case of its own (a reshape's view-or-copy
-    # choice would otherwise fix it), which does not change what the graph computes
-    oblivious = torch.fx.experimental._config.patch(backed_size_oblivious=True)
-    with torch.no_grad(), oblivious:
+    with torch.no_grad(), size_oblivious_tracing():
         try:
             program = torch.export.export(
                 module, (example,), dynamic_shapes=dynamic_shapes(), strict=False

@@ -13,8 +13,9 @@ linear projection of the input) that is added to the attention output before ``p
 
 Tensors are ``(B, N, C)`` token sequences in row-major order of an ``(H, W)`` map. Size handling
 for inputs that windows or key reduction do not divide lives in
-:func:`~mmsgformer.models.layers.pad_map`, the two places that call it and
-:meth:`HybridScaleAttention._window_validity`; sizes may be symbolic (an export with dynamic
+:func:`~mmsgformer.models.layers.pad_map` and :func:`~mmsgformer.models.layers.crop_map`, the
+two places that call them, and :meth:`HybridScaleAttention._window_validity` and
+:meth:`HybridScaleAttention._window_positions`; sizes may be symbolic (an export with dynamic
 height and width), see :mod:`mmsgformer.models.layers`.
 
 The module reads top-down: the reallocation specs, the shared parts, the four attentions, then

@@ -91,6 +91,7 @@ ZERO_COST_OPS = (
     'aten::sum',
     'aten::sort',
     'aten::gather',
+    'aten::index_select',
     'aten::pad',
     'aten::constant_pad_nd',
     'aten::repeat_interleave',

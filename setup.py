@@ -5,14 +5,17 @@ package, in ``mmsgformer/.mim/``, where ``mim train/test/run/search mmsgformer``
 Building a wheel (or ``pip install .``) copies into it:
 
 - ``tools/`` -> ``.mim/tools/`` (``mim train mmsgformer CONFIG`` runs ``.mim/tools/train.py``);
-- ``model-index.yml`` and the metafiles it imports (``configs/metafiles/``), at the same
-  relative paths (``mim search mmsgformer``).
+- ``model-index.yml`` -> ``.mim/model-index.yml`` (``mim search mmsgformer``);
+- ``configs/`` -> ``.mim/configs/``: the text configs, where MMEngine resolves
+  ``_base_ = ['mmsgformer::<folder>/<file>']`` and mim finds a config by its file name, and the
+  metafiles that the model index imports.
 
-The configs themselves ship once, as the package ``mmsgformer.configs`` (which downstream
-configs import with ``read_base``, and where mim finds a config by its file name). They are not
-copied to ``.mim/configs``: mim searches the whole package for a config's file name and refuses a
-name it finds twice. Editable installs get no ``.mim`` (MMEngine and mim look for an editable
-package in site-packages, where it is not; see README "Use it from your own project").
+The pure-Python configs ship as the package ``mmsgformer.configs`` (downstream configs import
+them with ``read_base``); their file names differ from the text configs', as mim refuses a
+config name it finds twice in the package. In the clone, ``mmsgformer/.mim`` holds links to
+``configs/`` and ``model-index.yml`` instead. Editable installs get no ``.mim`` (MMEngine and
+mim look for an editable package in site-packages, where it is not; see README "Use it from
+your own project").
 """
 
 import os
@@ -27,7 +30,7 @@ ROOT = osp.dirname(osp.abspath(__file__))
 MIM_FILES = {
     'tools': 'tools',
     'model-index.yml': 'model-index.yml',
-    'mmsgformer/configs/metafiles': 'configs/metafiles',
+    'configs': 'configs',
 }
 
 
@@ -43,6 +46,8 @@ class BuildPyWithMim(build_py):
         for src, dst in MIM_FILES.items():
             src, dst = osp.join(ROOT, src), osp.join(mim, dst)
             os.makedirs(osp.dirname(dst), exist_ok=True)
+            if osp.islink(dst) or osp.isfile(dst):  # the clone's links, if the build copied them
+                os.remove(dst)
             if osp.isdir(src):
                 shutil.copytree(
                     src,

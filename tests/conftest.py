@@ -18,9 +18,9 @@ SHARED_FIXTURE = os.environ.get(
 )
 """An older reference made on another machine (outside the repo; an extra check if present)."""
 
-DETECTION_DEMO_CONFIG = osp.join(REPO, 'configs', 'demo', 'maskrcnn_sgformer_tiny_shapes.py')
-SEGMENTATION_DEMO_CONFIG = osp.join(REPO, 'configs', 'demo', 'upernet_sgformer_tiny_shapes.py')
-CLASSIFICATION_CONFIG = osp.join(REPO, 'configs', 'sgformer_s_in1k.py')
+DETECTION_DEMO_CONFIG = osp.join(REPO, 'configs', 'demo', 'mask-rcnn_sgformer-tiny_fpn_shapes.py')
+SEGMENTATION_DEMO_CONFIG = osp.join(REPO, 'configs', 'demo', 'upernet_sgformer-tiny_shapes.py')
+CLASSIFICATION_CONFIG = osp.join(REPO, 'configs', 'sgformer', 'sgformer-s_16xb64_in1k.py')
 
 
 def tiny_detection_config(data_root, imports=('mmsgformer',), extra: str = '') -> str:

@@ -123,7 +123,7 @@ def test_benchmark_compile_vs_eager(tmp_path):
     stdout = run_tool(
         'benchmark.py',
         '--whole-model',
-        'configs/sgformer_s_in1k.py',
+        'configs/sgformer/sgformer-s_16xb64_in1k.py',
         '--cfg-options',
         *CLS_TINY_OPTIONS,
         '--sizes',
@@ -145,7 +145,7 @@ def test_benchmark_compile_vs_eager(tmp_path):
         'eager',
     )
     _, rows = table_rows(stdout, 'model')
-    assert [r[0] for r in rows] == ['sgformer_s_in1k', 'sgformer_s_in1k+compile']
+    assert [r[0] for r in rows] == ['sgformer-s_16xb64_in1k', 'sgformer-s_16xb64_in1k+compile']
     for bad, message in (
         (['--compile', '--compile-vs-eager'], 'exclusive'),
         (
@@ -173,7 +173,7 @@ def test_benchmark_whole_classifier_with_cfg_options(tmp_path):
     stdout = run_tool(
         'benchmark.py',
         '--whole-model',
-        'configs/sgformer_s_in1k.py',
+        'configs/sgformer/sgformer-s_16xb64_in1k.py',
         '--cfg-options',
         *CLS_TINY_OPTIONS,
         '--sizes',
@@ -196,8 +196,8 @@ def test_benchmark_whole_classifier_with_cfg_options(tmp_path):
     )
     _, rows = table_rows(stdout, 'model')
     assert [r[:4] for r in rows] == [
-        ['sgformer_s_in1k', '64x64', '2', 'infer'],
-        ['sgformer_s_in1k', '64x64', '2', 'train'],
+        ['sgformer-s_16xb64_in1k', '64x64', '2', 'infer'],
+        ['sgformer-s_16xb64_in1k', '64x64', '2', 'train'],
     ]
     data = json.loads(out.read_text())
     assert all(r['peak_mib'] is None and r['gmac_img'] > 0 for r in data['results'])
@@ -207,7 +207,7 @@ def test_get_flops_classifier_tiny(tmp_path):
     out = tmp_path / 'flops.json'
     stdout = run_tool(
         'get_flops.py',
-        'configs/sgformer_s_in1k.py',
+        'configs/sgformer/sgformer-s_16xb64_in1k.py',
         '--shape',
         '64',
         '64',
@@ -219,7 +219,7 @@ def test_get_flops_classifier_tiny(tmp_path):
     )
     header, rows = table_rows(stdout, 'model')
     assert header.split()[:5] == ['model', 'part', 'input', 'params', 'GMACs']
-    assert rows[0][:3] == ['sgformer_s_in1k', 'whole', '64x64']
+    assert rows[0][:3] == ['sgformer-s_16xb64_in1k', 'whole', '64x64']
     result = json.loads(out.read_text())[0]
     assert result['task'] == 'cls' and result['not_counted'] == {}
     assert result['by_operator']['scaled_dot_product_attention'] > 0

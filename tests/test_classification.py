@@ -84,7 +84,7 @@ def test_converted_checkpoint_gives_official_logits(tmp_path, reference, referen
         check=True,
         capture_output=True,
     )
-    _, model = build_classifier('configs/sgformer_s_in1k.py', arch=reference_arch)
+    _, model = build_classifier('configs/sgformer/sgformer-s_16xb64_in1k.py', arch=reference_arch)
     model.head.fc = torch.nn.Linear(
         reference_arch['embed_dims'][-1], reference['arch']['num_classes']
     )
@@ -142,7 +142,7 @@ def test_tools_test_reports_imagenet_top1(tmp_path, reference, reference_arch):
         image = (rng.random((*size, 3)) * 255).astype(np.uint8)
         Image.fromarray(image).save(root / 'val' / f'img{i}.JPEG')
         names.append(f'img{i}.JPEG')
-    (tmp_path / 'configs').symlink_to(osp.join(REPO, 'configs'))
+    (tmp_path / 'configs').symlink_to(osp.join(REPO, 'mmsgformer', 'configs'))
     config = tmp_path / 'tiny_in1k.py'
     config.write_text(
         TINY_CLASSIFIER.format(

@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import ABSENT, REPO, changes_from_upstream, flatten_config
 
-CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'maskrcnn_*.py'))) + sorted(
-    glob.glob(osp.join(REPO, 'configs', 'demo', 'maskrcnn_*.py'))
+CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'mask_rcnn', '*.py'))) + sorted(
+    glob.glob(osp.join(REPO, 'configs', 'demo', 'mask-rcnn_*.py'))
 )
 
 # Mask R-CNN parameter counts (millions) and allowed deviation. S: the paper's 41M. M: the
@@ -41,9 +41,9 @@ def build_detector(config):
 def test_configs_found():
     names = {osp.basename(c) for c in CONFIGS}
     for size in 'smb':
-        assert f'maskrcnn_sgformer_{size}_coco.py' in names
-        assert f'maskrcnn_sgformer_{size}_coco_3x.py' in names
-    assert 'maskrcnn_sgformer_tiny_shapes.py' in names
+        assert f'mask-rcnn_sgformer-{size}_fpn_1x_coco.py' in names
+        assert f'mask-rcnn_sgformer-{size}_fpn_ms-crop-3x_coco.py' in names
+    assert 'mask-rcnn_sgformer-tiny_fpn_shapes.py' in names
 
 
 @pytest.mark.parametrize('config', CONFIGS, ids=_rel)
@@ -90,7 +90,9 @@ def test_detector_forward(config):
 
 @pytest.mark.parametrize('size', sorted(EXPECTED_PARAMS_M))
 def test_model_sizes(size):
-    _, model = build_detector(osp.join(REPO, 'configs', f'maskrcnn_sgformer_{size}_coco.py'))
+    _, model = build_detector(
+        osp.join(REPO, 'configs', 'mask_rcnn', f'mask-rcnn_sgformer-{size}_fpn_1x_coco.py')
+    )
     params_m = sum(p.numel() for p in model.parameters()) / 1e6
     expected, tol = EXPECTED_PARAMS_M[size]
     assert abs(params_m - expected) < tol, params_m
@@ -116,8 +118,12 @@ def _is_schedule_or_pipeline(key):
 def test_3x_configs_differ_only_in_schedule_and_pipeline(size):
     from mmengine.config import Config
 
-    c1 = Config.fromfile(osp.join(REPO, 'configs', f'maskrcnn_sgformer_{size}_coco.py'))
-    c3 = Config.fromfile(osp.join(REPO, 'configs', f'maskrcnn_sgformer_{size}_coco_3x.py'))
+    c1 = Config.fromfile(
+        osp.join(REPO, 'configs', 'mask_rcnn', f'mask-rcnn_sgformer-{size}_fpn_1x_coco.py')
+    )
+    c3 = Config.fromfile(
+        osp.join(REPO, 'configs', 'mask_rcnn', f'mask-rcnn_sgformer-{size}_fpn_ms-crop-3x_coco.py')
+    )
     flat1, flat3 = flatten_config(c1.to_dict()), flatten_config(c3.to_dict())
     changed = {k for k in set(flat1) | set(flat3) if flat1.get(k, ABSENT) != flat3.get(k, ABSENT)}
     assert changed, 'the 3x config equals the 1x one'
@@ -167,7 +173,9 @@ def test_coco_recipe_is_mmdet_swin_mask_rcnn_with_sgformer(size, tmp_path):
     wrong in our pure-Python configs fails here."""
     drop_path, channels = SIZES[size]
     changes = changes_from_upstream(
-        SWIN_MASK_RCNN_1X, osp.join(REPO, 'configs', f'maskrcnn_sgformer_{size}_coco.py'), tmp_path
+        SWIN_MASK_RCNN_1X,
+        osp.join(REPO, 'configs', 'mask_rcnn', f'mask-rcnn_sgformer-{size}_fpn_1x_coco.py'),
+        tmp_path,
     )
     # where a size's value happens to be Swin-T's, it is no change
     assert changes.pop('model.backbone.drop_path_rate', 0.2) == drop_path
@@ -199,11 +207,12 @@ def test_coco_recipe_is_mmdet_swin_mask_rcnn_with_sgformer(size, tmp_path):
 
 def test_downstream_config_inherits_ours(tmp_path):
     """A user's pure-Python config in another folder inheriting ours with `read_base`, here
-    through a link to our configs folder (how an editable checkout is inherited; an installed
+    through a link to our pure-Python configs folder (how an editable checkout is inherited; an
+    installed
     package is inherited as `mmsgformer.configs.<name>`, see tests/test_package.py)."""
     user_dir = tmp_path / 'my_project' / 'configs'
     user_dir.mkdir(parents=True)
-    (user_dir / 'mmsgformer_configs').symlink_to(osp.join(REPO, 'configs'))
+    (user_dir / 'mmsgformer_configs').symlink_to(osp.join(REPO, 'mmsgformer', 'configs'))
     (user_dir / 'mine.py').write_text(
         'from mmengine.config import read_base\n'
         'with read_base():\n'

@@ -310,7 +310,9 @@ def test_demo_config_runner_has_guard_before_checkpoint_hook():
 
     from mmsgformer.engine import AtomicCheckpointHook, DivergenceGuardHook
 
-    cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo', 'maskrcnn_sgformer_tiny_shapes.py'))
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs', 'demo', 'mask-rcnn_sgformer-tiny_fpn_shapes.py')
+    )
     cfg.work_dir = '/tmp/unused'
     runner = Runner.from_cfg(cfg)
     kinds = [type(h) for h in runner.hooks]

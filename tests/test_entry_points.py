@@ -25,10 +25,10 @@ from conftest import REPO
 from mmsgformer.synthetic_data import generate_ade_shapes, generate_coco_shapes
 from mmsgformer.utils import load_checkpoint_file
 
-DET_CONFIG = osp.join(REPO, 'configs', 'demo', 'maskrcnn_sgformer_tiny_shapes.py')
-SEG_CONFIG = osp.join(REPO, 'configs', 'demo', 'upernet_sgformer_tiny_shapes.py')
+DET_CONFIG = osp.join(REPO, 'configs', 'demo', 'mask-rcnn_sgformer-tiny_fpn_shapes.py')
+SEG_CONFIG = osp.join(REPO, 'configs', 'demo', 'upernet_sgformer-tiny_shapes.py')
 
-CLS_CONFIG = osp.join(REPO, 'configs', 'sgformer_s_in1k.py')
+CLS_CONFIG = osp.join(REPO, 'configs', 'sgformer', 'sgformer-s_16xb64_in1k.py')
 PACKAGE_OF = {'det': 'mmdet', 'seg': 'mmseg', 'cls': 'mmpretrain'}
 TASKS = list(PACKAGE_OF)
 

@@ -154,7 +154,7 @@ def test_mim_search_lists_the_models(installed):
     for name in config_names():
         assert repr(name.split('.')[-1]) in out, (name, out)
     out = run([MIM, 'search', 'mmsgformer', '--config', 'sgformer_s_in1k'], installed)
-    assert '83.2' in out and 'configs/sgformer_s_in1k.py' in out, out
+    assert '83.2' in out and 'configs/sgformer/sgformer-s_16xb64_in1k.py' in out, out
 
 
 DETECTION = """
@@ -210,7 +210,7 @@ def test_downstream_detection_with_mim(installed):
             MIM,
             'test',
             'mmsgformer',
-            'maskrcnn_sgformer_tiny_shapes.py',
+            'mask-rcnn_sgformer-tiny_fpn_shapes.py',
             '--checkpoint',
             ckpt,
             '--work-dir',
@@ -223,7 +223,12 @@ def test_downstream_detection_with_mim(installed):
         installed,
     )
     demo = osp.join(
-        installed.site, 'mmsgformer', 'configs', 'demo', 'maskrcnn_sgformer_tiny_shapes.py'
+        installed.site,
+        'mmsgformer',
+        '.mim',
+        'configs',
+        'demo',
+        'mask-rcnn_sgformer-tiny_fpn_shapes.py',
     )
     assert demo in out and 'coco/bbox_mAP' in out, out[-3000:]
 

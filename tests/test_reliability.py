@@ -253,9 +253,12 @@ def test_missing_annotation_file_message(tiny):
 @pytest.mark.parametrize(
     'config, key',
     [
-        ('upernet_sgformer_s_ade20k.py', 'train_dataloader.dataset.data_root'),
-        ('sgformer_s_in1k.py', 'train_dataloader.dataset.data_root'),
-        ('maskrcnn_sgformer_s_coco.py', 'train_dataloader.dataset.data_root'),
+        (
+            'upernet/upernet_sgformer-s_8xb2-160k_ade20k-512x512.py',
+            'train_dataloader.dataset.data_root',
+        ),
+        ('sgformer/sgformer-s_16xb64_in1k.py', 'train_dataloader.dataset.data_root'),
+        ('mask_rcnn/mask-rcnn_sgformer-s_fpn_1x_coco.py', 'train_dataloader.dataset.data_root'),
     ],
 )
 def test_missing_dataset_paths_all_tasks(config, key, tmp_path):

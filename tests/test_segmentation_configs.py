@@ -16,11 +16,11 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 
 ADE_CONFIGS = [
-    'configs/upernet_sgformer_s_ade20k.py',
-    'configs/upernet_sgformer_m_ade20k.py',
-    'configs/upernet_sgformer_b_ade20k.py',
+    'configs/upernet/upernet_sgformer-s_8xb2-160k_ade20k-512x512.py',
+    'configs/upernet/upernet_sgformer-m_8xb2-160k_ade20k-512x512.py',
+    'configs/upernet/upernet_sgformer-b_8xb2-160k_ade20k-512x512.py',
 ]
-DEMO_CONFIG = 'configs/demo/upernet_sgformer_tiny_shapes.py'
+DEMO_CONFIG = 'configs/demo/upernet_sgformer-tiny_shapes.py'
 ALL_CONFIGS = ADE_CONFIGS + [DEMO_CONFIG]
 
 

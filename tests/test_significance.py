@@ -316,7 +316,7 @@ def check_outputs(folder, hw):
 def tiny_config(tmp_path_factory):
     pytest.importorskip('mmpretrain')
     folder = tmp_path_factory.mktemp('cfg')
-    (folder / 'configs').symlink_to(osp.join(REPO, 'configs'))
+    (folder / 'configs').symlink_to(osp.join(REPO, 'mmsgformer', 'configs'))
     path = folder / 'tiny_sgformer_cls.py'
     path.write_text(TINY_CLS_CONFIG)
     return path

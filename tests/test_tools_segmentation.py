@@ -15,7 +15,7 @@ from conftest import REPO
 
 from mmsgformer.synthetic_data import generate_ade_shapes
 
-CONFIG = 'configs/demo/upernet_sgformer_tiny_shapes.py'
+CONFIG = 'configs/demo/upernet_sgformer-tiny_shapes.py'
 CLASSES = ('background', 'circle', 'square', 'triangle', 'cross')
 
 

@@ -5,21 +5,21 @@
 #
 # 1. sets up the virtual environment if needed (tools/setup_env.sh is a no-op when done),
 # 2. generates the coloured-shapes COCO dataset in data/coco_shapes/ if it is missing,
-# 3. trains configs/demo/maskrcnn_sgformer_tiny_shapes.py (Mask R-CNN, tiny SG-Former,
+# 3. trains configs/demo/mask-rcnn_sgformer-tiny_fpn_shapes.py (Mask R-CNN, tiny SG-Former,
 #    about 10 minutes on 2 CPU cores),
 # 4. evaluates the checkpoint on the held-out split (CocoMetric bbox + segm mAP table),
 # 5. draws the predictions on a validation image: work_dirs/.../demo_prediction.png.
 #
 # Environment: MMSGFORMER_VENV (default <repo>/.venv), DEMO_WORK_DIR (default
-# work_dirs/maskrcnn_sgformer_tiny_shapes). Extra arguments go to tools/train.py, e.g.
+# work_dirs/mask-rcnn_sgformer-tiny_fpn_shapes). Extra arguments go to tools/train.py, e.g.
 # `bash tools/run_demo.sh --cfg-options train_cfg.max_epochs=2` for a quicker look.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${MMSGFORMER_VENV:-$REPO/.venv}
-CONFIG=configs/demo/maskrcnn_sgformer_tiny_shapes.py
+CONFIG=configs/demo/mask-rcnn_sgformer-tiny_fpn_shapes.py
 DATA=data/coco_shapes
-WORK_DIR=${DEMO_WORK_DIR:-work_dirs/maskrcnn_sgformer_tiny_shapes}
+WORK_DIR=${DEMO_WORK_DIR:-work_dirs/mask-rcnn_sgformer-tiny_fpn_shapes}
 
 # One compute thread per process: on a 2-core machine the data loader worker gets the other
 # core, and with any other load OpenMP's 2-thread synchronisation made iterations >10x slower

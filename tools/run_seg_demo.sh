@@ -6,7 +6,7 @@
 #
 # Environment variables:
 #   DATA_ROOT   dataset folder (default data/ade_shapes)
-#   WORK_DIR    outputs (default work_dirs/upernet_sgformer_tiny_shapes)
+#   WORK_DIR    outputs (default work_dirs/upernet_sgformer-tiny_shapes)
 #   EXTRA_CFG   extra `--cfg-options` for training, e.g. "train_cfg.max_iters=200"
 # The venv is $MMSGFORMER_VENV (default .venv), as in tools/setup_env.sh.
 set -euo pipefail
@@ -15,9 +15,9 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 VENV=${MMSGFORMER_VENV:-$REPO/.venv}
 PY=$VENV/bin/python
-CONFIG=configs/demo/upernet_sgformer_tiny_shapes.py
+CONFIG=configs/demo/upernet_sgformer-tiny_shapes.py
 DATA_ROOT=${DATA_ROOT:-data/ade_shapes}
-WORK_DIR=${WORK_DIR:-work_dirs/upernet_sgformer_tiny_shapes}
+WORK_DIR=${WORK_DIR:-work_dirs/upernet_sgformer-tiny_shapes}
 EXTRA_CFG=${EXTRA_CFG:-}
 
 log() { echo "[run_seg_demo] $*" >&2; }

@@ -80,6 +80,7 @@ def main(argv=None) -> None:
     from mmsgformer.deployment import ExportError
     from mmsgformer.engine.preflight import ConfigPathError
     from mmsgformer.engine.runner import RunError, TestOptions, format_metrics, test
+    from mmsgformer.utils.config import ConfigError
     from mmsgformer.utils.safe_loading import CheckpointError
 
     options = TestOptions(
@@ -97,7 +98,7 @@ def main(argv=None) -> None:
     except ConfigPathError as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(2)
-    except (RunError, CheckpointError, ExportError) as err:
+    except (ConfigError, RunError, CheckpointError, ExportError) as err:
         raise SystemExit(f'error: {err}')
     if get_rank() == 0:
         print(format_metrics(metrics, osp.basename(args.config)))

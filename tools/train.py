@@ -68,6 +68,7 @@ def main(argv=None) -> None:
     from mmsgformer.engine.preflight import ConfigPathError
     from mmsgformer.engine.reliability import DivergenceError
     from mmsgformer.engine.runner import RunError, TrainOptions, train
+    from mmsgformer.utils.config import ConfigError
 
     options = TrainOptions(
         work_dir=args.work_dir,
@@ -82,7 +83,7 @@ def main(argv=None) -> None:
     except ConfigPathError as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(2)
-    except RunError as err:
+    except (ConfigError, RunError) as err:
         raise SystemExit(f'error: {err}')
     except DivergenceError:  # its message is already logged, as the last lines: no traceback
         raise SystemExit(1)

@@ -69,6 +69,7 @@ def main(argv=None):
     matplotlib.use('Agg')
 
     from mmsgformer.apis import describe_weights, init_model
+    from mmsgformer.utils.config import ConfigError
     from mmsgformer.utils.safe_loading import CheckpointError
     from mmsgformer.visualization import (
         build_test_transforms,
@@ -79,7 +80,10 @@ def main(argv=None):
     images = expand_images(args.image)
     try:  # (without a checkpoint: random weights, with a warning)
         model = init_model(args.config, args.checkpoint, args.device, args.cfg_options)
-    except CheckpointError as err:  # unreadable, unsafe or NaN/Inf weights
+    except (
+        ConfigError,
+        CheckpointError,
+    ) as err:  # a config that cannot be read; unreadable, unsafe or NaN/Inf weights
         raise SystemExit(f'error: {err}')
     weights = describe_weights(model.cfg, args.checkpoint)
     transforms = build_test_transforms(model.cfg)

@@ -6,7 +6,8 @@ For detection, segmentation and classification configs alike (as mmdet's
 
     from mmsgformer.apis import inference_model, init_model
 
-    model = init_model('configs/maskrcnn_sgformer_s_coco.py', 'checkpoint.pth', device='cpu')
+    config = 'configs/mask_rcnn/mask-rcnn_sgformer-s_fpn_1x_coco.py'
+    model = init_model(config, 'checkpoint.pth', device='cpu')
     result = inference_model(model, 'demo.jpg')  # a DetDataSample
     results = inference_model(model, ['a.jpg', image_array])  # a list of them
 

@@ -4,7 +4,8 @@
 
     from mmsgformer.deployment import export_onnx
 
-    export_onnx('configs/sgformer_s_in1k.py', 'sgformer_s.pth', out='sgformer_s.onnx')
+    config = 'configs/sgformer/sgformer-s_16xb64_in1k.py'
+    export_onnx(config, 'sgformer_s.pth', out='sgformer_s.onnx')
 
 The file contract (inputs, outputs, what the graph does) is in ``docs/deployment.md``.
 """

@@ -9,7 +9,8 @@ image size, so that the config's evaluator works unchanged (``tools/test.py CONF
     from mmsgformer.apis import inference_model
     from mmsgformer.deployment import init_onnx_model
 
-    model = init_onnx_model('model.onnx', 'configs/upernet_sgformer_s_ade20k.py')
+    config = 'configs/upernet/upernet_sgformer-s_8xb2-160k_ade20k-512x512.py'
+    model = init_onnx_model('model.onnx', config)
     result = inference_model(model, 'demo.jpg')  # a SegDataSample
 """
 

@@ -8,13 +8,122 @@ Every tool reads its config through :func:`load_config` and learns its task from
 from __future__ import annotations
 
 import importlib
+import os
 import os.path as osp
+import re
 from typing import Any, List, Optional, Tuple
 
 from mmengine.config import Config, ConfigDict
+from mmengine.config import utils as mmengine_config_utils
 
 TASK_SCOPES = {'det': 'mmdet', 'seg': 'mmseg', 'cls': 'mmpretrain'}
 """Our task names and the OpenMMLab scope (``default_scope``) of each."""
+
+
+PACKAGE = 'mmsgformer'
+MIXED_FORMS = 'The configuration file type in the inheritance chain must match'
+"""The start of MMEngine's message for a text config inheriting a pure-Python one (or the
+reverse)."""
+
+
+class ConfigError(ValueError):
+    """A config that cannot be read as written; the message names the file and the fix."""
+
+
+def register_config_package() -> None:
+    """Lets ``_base_ = ['mmsgformer::<folder>/<file>']`` resolve (called on ``import
+    mmsgformer``).
+
+    MMEngine resolves ``<package>::`` only for the packages in its ``MODULE2PACKAGE`` table and
+    then reads ``<package>/.mim/configs/<folder>/<file>``: the wheel ships the text configs
+    there, and in the clone ``mmsgformer/.mim/configs`` links to ``configs/``.
+    """
+    mmengine_config_utils.MODULE2PACKAGE.setdefault(PACKAGE, PACKAGE)
+
+
+def text_config_root() -> str:
+    """Where ``mmsgformer::`` paths are looked up: ``<installed package>/.mim/configs``."""
+    return osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), '.mim', 'configs')
+
+
+def _listing(folder: str) -> str:
+    """The files and folders in ``folder`` (folders with a trailing ``/``), for messages."""
+    if not osp.isdir(folder):
+        return '(the folder does not exist)'
+    names = sorted(
+        n + '/' if osp.isdir(osp.join(folder, n)) else n
+        for n in os.listdir(folder)
+        if not n.startswith(('.', '__'))
+    )
+    return ', '.join(names) or '(nothing)'
+
+
+def _missing_package_config(path: str, name: str) -> ConfigError:
+    """The error for ``mmsgformer::<name>`` that names no config of ours."""
+    root = text_config_root()
+    looked = osp.join(root, name)
+    folder = osp.dirname(looked)
+    while not osp.isdir(folder) and len(folder) > len(root):
+        folder = osp.dirname(folder)
+    return ConfigError(
+        f'{path}: `{PACKAGE}::{name}` names no config of {PACKAGE}: looked for {looked}; '
+        f'{folder} holds: {_listing(folder)}'
+    )
+
+
+def _mixed_forms(path: str) -> ConfigError:
+    """The error for a text config inheriting a pure-Python one, or the reverse."""
+    from mmsgformer.configs import TEXT_CONFIGS
+
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    inherited = [
+        (name, twin)
+        for name, twin in TEXT_CONFIGS.items()
+        if re.search(rf'(configs[/.]{re.escape(name).replace(chr(92) + ".", "[/.]")})\b', text)
+    ]
+    hint = ''.join(
+        f'\n  instead of mmsgformer/configs/{name.replace(".", "/")}.py inherit '
+        f'`{PACKAGE}::{twin}` (configs/{twin} in the clone)'
+        for name, twin in inherited
+    )
+    return ConfigError(
+        f'{path}: a text config (`_base_ = [...]`) cannot inherit a pure-Python config '
+        '(`with read_base(): from ... import *`), nor the reverse; every file of one '
+        'inheritance chain must have the same form. Text configs inherit ours as '
+        f"`_base_ = ['{PACKAGE}::<folder>/<file>']` (the files of configs/), pure-Python "
+        f'ones with `from {PACKAGE}.configs.<name> import *`.' + hint
+    )
+
+
+def read_config(path: str) -> Config:
+    """``Config.fromfile(path)`` with a clear :class:`ConfigError` where MMEngine's message
+    would not say what to change: mixed config forms, an ``mmsgformer::`` path that names no
+    config of ours or lacks a folder.
+
+    Args:
+        path: Config file.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'config file not found: {path}')
+    try:
+        return Config.fromfile(path)
+    except RuntimeError as e:
+        if MIXED_FORMS in str(e):
+            raise _mixed_forms(path) from None
+        raise
+    except (FileNotFoundError, ValueError, AssertionError) as e:
+        root = text_config_root()
+        missing = re.search(r'"([^"]+)" does not exist', str(e))
+        if missing and missing.group(1).startswith(root + os.sep):
+            raise _missing_package_config(path, osp.relpath(missing.group(1), root)) from None
+        if isinstance(e, ValueError) and f'{PACKAGE}::' in open(path, encoding='utf-8').read():
+            raise ConfigError(
+                f'{path}: an `{PACKAGE}::` path needs a folder, as in '
+                f'`{PACKAGE}::mask_rcnn/mask-rcnn_sgformer-s_fpn_1x_coco.py`; the folders '
+                f'are: {_listing(root)}'
+            ) from None
+        raise
 
 
 def _merge_option(cfg: Config, key: str, value: Any) -> None:
@@ -73,9 +182,7 @@ def load_config(
     Returns:
         The config.
     """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'config file not found: {path}')
-    cfg = apply_cfg_options(Config.fromfile(path), cfg_options)
+    cfg = apply_cfg_options(read_config(path), cfg_options)
     if launcher is not None:
         cfg.launcher = launcher
     if work_dir is not None:

@@ -3,7 +3,8 @@
     python tools/analysis_tools/benchmark.py                       # all defaults (long)
     python tools/analysis_tools/benchmark.py --models sgformer_s swin_t pvtv2_b2 \\
         --sizes 224x224@8 800x1333@1 --modes infer train --threads 2 --reps 3 --out r.json
-    python tools/analysis_tools/benchmark.py --whole-model configs/maskrcnn_sgformer_s_coco.py \\
+    python tools/analysis_tools/benchmark.py --whole-model \\
+        configs/mask_rcnn/mask-rcnn_sgformer-s_fpn_1x_coco.py \\
         --sizes 800x1333@1
     python tools/analysis_tools/benchmark.py --summary --threads 2 --official PATH
     python tools/analysis_tools/benchmark.py --onnx --threads 2   # ONNX Runtime vs PyTorch

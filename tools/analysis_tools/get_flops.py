@@ -1,8 +1,11 @@
 """Parameters and FLOPs (multiply-accumulates, as in the SG-Former/Swin/PVT papers) of a model.
 
-    python tools/analysis_tools/get_flops.py configs/sgformer_s_in1k.py --shape 224 224
-    python tools/analysis_tools/get_flops.py configs/maskrcnn_sgformer_s_coco.py --shape 800 1333
-    python tools/analysis_tools/get_flops.py configs/upernet_sgformer_s_ade20k.py --shape 512 512
+    python tools/analysis_tools/get_flops.py \\
+        configs/sgformer/sgformer-s_16xb64_in1k.py --shape 224 224
+    python tools/analysis_tools/get_flops.py \\
+        configs/mask_rcnn/mask-rcnn_sgformer-s_fpn_1x_coco.py --shape 800 1333
+    python tools/analysis_tools/get_flops.py \\
+        configs/upernet/upernet_sgformer-s_8xb2-160k_ade20k-512x512.py --shape 512 512
     python tools/analysis_tools/get_flops.py CONFIG --backbone-only --shape 224 224
     python tools/analysis_tools/get_flops.py --backbone sgformer_s swin_t pvtv2_b2 --shape 224 224
 
@@ -29,7 +32,7 @@ import time
 
 from mmsgformer.analysis.baselines import parse_custom
 from mmsgformer.analysis.flops import PARTS, backbone_macs, config_macs, config_name, format_table
-from mmsgformer.utils.config import load_config
+from mmsgformer.utils.config import ConfigError, load_config
 
 
 def parse_args(argv=None):
@@ -88,7 +91,10 @@ def main(argv=None):
     args = parse_args(argv)
     start = time.time()
     if args.config:
-        cfg = load_config(args.config, args.cfg_options)
+        try:
+            cfg = load_config(args.config, args.cfg_options)
+        except (ConfigError, FileNotFoundError) as err:
+            raise SystemExit(f'error: {err}')
         results = [
             config_macs(cfg, config_name(args.config), args.shape, args.part, args.count_recompute)
         ]

@@ -54,6 +54,7 @@ def main(argv=None):
     args = parse_args(argv)
     from mmsgformer.apis import init_model
     from mmsgformer.deployment import ExportError, init_onnx_model
+    from mmsgformer.utils.config import ConfigError
     from mmsgformer.utils.safe_loading import CheckpointError
     from mmsgformer.visualization import expand_images
     from mmsgformer.visualization.predictions import (
@@ -70,7 +71,8 @@ def main(argv=None):
             model = init_onnx_model(args.checkpoint, args.config, args.cfg_options)
         else:
             model = init_model(args.config, args.checkpoint, args.device, args.cfg_options)
-    except (CheckpointError, ExportError) as err:  # unreadable, unsafe or NaN/Inf weights
+    except (ConfigError, CheckpointError, ExportError) as err:  # a config that cannot be read;
+        # unreadable, unsafe or NaN/Inf weights
         raise SystemExit(f'error: {err}')
     cfg = model.cfg
     images = expand_images(args.images)[: args.num_images]

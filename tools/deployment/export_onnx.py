@@ -50,6 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     from mmsgformer.deployment import ExportError, export_onnx
+    from mmsgformer.utils.config import ConfigError
     from mmsgformer.utils.safe_loading import CheckpointError
 
     start = time.perf_counter()
@@ -62,7 +63,7 @@ def main(argv=None) -> None:
             example_size=tuple(args.example_size) if args.example_size else None,
             cfg_options=args.cfg_options,
         )
-    except (ExportError, CheckpointError, FileNotFoundError) as err:
+    except (ConfigError, ExportError, CheckpointError, FileNotFoundError) as err:
         raise SystemExit(f'error: {err}')
     print(
         f'exported {out} in {time.perf_counter() - start:.1f} s, {osp.getsize(out) / 2**20:.1f} MiB'

@@ -24,17 +24,11 @@ CLASSIFICATION_CONFIG = osp.join(REPO, 'configs', 'sgformer', 'sgformer-s_16xb64
 
 
 def tiny_detection_config(data_root, imports=('mmsgformer',), extra: str = '') -> str:
-    """Text of a config inheriting the detection demo (absolute ``_base_``) that trains and
-    evaluates on a generated shapes dataset at ``data_root``, batch 2, no workers; ``extra``
-    lines are appended and merge into the demo's values. Our configs are pure-Python and a
-    text config cannot inherit one, so the demo is first written out in full (as a text config)
-    to ``data_root/demo_config.py``."""
-    from mmengine.config import Config
-
-    base = osp.join(str(data_root), 'demo_config.py')
-    Config.fromfile(DETECTION_DEMO_CONFIG).dump(base)
+    """Text of a config inheriting the detection demo's text config (absolute ``_base_``) that
+    trains and evaluates on a generated shapes dataset at ``data_root``, batch 2, no workers;
+    ``extra`` lines are appended and merge into the demo's values."""
     return (
-        f"_base_ = ['{base}']\n"
+        f"_base_ = ['{DETECTION_DEMO_CONFIG}']\n"
         f'custom_imports = dict(imports={list(imports)!r}, allow_failed_imports=False)\n'
         f"data_root = '{data_root}/'\n"
         'train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,\n'
@@ -92,6 +86,11 @@ def flatten_config(value, prefix: str = '') -> dict:
 ABSENT = '<absent>'
 """A config key that one of two compared configs does not have."""
 
+HELPER_VARIABLES = {'ms_scales', '_ms_scales', 'checkpoint_file', 'backbone_norm_cfg', 'optimizer'}
+"""Top-level config names that no runner reads, which one form of a config has and the other
+may lack: a file's own helpers, and the ``backbone_norm_cfg`` and SGD ``optimizer`` helpers of
+mmseg's bases (the runner reads ``optim_wrapper``)."""
+
 
 def changes_from_upstream(upstream: str, config: str, folder) -> dict:
     """``{key: our value}`` for every config leaf where ``config`` differs from a config of the
@@ -100,9 +99,9 @@ def changes_from_upstream(upstream: str, config: str, folder) -> dict:
     Args:
         upstream: The task library's text config, e.g.
             ``'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'`` (read through a config in
-            ``folder`` that inherits it; the ``_scope_`` keys such inheritance adds are left
-            out).
-        config: Our config file.
+            ``folder`` that inherits it).
+        config: Our config file. The ``_scope_`` keys that inheriting a ``pkg::`` base adds
+            are left out of both.
         folder: A folder for that config (``tmp_path``).
     """
     from mmengine.config import Config
@@ -114,9 +113,12 @@ def changes_from_upstream(upstream: str, config: str, folder) -> dict:
     text = osp.join(str(folder), 'upstream.py')
     with open(text, 'w') as f:
         f.write(f'_base_ = [{upstream!r}]\n')
-    theirs = flatten_config(Config.fromfile(text).to_dict())
-    ours = flatten_config(Config.fromfile(config).to_dict())
-    theirs = {k: v for k, v in theirs.items() if not k.endswith('_scope_')}
+
+    def leaves(path: str) -> dict:
+        flat = flatten_config(Config.fromfile(path).to_dict())
+        return {k: v for k, v in flat.items() if not k.endswith('_scope_')}
+
+    theirs, ours = leaves(text), leaves(config)
     return {
         k: ours.get(k, ABSENT)
         for k in set(theirs) | set(ours)

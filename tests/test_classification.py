@@ -24,7 +24,7 @@ def build_classifier(config, **backbone):
 
 @pytest.mark.parametrize('size', ['s', 'm', 'b'])
 def test_configs_build_with_official_sizes(size):
-    cfg, model = build_classifier(f'configs/sgformer_{size}_in1k.py')
+    cfg, model = build_classifier(f'configs/sgformer/sgformer-{size}_16xb64_in1k.py')
     params = {'s': 22_545_981, 'm': 38_689_316, 'b': 77_950_293}[size]
     assert sum(p.numel() for p in model.parameters()) == params
     test_pipeline = cfg.test_dataloader.dataset.pipeline
@@ -43,10 +43,10 @@ def test_in1k_recipe_is_mmpretrain_swin_with_sgformer(size, tmp_path):
     """The ImageNet configs are mmpretrain's Swin-T recipe (AdamW lr 1e-3 for batch 1024, weight
     decay 0.05, 20 warm-up epochs then cosine to 300, Mixup/CutMix, RandAugment, random erasing,
     label smoothing, its pipelines and runtime) with SG-Former in Swin's place: a value of
-    mmpretrain's recipe spelled out wrong in our pure-Python configs fails here."""
+    mmpretrain's recipe spelled out wrong in our configs fails here."""
     drop_path, channels = IN1K_SIZES[size]
     changes = changes_from_upstream(
-        SWIN_IN1K, osp.join(REPO, f'configs/sgformer_{size}_in1k.py'), tmp_path
+        SWIN_IN1K, osp.join(REPO, f'configs/sgformer/sgformer-{size}_16xb64_in1k.py'), tmp_path
     )
     # where a size's value happens to be Swin-T's, it is no change
     assert changes.pop('model.backbone.drop_path_rate', 0.2) == drop_path

@@ -6,15 +6,10 @@ import os
 import os.path as osp
 
 import pytest
-from conftest import REPO, flatten_config
+from conftest import HELPER_VARIABLES, REPO, flatten_config
 from mmengine.config import Config
 
 from mmsgformer.configs import TEXT_CONFIGS
-
-HELPER_VARIABLES = {'ms_scales', '_ms_scales', 'checkpoint_file', 'backbone_norm_cfg', 'optimizer'}
-"""Top-level names of one form only that no runner reads: the file's own helpers, and the
-``backbone_norm_cfg`` and SGD ``optimizer`` helpers of mmseg's bases (the runner reads
-``optim_wrapper``)."""
 
 
 def _plain(value, scope: str):

@@ -128,7 +128,7 @@ def test_pooling_matrices_are_adaptive_average_pooling():
 
 
 # ------------------------------------------------------------------ parity at other sizes
-def _check_scores(exported) -> None:
+def _check_scores(exported, atol: float = 1e-4) -> None:
     engine = ort.InferenceSession(exported['onnx'])
     for batch, height, width in SIZES:
         images = _images(batch, height, width)
@@ -136,7 +136,7 @@ def _check_scores(exported) -> None:
         expected = _torch_scores(exported['model'], images)
         assert scores.shape == (batch, 1000)
         assert expected.max() > 0.01  # not uniform (1e-3): the comparison means something
-        np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(scores, expected, rtol=0, atol=atol)
 
 
 def test_classifier_scores_match_pytorch(classifier):
@@ -144,7 +144,9 @@ def test_classifier_scores_match_pytorch(classifier):
 
 
 def test_sgformer_s_classifier_scores_match_pytorch(tmp_path_factory):
-    _check_scores(_export(tmp_path_factory, 's', CLASSIFICATION_CONFIG, sharpen=30.0))
+    # float32 logits of the 22M-parameter model differ between the runtimes by ~1e-6 relative;
+    # the softmax of 30x sharpened logits turns that into up to ~5e-4 in a probability
+    _check_scores(_export(tmp_path_factory, 's', CLASSIFICATION_CONFIG, sharpen=30.0), atol=1e-3)
 
 
 def test_segmentor_seg_map_matches_pytorch(segmentor):

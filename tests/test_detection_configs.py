@@ -99,13 +99,15 @@ def test_model_sizes(size):
 
 
 # What a 3x config may change in its 1x config: the multi-scale training pipeline, the epochs
-# and the lr steps (and the `_ms_scales` helper of the shared 3x piece).
+# and the lr steps (and the multi-scale helper, `ms_scales` in the text form, `_ms_scales` in the
+# pure-Python one).
 SCHEDULE_AND_PIPELINE = (
     'train_pipeline',
     'train_dataloader.dataset.pipeline',
     'max_epochs',
     'train_cfg.max_epochs',
     'param_scheduler',
+    'ms_scales',
     '_ms_scales',
 )
 
@@ -170,7 +172,7 @@ def test_coco_recipe_is_mmdet_swin_mask_rcnn_with_sgformer(size, tmp_path):
     """The COCO configs are mmdet's Swin-T Mask R-CNN 1x (AdamW lr 1e-4, weight decay 0.05,
     12 epochs with steps at 8 and 11, batch 16, 1333x800, its heads, data and runtime) with
     SG-Former in Swin's place and nothing else changed: a value of mmdet's recipe spelled out
-    wrong in our pure-Python configs fails here."""
+    wrong in our configs fails here."""
     drop_path, channels = SIZES[size]
     changes = changes_from_upstream(
         SWIN_MASK_RCNN_1X,

@@ -1,8 +1,10 @@
 """The installable package: a built wheel, installed without the checkout on the path, ships
-the configs (importable as ``mmsgformer.configs.<name>``), the tools and the model index the
-OpenMMLab way (``mmsgformer/.mim``), and a project in another folder trains and evaluates
-configs that inherit ours: detection through ``mim train/test mmsgformer`` (our tools, from the
-installed package), segmentation with mmseg's own stock ``tools/train.py`` / ``tools/test.py``.
+the text configs where MMEngine resolves ``mmsgformer::`` and mim finds them
+(``mmsgformer/.mim/configs``), the pure-Python configs (importable as
+``mmsgformer.configs.<name>``), the tools and the model index, and a project in another folder
+trains and evaluates text configs that inherit ours: detection through ``mim train/test
+mmsgformer`` (our tools, from the installed package) with ``mmsgformer::``, segmentation with
+mmseg's own stock ``tools/train.py`` / ``tools/test.py`` by path.
 
 One wheel build for this file (module fixture); tiny demo models, 1 iteration on 2 generated
 images each.
@@ -20,21 +22,47 @@ from typing import NamedTuple
 import pytest
 from conftest import REPO
 
+from mmsgformer.configs import TEXT_CONFIGS
+
 TIMEOUT = 600
 # What the wheel is built from (pyproject.toml's package and setup.py's .mim sources).
-SOURCES = ('pyproject.toml', 'setup.py', 'README.md', 'model-index.yml', 'mmsgformer', 'tools')
+SOURCES = (
+    'pyproject.toml',
+    'setup.py',
+    'README.md',
+    'model-index.yml',
+    'mmsgformer',
+    'tools',
+    'configs',
+)
 MIM = osp.join(osp.dirname(sys.executable), 'mim')
+PYTHON_CONFIGS = sorted(TEXT_CONFIGS)
+"""Every pure-Python config of ours as a dotted name under ``mmsgformer.configs``."""
+TEXT_PATHS = sorted(TEXT_CONFIGS.values())
+"""Every text config of ours as a path under ``configs/`` (``mmsgformer::<path>``)."""
+STRIP_SCOPES = """
+def strip_scopes(value):  # the _scope_ keys that inheriting an `mmsgformer::` base adds
+    if isinstance(value, dict):
+        return {k: strip_scopes(v) for k, v in value.items() if k != '_scope_'}
+    if isinstance(value, (list, tuple)):
+        return [strip_scopes(v) for v in value]
+    return value
+"""
 
 
-def config_names():
-    """Every config of ours as a dotted name under ``mmsgformer.configs`` (bases excluded)."""
-    root = osp.join(REPO, 'mmsgformer', 'configs')
-    names = []
-    for path in sorted(glob.glob(osp.join(root, '**', '*.py'), recursive=True)):
-        rel = osp.relpath(path, root)[: -len('.py')]
-        if osp.basename(rel) != '__init__' and not rel.startswith('_base_'):
-            names.append(rel.replace(os.sep, '.'))
-    return names
+def test_every_config_is_named_in_text_configs():
+    """:data:`TEXT_CONFIGS` names every config file of both forms (bases excluded)."""
+
+    def configs_in(root, separator):
+        found = []
+        for path in glob.glob(osp.join(root, '**', '*.py'), recursive=True):
+            rel = osp.relpath(path, root)
+            if not rel.startswith('_base_') and osp.basename(rel) != '__init__.py':
+                found.append(rel[: -len('.py')].replace(os.sep, '.') if separator else rel)
+        return sorted(found)
+
+    assert configs_in(osp.join(REPO, 'mmsgformer', 'configs'), '.') == PYTHON_CONFIGS
+    assert configs_in(osp.join(REPO, 'configs'), None) == TEXT_PATHS
 
 
 class Installed(NamedTuple):
@@ -98,15 +126,15 @@ def installed(tmp_path_factory) -> Installed:
 
 def test_wheel_ships_configs_tools_and_model_index(installed):
     names = set(zipfile.ZipFile(installed.wheel).namelist())
-    for name in config_names():
+    for name in PYTHON_CONFIGS:
         assert f'mmsgformer/configs/{name.replace(".", "/")}.py' in names
-    for base in (
-        'maskrcnn_sgformer_coco',
-        'maskrcnn_coco_ms_3x',
-        'upernet_sgformer_ade20k',
-        'sgformer_in1k',
-    ):
-        assert f'mmsgformer/configs/_base_/{base}.py' in names
+    for path in TEXT_PATHS + [
+        '_base_/models/mask-rcnn_sgformer_fpn.py',
+        '_base_/models/upernet_sgformer.py',
+        '_base_/models/image-classifier_sgformer.py',
+        '_base_/sgformer-tiny.py',
+    ]:
+        assert f'mmsgformer/.mim/configs/{path}' in names
     for tool in ('train.py', 'test.py', 'analysis_tools/get_flops.py'):
         assert f'mmsgformer/.mim/tools/{tool}' in names
     assert 'mmsgformer/.mim/model-index.yml' in names
@@ -123,68 +151,74 @@ def test_wheel_ships_configs_tools_and_model_index(installed):
     assert not any('__pycache__' in n for n in names)
 
 
-def test_every_config_imports_from_the_installed_package(installed):
-    """``from mmsgformer.configs.<name> import *`` in another folder gives the same config as
-    the checkout's file, and MMEngine found the installed package, not the checkout."""
-    script = f"""
-import json, os.path as osp, sys
+def test_every_config_inherits_from_the_installed_package(installed):
+    """In another folder, ``_base_ = ['mmsgformer::<path>']`` (once mmsgformer is imported)
+    gives the same config as the checkout's text config, and ``from mmsgformer.configs.<name>
+    import *`` the same as its pure-Python twin; MMEngine found the installed package, not the
+    checkout."""
+    script = (
+        STRIP_SCOPES
+        + f"""
+import json, os.path as osp
 from mmengine.config import Config
 from mmengine.utils import get_installed_path
 import mmsgformer
 assert mmsgformer.__file__.startswith({installed.site!r}), mmsgformer.__file__
 assert get_installed_path('mmsgformer').startswith({installed.site!r})
-for name in {config_names()!r}:
-    path = 'user_' + name.replace('.', '_') + '.py'
-    with open(path, 'w') as f:
-        f.write('from mmengine.config import read_base\\n'
-                'with read_base():\\n'
-                f'    from mmsgformer.configs.{{name}} import *\\n')
-    ours = Config.fromfile(osp.join({REPO!r}, 'configs', *name.split('.')) + '.py')
-    theirs = Config.fromfile(path)
-    assert json.dumps(ours.to_dict(), sort_keys=True, default=repr) == json.dumps(
-        theirs.to_dict(), sort_keys=True, default=repr), name
+
+def same(ours, text, name):
+    with open('user.py', 'w') as f:
+        f.write(text)
+    theirs = Config.fromfile('user.py').to_dict()
+    assert json.dumps(strip_scopes(Config.fromfile(ours).to_dict()), sort_keys=True,
+                      default=repr) == json.dumps(strip_scopes(theirs), sort_keys=True,
+                                                  default=repr), name
     print('same', name)
+
+for path in {TEXT_PATHS!r}:
+    same(osp.join({REPO!r}, 'configs', path), f"_base_ = ['mmsgformer::{{path}}']\\n", path)
+for name in {PYTHON_CONFIGS!r}:
+    same(osp.join({REPO!r}, 'mmsgformer', 'configs', *name.split('.')) + '.py',
+         'from mmengine.config import read_base\\n'
+         'with read_base():\\n'
+         f'    from mmsgformer.configs.{{name}} import *\\n', name)
 """
+    )
     out = run([sys.executable, '-c', script], installed)
-    assert out.count('same ') == len(config_names()), out
+    assert out.count('same ') == len(TEXT_PATHS) + len(PYTHON_CONFIGS), out
 
 
 def test_mim_search_lists_the_models(installed):
     out = run([MIM, 'search', 'mmsgformer', '--valid-config'], installed)  # a list's repr
-    for name in config_names():
-        assert repr(name.split('.')[-1]) in out, (name, out)
-    out = run([MIM, 'search', 'mmsgformer', '--config', 'sgformer_s_in1k'], installed)
+    for path in TEXT_PATHS:
+        assert repr(osp.basename(path)[: -len('.py')]) in out, (path, out)
+    out = run([MIM, 'search', 'mmsgformer', '--config', 'sgformer-s_16xb64_in1k'], installed)
     assert '83.2' in out and 'configs/sgformer/sgformer-s_16xb64_in1k.py' in out, out
 
 
 DETECTION = """
-from mmengine.config import read_base
-
-with read_base():
-    from mmsgformer.configs.demo.maskrcnn_sgformer_tiny_shapes import *
+_base_ = ['mmsgformer::demo/mask-rcnn_sgformer-tiny_fpn_shapes.py']
 
 # data in ./data/coco_shapes (the demo's data_root), 2 images: 1 iteration, then evaluation
-train_dataloader.update(batch_size=2, num_workers=0, persistent_workers=False)
-val_dataloader.update(batch_size=2, num_workers=0, persistent_workers=False)
+train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False)
+val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False)
 test_dataloader = val_dataloader
-model.test_cfg.rcnn.score_thr = 0.0  # a barely trained detector still gets scored
-train_cfg.update(max_epochs=1, val_interval=1)
-default_hooks.logger.interval = 1
+model = dict(test_cfg=dict(rcnn=dict(score_thr=0.0)))  # a barely trained detector still scores
+train_cfg = dict(max_epochs=1, val_interval=1)
+default_hooks = dict(logger=dict(interval=1))
 """
 
+# mmseg's stock tools read the config before importing anything of ours: the path form, with
+# the demo's custom_imports registering SG-Former
 SEGMENTATION = """
-from mmengine.config import read_base
-
-with read_base():
-    from mmsgformer.configs.demo.upernet_sgformer_tiny_shapes import *
+_base_ = ['{site}/mmsgformer/.mim/configs/demo/upernet_sgformer-tiny_shapes.py']
 
 # data in ./data/ade_shapes (the demo's data_root), 2 images: 1 iteration, then evaluation
-train_dataloader.update(batch_size=2, num_workers=0, persistent_workers=False)
-val_dataloader.update(batch_size=2, num_workers=0, persistent_workers=False)
+train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False)
+val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False)
 test_dataloader = val_dataloader
-train_cfg.update(max_iters=1, val_interval=1)
-default_hooks.checkpoint.interval = 1
-default_hooks.logger.interval = 1
+train_cfg = dict(max_iters=1, val_interval=1)
+default_hooks = dict(checkpoint=dict(interval=1), logger=dict(interval=1))
 """
 
 
@@ -246,7 +280,7 @@ def test_downstream_segmentation_with_mmseg_stock_tools(installed):
         seed=1,
     )
     with open(osp.join(installed.project, 'seg.py'), 'w') as f:
-        f.write(SEGMENTATION)
+        f.write(SEGMENTATION.format(site=installed.site))
     tools = osp.join(osp.dirname(find_spec('mmseg').origin), '.mim', 'tools')
     work = osp.join(installed.project, 'work_seg')
     run([sys.executable, osp.join(tools, 'train.py'), 'seg.py', '--work-dir', work], installed)
@@ -275,9 +309,7 @@ def test_model_index_covers_every_config():
     assert len(paths) == len(set(paths))
     for path in paths:
         assert osp.isfile(osp.join(REPO, path)), path
-    assert sorted(paths) == sorted(
-        'configs/' + name.replace('.', '/') + '.py' for name in config_names()
-    )
+    assert sorted(paths) == ['configs/' + path for path in TEXT_PATHS]
     for model in index.models:
         assert model.name == osp.basename(model.config)[: -len('.py')]
         assert model.metadata.parameters and model.metadata.flops or 'tiny' in model.name
@@ -285,9 +317,15 @@ def test_model_index_covers_every_config():
 
 def test_clone_configs_inherited_from_another_folder(tmp_path):
     """In the environment `make setup` builds (the clone on the path through a .pth file), a
-    config in another folder inherits ours from ``mmsgformer.configs`` (an editable install
-    would make MMEngine look for ``site-packages/mmsgformer`` and fail)."""
-    (tmp_path / 'my_config.py').write_text(
+    config in another folder inherits ours in both forms: a text config through
+    ``mmsgformer::`` (``mmsgformer/.mim/configs`` links to ``configs/``), a pure-Python one from
+    ``mmsgformer.configs`` (an editable install would make MMEngine look for
+    ``site-packages/mmsgformer`` and fail)."""
+    (tmp_path / 'my_text_config.py').write_text(
+        "_base_ = ['mmsgformer::upernet/upernet_sgformer-s_8xb2-160k_ade20k-512x512.py']\n"
+        'model = dict(decode_head=dict(num_classes=7))\n'
+    )
+    (tmp_path / 'my_python_config.py').write_text(
         'from mmengine.config import read_base\n'
         'with read_base():\n'
         '    from mmsgformer.configs.upernet_sgformer_s_ade20k import *\n'
@@ -296,9 +334,10 @@ def test_clone_configs_inherited_from_another_folder(tmp_path):
     script = (
         'import mmsgformer\n'
         'from mmengine.config import Config\n'
-        'cfg = Config.fromfile("my_config.py")\n'
-        'print(mmsgformer.__file__, cfg.model.decode_head.num_classes, '
-        'cfg.model.backbone.type)\n'
+        'built = [Config.fromfile(name).model for name in ("my_text_config.py",\n'
+        '                                                    "my_python_config.py")]\n'
+        'print("RESULT", mmsgformer.__file__, *[(m.decode_head.num_classes, m.backbone.type)\n'
+        '                                     for m in built])\n'
     )
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
     proc = subprocess.run(
@@ -311,6 +350,6 @@ def test_clone_configs_inherited_from_another_folder(tmp_path):
         timeout=TIMEOUT,
     )
     assert proc.returncode == 0, proc.stdout[-3000:]
-    module_file, num_classes, backbone = proc.stdout.split()[-3:]
-    assert osp.realpath(module_file) == osp.realpath(osp.join(REPO, 'mmsgformer', '__init__.py'))
-    assert (num_classes, backbone) == ('7', 'mmsgformer.SGFormer')
+    result = proc.stdout[proc.stdout.rindex('RESULT ') :].split(maxsplit=2)
+    assert osp.realpath(result[1]) == osp.realpath(osp.join(REPO, 'mmsgformer', '__init__.py'))
+    assert result[2].strip() == ' '.join(["(7, 'mmsgformer.SGFormer')"] * 2), proc.stdout[-3000:]

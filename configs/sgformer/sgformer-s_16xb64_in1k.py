@@ -1,6 +1,7 @@
 # SG-Former-S on ImageNet-1k (paper: top-1 83.2).
 # Evaluate converted official weights:
-#   python tools/test.py configs/sgformer_s_in1k.py checkpoints/sgformer_s_in1k_converted.pth
+#   python tools/test.py configs/sgformer/sgformer-s_16xb64_in1k.py \
+#       checkpoints/sgformer_s_in1k_converted.pth
 #
 # mmpretrain's Swin ImageNet data (evaluation as the official code: short side 256, bicubic,
 # PIL, centre crop 224; RandAugment, random erasing for training), its batch-1024 AdamW

@@ -25,8 +25,8 @@ ONNX_GOAL = 1.0
 
 
 class OnnxRun(NamedTuple):
-    """One row: the whole model of a config of ``mmsgformer/configs`` at ``(height, width)``,
-    ``batch`` images."""
+    """One row: the whole model of a text config (a path under ``configs/``) at
+    ``(height, width)``, ``batch`` images."""
 
     title: str
     config: str
@@ -36,9 +36,17 @@ class OnnxRun(NamedTuple):
 
 
 ONNX_RUNS = [
-    OnnxRun('SG-Former-S classification', 'sgformer_s_in1k.py', 224, 224, 8),
-    OnnxRun('UperNet-S segmentation', 'upernet_sgformer_s_ade20k.py', 512, 512, 1),
-    OnnxRun('Mask R-CNN-S detection', 'maskrcnn_sgformer_s_coco.py', 800, 1216, 1),
+    OnnxRun('SG-Former-S classification', 'sgformer/sgformer-s_16xb64_in1k.py', 224, 224, 8),
+    OnnxRun(
+        'UperNet-S segmentation',
+        'upernet/upernet_sgformer-s_8xb2-160k_ade20k-512x512.py',
+        512,
+        512,
+        1,
+    ),
+    OnnxRun(
+        'Mask R-CNN-S detection', 'mask_rcnn/mask-rcnn_sgformer-s_fpn_1x_coco.py', 800, 1216, 1
+    ),
 ]
 
 
@@ -64,14 +72,13 @@ def measure_onnx_run(run: OnnxRun, folder: str, options: BenchmarkOptions) -> di
     """Exports one run's model into ``folder`` and times it under both runtimes."""
     import onnxruntime as ort
 
-    import mmsgformer
     from mmsgformer.apis import build_model
     from mmsgformer.deployment import export_onnx
     from mmsgformer.deployment.export import export_module, prepare_for_export
-    from mmsgformer.utils.config import load_config, task_of
+    from mmsgformer.utils.config import load_config, task_of, text_config_root
 
     torch.manual_seed(options.seed)
-    cfg = load_config(osp.join(osp.dirname(mmsgformer.__file__), 'configs', run.config))
+    cfg = load_config(osp.join(text_config_root(), run.config))
     out = osp.join(folder, osp.basename(run.config).replace('.py', '.onnx'))
     start = time.perf_counter()
     export_onnx(cfg, out=out)

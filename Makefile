@@ -2,22 +2,27 @@
 #   make demo   - installs what is missing, then runs the main job (the detection demo)
 #   make test   - installs what is missing, then runs the test suite
 #   make lint   - ruff: lint, import order and format check (configured in pyproject.toml)
-# The virtual environment lives in $(VENV) (default .venv; override with MMSGFORMER_VENV).
+# The virtual environment lives in $(VENV) (default .venv; override with MMSGFORMER_VENV), on the
+# default OpenMMLab stack (requirements/onedl.txt; see docs/install.md).
 #
-#   make test-torch21 - the attention, backbone, checkpoint, classification and segmentation tests
-#                       under torch 2.1.2, the oldest supported torch, in a second environment
-#                       $(VENV21) (default: in the cache beside the compiled mmcv wheels, so that
-#                       fresh clones reuse it; override with MMSGFORMER_VENV_TORCH21)
+#   make test-upstream - the whole suite on the other stack (requirements/upstream.txt), in a
+#                        second environment $(VENV_UPSTREAM) (default: in the cache beside the
+#                        compiled mmcv wheels, so that fresh clones reuse it; override with
+#                        MMSGFORMER_VENV_UPSTREAM)
+#   make test-torch21  - the attention, backbone, checkpoint, classification and segmentation tests
+#                        under torch 2.1.2, the oldest supported torch (upstream stack), in a third
+#                        environment $(VENV21) (in the cache; override with MMSGFORMER_VENV_TORCH21)
 VENV ?= $(or $(MMSGFORMER_VENV),.venv)
 PYTHON := $(VENV)/bin/python
 export MMSGFORMER_VENV := $(abspath $(VENV))
 
 CACHE := $(or $(MMSGFORMER_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mmsgformer)
+VENV_UPSTREAM ?= $(or $(MMSGFORMER_VENV_UPSTREAM),$(CACHE)/venv-upstream-torch2.14.1)
 VENV21 ?= $(or $(MMSGFORMER_VENV_TORCH21),$(CACHE)/venv-torch2.1.2)
 TORCH21_TESTS := tests/test_compat.py tests/test_attention.py tests/test_backbone.py \
 	tests/test_checkpoint.py tests/test_classification.py tests/test_segmentation_configs.py
 
-.PHONY: setup demo seg-demo lint test setup-torch21 test-torch21
+.PHONY: setup demo seg-demo lint test test-onedl setup-upstream test-upstream setup-torch21 test-torch21
 
 setup:
 	bash tools/setup_env.sh
@@ -35,8 +40,17 @@ lint: setup
 test: setup
 	$(PYTHON) -m pytest -q tests
 
+test-onedl: test  # the default stack is OneDL's
+
+setup-upstream:
+	MMSGFORMER_VENV=$(abspath $(VENV_UPSTREAM)) MMSGFORMER_STACK=upstream bash tools/setup_env.sh
+
+test-upstream: setup-upstream
+	$(VENV_UPSTREAM)/bin/python -m pytest -q tests
+
 setup-torch21:
-	MMSGFORMER_VENV=$(abspath $(VENV21)) MMSGFORMER_TORCH=2.1.2 bash tools/setup_env.sh
+	MMSGFORMER_VENV=$(abspath $(VENV21)) MMSGFORMER_STACK=upstream MMSGFORMER_TORCH=2.1.2 \
+		bash tools/setup_env.sh
 
 test-torch21: setup-torch21
 	$(VENV21)/bin/python -m pytest -q $(TORCH21_TESTS)

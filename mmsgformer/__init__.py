@@ -7,7 +7,14 @@ adds the checkpoint allow-list to torch's (:func:`mmsgformer.utils.register_safe
 MMEngine checkpoints load through MMEngine's and the stock tools' ``torch.load``, and makes
 ``_base_ = ['mmsgformer::<folder>/<file>']`` resolve to our text configs
 (:func:`mmsgformer.utils.config.register_config_package`).
+
+Before any of that it checks that the installed OpenMMLab packages come from one line, upstream
+or OneDL (:func:`mmsgformer.utils.compat.check_openmmlab_installation`).
 """
+
+from .utils.compat import check_openmmlab_installation
+
+check_openmmlab_installation()
 
 from . import engine  # noqa: F401  (registers the hooks and the CPU model wrapper)
 from .models import SGFormer  # noqa: F401  (registers the backbone)

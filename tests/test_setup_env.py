@@ -105,6 +105,7 @@ def install_mmcv(tmp_path, cache, ops_load: bool):
         STAND_INS + 'install_mmcv',
         {
             'MMSGFORMER_VENV': sys.prefix,
+            'MMSGFORMER_STACK': 'upstream',
             'MMSGFORMER_TORCH': '2.1.2',
             'MMSGFORMER_CACHE': str(cache.parent.parent),
             'CALLS': str(calls),
@@ -141,3 +142,45 @@ def test_fitting_wheel_is_used_and_stamped(tmp_path, cache, stamp):
     assert built == [] and 'not usable' not in log
     assert (cache / 'mmcv-2.1.0-cp311-cp311-linux_x86_64.whl').read_text() == 'cached'
     assert (cache / 'built-against').read_text() == '2.1.2 new\n'
+
+
+def sourced_value(expression: str, env: dict) -> str:
+    result = run_sourced(f'echo "{expression}"', env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    'stack, mmcv', [('onedl', 'onedl-mmcv==2.3.6'), ('upstream', 'mmcv==2.1.0')]
+)
+def test_each_stack_builds_its_own_mmcv(stack, mmcv):
+    """The stack file's mmcv pin is what gets built, cached under its own distribution name."""
+    env = {'MMSGFORMER_STACK': stack}
+    assert sourced_value('$MMCV_REQUIREMENT', env) == mmcv
+    assert sourced_value('$MMCV_WHEEL_PREFIX', env) == mmcv.split('==')[0].replace('-', '_')
+    names = sourced_value('$(stack_distributions $STACK_FILE)', env).split()
+    assert len(names) == 6 and mmcv.split('==')[0] in names and 'setuptools' not in names
+
+
+@pytest.mark.parametrize(
+    'env, message',
+    [
+        ({'MMSGFORMER_STACK': 'openmmlab'}, 'MMSGFORMER_STACK=openmmlab is not one of the stacks'),
+        ({'MMSGFORMER_STACK': 'onedl', 'MMSGFORMER_TORCH': '2.1.2'}, 'MMSGFORMER_STACK=upstream'),
+    ],
+)
+def test_unknown_stack_or_unsupported_pair_is_refused(env, message):
+    result = run_sourced('true', env)
+    assert result.returncode == 1 and message in result.stderr
+
+
+def test_other_stacks_packages_are_found_for_removal(tmp_path):
+    """An environment switched to onedl that still has upstream packages: they are named."""
+    for name in ('mmdet', 'openmim'):
+        info = tmp_path / f'{name}-1.0.dist-info'
+        info.mkdir()
+        (info / 'METADATA').write_text(f'Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n')
+    env = {'MMSGFORMER_VENV': sys.prefix, 'MMSGFORMER_STACK': 'onedl', 'PYTHONPATH': str(tmp_path)}
+    found = sourced_value('$(other_stacks_installed)', env).split()
+    assert {'mmdet', 'openmim'} <= set(found)
+    assert not any(name.startswith('onedl-') for name in found)

@@ -24,9 +24,13 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 from mmengine.config import Config, ConfigDict
 
+from ..utils.compat import OpenMMLabInstallError, check_mmcv_ops
 from ..utils.config import load_config, task_of
 from ..utils.safe_loading import read_checkpoint
 from .preflight import check_dataset_paths, concise_build_error
+
+SCOPES_NEEDING_MMCV_OPS = ('mmdet', 'mmseg')
+"""Scopes whose packages import mmcv's compiled ops when their models register."""
 
 
 class RunError(RuntimeError):
@@ -124,12 +128,18 @@ def build_runner(cfg: Config, config: str):
     Raises:
         RunError: Building failed; the message is the failing component's own, without the
             registry's nesting (``MMSGFORMER_DEBUG=1`` re-raises the original error instead).
+            Or mmcv's compiled ops, which mmdet and mmseg import, do not load.
     """
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
     from .dist import setup_distributed
 
+    if cfg.get('default_scope') in SCOPES_NEEDING_MMCV_OPS:
+        try:
+            check_mmcv_ops()
+        except OpenMMLabInstallError as err:
+            raise RunError(str(err)) from None
     setup_distributed(cfg, cfg.get('launcher', 'none'))
     try:
         return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)

@@ -1,19 +1,32 @@
-"""One place for the torch APIs that are newer than the oldest torch we support (2.1).
+"""One place for what differs between the versions mmsgformer supports.
 
-mmsgformer runs on torch 2.1 (the newest torch with prebuilt mmcv 2.1.0 wheels, what GPU users
-install) through 2.14. Code elsewhere in the package calls these helpers instead of the newer
-APIs, so that each fallback is written once and tested under both ends of the range
-(``make test-torch21``).
+* torch: mmsgformer runs on torch 2.1 (the newest torch with prebuilt mmcv 2.1.0 wheels, what
+  GPU users install) through 2.14. Code elsewhere in the package calls these helpers instead of
+  the newer APIs, so that each fallback is written once and tested under both ends of the range
+  (``make test-torch21``).
+* OpenMMLab: two lines install the same import names (``mmcv``, ``mmengine``, ``mmdet``,
+  ``mmseg``, ``mmpretrain``, ``mim``): the upstream OpenMMLab releases and the maintained OneDL
+  fork (``requirements/upstream.txt``, ``requirements/onedl.txt``). One environment must hold
+  one line: :func:`check_openmmlab_installation` (run by ``import mmsgformer``) names a mixed
+  one, and :func:`check_mmcv_ops` an mmcv whose compiled ops are missing or do not load.
 """
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+import importlib
+import importlib.util
+from importlib.metadata import PackageNotFoundError, distribution
+from typing import Any, Dict, List, Optional
 
 import torch
 
 __all__ = [
     'TORCH_VERSION',
+    'OPENMMLAB_LINES',
+    'OpenMMLabInstallError',
+    'installed_openmmlab_lines',
+    'check_openmmlab_installation',
+    'check_mmcv_ops',
     'is_compiling',
     'is_tracing',
     'is_autocast_enabled',
@@ -110,3 +123,121 @@ def unsafe_globals_in_checkpoint(filename: str) -> Optional[List[str]]:
         return scan(filename)
     except Exception:  # noqa: BLE001 - a message helper must not hide the original error
         return None
+
+
+OPENMMLAB_LINES: Dict[str, Dict[str, List[str]]] = {
+    'upstream': {
+        'mmcv': ['mmcv', 'mmcv-full', 'mmcv-lite'],
+        'mmengine': ['mmengine', 'mmengine-lite'],
+        'mmdet': ['mmdet'],
+        'mmseg': ['mmsegmentation'],
+        'mmpretrain': ['mmpretrain'],
+        'mim': ['openmim'],
+    },
+    'onedl': {
+        'mmcv': ['onedl-mmcv'],
+        'mmengine': ['onedl-mmengine'],
+        'mmdet': ['onedl-mmdetection'],
+        'mmseg': ['onedl-mmsegmentation'],
+        'mmpretrain': ['onedl-mmpretrain'],
+        'mim': ['onedl-mim'],
+    },
+}
+"""For each OpenMMLab line, the distributions that install each import name."""
+
+_INSTALL_HINT = (
+    'In a clone of mmsgformer, `bash tools/setup_env.sh` sets up an environment with one line '
+    '(MMSGFORMER_STACK=onedl, the default, or upstream); otherwise see docs/install.md '
+    '"Two OpenMMLab lines".'
+)
+
+
+class OpenMMLabInstallError(ImportError):
+    """The installed OpenMMLab packages cannot work together (or with this torch)."""
+
+
+def _is_installed(name: str) -> bool:
+    try:
+        distribution(name)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+def installed_openmmlab_lines() -> Dict[str, List[str]]:
+    """The installed distributions of each OpenMMLab line (lines with none are left out)."""
+    found = {}
+    for line, packages in OPENMMLAB_LINES.items():
+        names = [name for names in packages.values() for name in names if _is_installed(name)]
+        if names:
+            found[line] = names
+    return found
+
+
+def check_openmmlab_installation() -> str:
+    """Checks that the installed OpenMMLab packages come from one line.
+
+    Packages of both lines in one environment overwrite each other's files under the same
+    import names, which shows up much later as an undefined symbol or a missing attribute deep
+    inside mmcv; this names the packages instead.
+
+    Returns:
+        The installed line (``'upstream'`` or ``'onedl'``), ``''`` where no OpenMMLab package
+        is installed as a distribution (e.g. a source checkout on ``PYTHONPATH``).
+
+    Raises:
+        OpenMMLabInstallError: Packages of both lines are installed, or none provides mmengine.
+    """
+    found = installed_openmmlab_lines()
+    if len(found) > 1:
+        listing = '; '.join(f'{line}: {", ".join(names)}' for line, names in found.items())
+        everything = ' '.join(name for names in found.values() for name in names)
+        raise OpenMMLabInstallError(
+            'the installed OpenMMLab packages mix two lines that install the same import names '
+            f'({listing}). Remove them all with `pip uninstall -y {everything}` and install one '
+            f'line again. {_INSTALL_HINT}'
+        )
+    if importlib.util.find_spec('mmengine') is None:
+        raise OpenMMLabInstallError(
+            f'mmsgformer needs mmengine, which is not installed. {_INSTALL_HINT}'
+        )
+    return next(iter(found), '')
+
+
+def _installed_mmcv() -> str:
+    """The installed mmcv as a pin of the distribution with ops (``'onedl-mmcv==2.3.6'``)."""
+    for packages in OPENMMLAB_LINES.values():
+        for name in packages['mmcv']:
+            if _is_installed(name):
+                with_ops = name.replace('-lite', '').replace('-full', '')
+                return f'{with_ops}=={distribution(name).version}'
+    return 'mmcv'
+
+
+def check_mmcv_ops() -> None:
+    """Checks that mmcv's compiled ops (``mmcv._ext``, e.g. ``RoIAlign`` and ``nms`` of Mask
+    R-CNN) load with the installed torch.
+
+    Raises:
+        OpenMMLabInstallError: mmcv is not installed, was installed without its ops (e.g.
+            ``mmcv-lite``, or built while torch was not importable), or its ops were compiled
+            against another torch (an undefined symbol).
+    """
+    if importlib.util.find_spec('mmcv') is None:
+        raise OpenMMLabInstallError(f'mmcv is not installed. {_INSTALL_HINT}')
+    rebuild = (
+        f'Build {_installed_mmcv()} with its ops against torch {torch.__version__}: '
+        '`bash tools/setup_env.sh` in a clone of mmsgformer (it caches the wheel), or the steps '
+        'of docs/install.md "Building mmcv".'
+    )
+    if importlib.util.find_spec('mmcv._ext') is None:
+        raise OpenMMLabInstallError(
+            f'the installed mmcv has no compiled ops (mmcv._ext), which Mask R-CNN needs. {rebuild}'
+        )
+    try:
+        importlib.import_module('mmcv._ext')
+    except ImportError as err:  # an undefined symbol: built against another torch
+        raise OpenMMLabInstallError(
+            f"mmcv's compiled ops do not load with torch {torch.__version__} ({err}); they were "
+            f'built against another torch. {rebuild}'
+        ) from None

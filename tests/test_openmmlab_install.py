@@ -126,3 +126,18 @@ def test_tools_report_unloadable_ops_before_building(monkeypatch):
     for scope in runner.SCOPES_NEEDING_MMCV_OPS:
         with pytest.raises(runner.RunError, match='stand-in: no ops'):
             runner.build_runner(Config(dict(default_scope=scope)), 'x.py')
+
+
+def test_config_packages_are_looked_up_where_they_import():
+    """``mmseg::`` resolves on both lines: upstream installs mmseg as ``mmsegmentation`` (the
+    table's name stays), OneDL as ``onedl-mmsegmentation`` (looked up by the module); a module
+    that is not installed keeps its entry."""
+    table = {'mmseg': 'mmsegmentation', 'mmdet': 'mmdet', 'mmnotthere': 'mmnotthere2'}
+    compat.look_up_config_packages_by_module(table)
+    line = compat.check_openmmlab_installation()
+    expected_mmseg = {'upstream': 'mmsegmentation', 'onedl': 'mmseg'}[line]
+    assert table == {'mmseg': expected_mmseg, 'mmdet': 'mmdet', 'mmnotthere': 'mmnotthere2'}
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(os.path.join(REPO, 'configs', '_base_', 'models', 'upernet_sgformer.py'))
+    assert cfg.model.backbone.type == 'mmsgformer.SGFormer'

@@ -9,6 +9,8 @@
   fork (``requirements/upstream.txt``, ``requirements/onedl.txt``). One environment must hold
   one line: :func:`check_openmmlab_installation` (run by ``import mmsgformer``) names a mixed
   one, and :func:`check_mmcv_ops` an mmcv whose compiled ops are missing or do not load.
+  Where the lines differ in what we rely on, the difference is handled here:
+  :func:`look_up_config_packages_by_module` (``mmseg::`` config paths under OneDL).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     'installed_openmmlab_lines',
     'check_openmmlab_installation',
     'check_mmcv_ops',
+    'look_up_config_packages_by_module',
     'is_compiling',
     'is_tracing',
     'is_autocast_enabled',
@@ -241,3 +244,25 @@ def check_mmcv_ops() -> None:
             f"mmcv's compiled ops do not load with torch {torch.__version__} ({err}); they were "
             f'built against another torch. {rebuild}'
         ) from None
+
+
+def look_up_config_packages_by_module(module2package: Dict[str, str]) -> None:
+    """Lets ``<module>::<path>`` config paths resolve where the module's distribution has another
+    name than MMEngine's table expects (``module2package`` is changed in place).
+
+    MMEngine resolves ``mmseg::_base_/...`` through its ``MODULE2PACKAGE`` table to the
+    distribution ``mmsegmentation``; OneDL installs ``mmseg`` as ``onedl-mmsegmentation``, and
+    its mmengine 0.10.12 keeps the upstream table, so the lookup fails with "mmsegmentation is
+    not installed". Where the expected distribution is missing but the module imports, the
+    module is looked up by its own name (MMEngine then finds it by its import path).
+
+    Args:
+        module2package: MMEngine's ``mmengine.config.utils.MODULE2PACKAGE``.
+    """
+    for module, package in list(module2package.items()):
+        if (
+            module != package
+            and not _is_installed(package)
+            and importlib.util.find_spec(module) is not None
+        ):
+            module2package[module] = module

@@ -16,6 +16,8 @@ from typing import Any, List, Optional, Tuple
 from mmengine.config import Config, ConfigDict
 from mmengine.config import utils as mmengine_config_utils
 
+from .compat import look_up_config_packages_by_module
+
 TASK_SCOPES = {'det': 'mmdet', 'seg': 'mmseg', 'cls': 'mmpretrain'}
 """Our task names and the OpenMMLab scope (``default_scope``) of each."""
 
@@ -36,9 +38,12 @@ def register_config_package() -> None:
 
     MMEngine resolves ``<package>::`` only for the packages in its ``MODULE2PACKAGE`` table and
     then reads ``<package>/.mim/configs/<folder>/<file>``: the wheel ships the text configs
-    there, and in the clone ``mmsgformer/.mim/configs`` links to ``configs/``.
+    there, and in the clone ``mmsgformer/.mim/configs`` links to ``configs/``. The table is
+    also aligned with the installed OpenMMLab line
+    (:func:`~mmsgformer.utils.compat.look_up_config_packages_by_module`).
     """
     mmengine_config_utils.MODULE2PACKAGE.setdefault(PACKAGE, PACKAGE)
+    look_up_config_packages_by_module(mmengine_config_utils.MODULE2PACKAGE)
 
 
 def text_config_root() -> str:

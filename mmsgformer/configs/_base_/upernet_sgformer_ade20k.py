@@ -131,14 +131,13 @@ train_dataloader = dict(
         pipeline=train_pipeline,
     ),
 )
+# validation: the training loader one image at a time, in order, on the validation split
 val_dataloader = dict(
+    train_dataloader,
     batch_size=1,
-    num_workers=4,
-    persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
+        train_dataloader['dataset'],
         data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
         pipeline=test_pipeline,
     ),

@@ -150,17 +150,21 @@ dataset_type = 'CocoDataset'
 data_root = 'data/coco/'
 backend_args = None
 
+# the steps training and testing share
+__load_image = dict(type='LoadImageFromFile', backend_args=backend_args)
+__load_annotations = dict(type='LoadAnnotations', with_bbox=True, with_mask=True)
+__resize = dict(type='Resize', scale=(1333, 800), keep_ratio=True)
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
+    __load_image,
+    __load_annotations,
+    __resize,
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    __load_image,
+    __resize,
+    __load_annotations,
     dict(
         type='PackDetInputs',
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'),

@@ -4,6 +4,8 @@ architecture and the forms official checkpoints come in."""
 import argparse
 import os
 import os.path as osp
+import subprocess
+from typing import Mapping, Optional, Sequence
 
 import pytest
 import torch
@@ -39,6 +41,53 @@ def tiny_detection_config(data_root, imports=('mmsgformer',), extra: str = '') -
         "val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')\n"
         'test_evaluator = val_evaluator\n' + extra
     )
+
+
+def checkout_env(
+    extra: Optional[Mapping[str, str]] = None, pythonpath: Sequence[str] = (REPO,)
+) -> dict:
+    """This process's environment for a command that runs our code: ``pythonpath`` (the
+    checkout) before the inherited ``PYTHONPATH``, one OpenMP thread unless one is set, then
+    ``extra``."""
+    env = dict(os.environ)
+    env.setdefault('OMP_NUM_THREADS', '1')
+    env['PYTHONPATH'] = os.pathsep.join([*pythonpath, env.get('PYTHONPATH', '')])
+    env.update(extra or {})
+    return env
+
+
+def run_command(
+    cmd: Sequence,
+    cwd=REPO,
+    env: Optional[Mapping[str, str]] = None,
+    returncode: Optional[int] = 0,
+    separate_stderr: bool = False,
+    timeout: float = 600,
+) -> str:
+    """Runs ``cmd`` and returns what it printed (stdout, and stderr with it unless
+    ``separate_stderr``), after checking its exit status.
+
+    Args:
+        cmd: The program and its arguments (converted to ``str``).
+        cwd: The folder it runs in.
+        env: Its environment (default :func:`checkout_env`).
+        returncode: The exit status it must have; ``None``: any failure (not 0).
+        separate_stderr: Leave stderr out of the result (it is still shown on a wrong status).
+        timeout: Seconds before the command is killed and the test fails.
+    """
+    proc = subprocess.run(
+        [str(c) for c in cmd],
+        cwd=cwd,
+        env=checkout_env() if env is None else env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if separate_stderr else subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
+    ok = proc.returncode != 0 if returncode is None else proc.returncode == returncode
+    stderr = (proc.stderr or '')[-3000:]
+    assert ok, f'{cmd} exited {proc.returncode}:\n{proc.stdout[-6000:]}{stderr}'
+    return proc.stdout
 
 
 def _cpu_half_matmul() -> bool:
@@ -94,7 +143,8 @@ mmseg's bases (the runner reads ``optim_wrapper``)."""
 
 def changes_from_upstream(upstream: str, config: str, folder) -> dict:
     """``{key: our value}`` for every config leaf where ``config`` differs from a config of the
-    task library (``ABSENT`` where ours lacks the key), i.e. what our recipe changes in it.
+    task library (``ABSENT`` where ours lacks the key), i.e. what our recipe changes in it;
+    :data:`HELPER_VARIABLES` are left out.
 
     Args:
         upstream: The task library's text config, e.g.
@@ -123,6 +173,7 @@ def changes_from_upstream(upstream: str, config: str, folder) -> dict:
         k: ours.get(k, ABSENT)
         for k in set(theirs) | set(ours)
         if theirs.get(k, ABSENT) != ours.get(k, ABSENT)
+        and k.split('.')[0].split('[')[0] not in HELPER_VARIABLES
     }
 
 

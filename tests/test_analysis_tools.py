@@ -2,13 +2,11 @@
 assertions) and count SG-Former-S's MACs like the paper."""
 
 import json
-import os
 import os.path as osp
-import subprocess
 import sys
 
 import pytest
-from conftest import REPO, TINY_ARCH
+from conftest import REPO, TINY_ARCH, checkout_env, run_command
 
 TOOLS = osp.join(REPO, 'tools', 'analysis_tools')
 TINY_JSON = json.dumps(TINY_ARCH, separators=(',', ':'))
@@ -16,20 +14,23 @@ TINY_JSON = json.dumps(TINY_ARCH, separators=(',', ':'))
 CLS_TINY_OPTIONS = [
     f'model.backbone.arch.{k}={json.dumps(v, separators=(",", ":"))}' for k, v in TINY_ARCH.items()
 ] + ['model.head.in_channels=256']
+TINY_BACKBONE = ['--custom', f'tiny={TINY_JSON}', '--models', 'tiny']
+TINY_CLASSIFIER = ['configs/sgformer/sgformer-s_16xb64_in1k.py', '--cfg-options', *CLS_TINY_OPTIONS]
+# one untimed repetition on one thread, a small matmul reference
+QUICK = ['--threads', '1', '--warmup', '0', '--reps', '1', '--matmul-size', '256']
+EAGER_TWIN = ['--compile-vs-eager', '--compile-backend', 'eager']
 
 
-def run_tool(script, *args, timeout=300):
-    env = dict(os.environ, PYTHONWARNINGS='ignore')
-    proc = subprocess.run(
-        [sys.executable, osp.join(TOOLS, script), *map(str, args)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
+def run_tool(script, *args, returncode=0):
+    """What ``tools/analysis_tools/<script> args`` printed on stdout (on stdout and stderr for a
+    failing ``returncode``), warnings off."""
+    return run_command(
+        [sys.executable, osp.join(TOOLS, script), *args],
+        env=checkout_env({'PYTHONWARNINGS': 'ignore'}),
+        returncode=returncode,
+        separate_stderr=returncode == 0,
+        timeout=300,
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc.stdout
 
 
 def table_rows(stdout, first_column):
@@ -49,26 +50,9 @@ def test_benchmark_backbone(tmp_path):
     out = tmp_path / 'bench.json'
     stdout = run_tool(
         'benchmark.py',
-        '--custom',
-        f'tiny={TINY_JSON}',
-        '--models',
-        'tiny',
-        '--sizes',
-        '64x64@1',
-        '--modes',
-        'train',
-        '--threads',
-        '1',
-        '--warmup',
-        '0',
-        '--reps',
-        '1',
-        '--matmul-size',
-        '256',
-        '--macs-cache',
-        '',
-        '--out',
-        out,
+        *TINY_BACKBONE,
+        *QUICK,
+        *['--sizes', '64x64@1', '--modes', 'train', '--macs-cache', '', '--out', out],
     )
     header, rows = table_rows(stdout, 'model')
     for column in ('img/s', 'ms/img', 'peak MiB', 'GMAC/img', 'GMAC/s', '% mm', 'vs baseline'):
@@ -90,28 +74,10 @@ def test_benchmark_compile_vs_eager(tmp_path):
     out = tmp_path / 'bench.json'
     stdout = run_tool(
         'benchmark.py',
-        '--custom',
-        f'tiny={TINY_JSON}',
-        '--models',
-        'tiny',
-        '--sizes',
-        '64x64@1',
-        '--modes',
-        'infer',
-        '--threads',
-        '1',
-        '--warmup',
-        '0',
-        '--reps',
-        '1',
-        '--matmul-size',
-        '256',
-        '--no-macs',
-        '--compile-vs-eager',
-        '--compile-backend',
-        'eager',
-        '--out',
-        out,
+        *TINY_BACKBONE,
+        *QUICK,
+        *EAGER_TWIN,
+        *['--sizes', '64x64@1', '--modes', 'infer', '--no-macs', '--out', out],
     )
     _, rows = table_rows(stdout, 'model')
     assert [r[0] for r in rows] == ['tiny', 'tiny+compile']
@@ -122,77 +88,29 @@ def test_benchmark_compile_vs_eager(tmp_path):
     assert compiled['peak_mib'] is None  # memory subprocesses run eager models only
     stdout = run_tool(
         'benchmark.py',
+        *QUICK,
+        *EAGER_TWIN,
+        *['--sizes', '64@1', '--modes', 'infer', '--no-memory', '--no-macs'],
         '--whole-model',
-        'configs/sgformer/sgformer-s_16xb64_in1k.py',
-        '--cfg-options',
-        *CLS_TINY_OPTIONS,
-        '--sizes',
-        '64@1',
-        '--modes',
-        'infer',
-        '--threads',
-        '1',
-        '--warmup',
-        '0',
-        '--reps',
-        '1',
-        '--matmul-size',
-        '256',
-        '--no-memory',
-        '--no-macs',
-        '--compile-vs-eager',
-        '--compile-backend',
-        'eager',
+        *TINY_CLASSIFIER,
     )
     _, rows = table_rows(stdout, 'model')
     assert [r[0] for r in rows] == ['sgformer-s_16xb64_in1k', 'sgformer-s_16xb64_in1k+compile']
     for bad, message in (
         (['--compile', '--compile-vs-eager'], 'exclusive'),
-        (
-            [
-                '--compile-vs-eager',
-                '--compile-backend',
-                'eager',
-                '--compile-mode',
-                'reduce-overhead',
-            ],
-            'inductor backend only',
-        ),
+        ([*EAGER_TWIN, '--compile-mode', 'reduce-overhead'], 'inductor backend only'),
     ):
-        proc = subprocess.run(
-            [sys.executable, osp.join(TOOLS, 'benchmark.py'), *bad],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-        )
-        assert proc.returncode == 2 and message in proc.stderr
+        assert message in run_tool('benchmark.py', *bad, returncode=2)
 
 
 def test_benchmark_whole_classifier_with_cfg_options(tmp_path):
     out = tmp_path / 'whole.json'
     stdout = run_tool(
         'benchmark.py',
+        *QUICK,
+        *['--sizes', '64', '--batch-sizes', '2', '--no-memory', '--macs-cache', '', '--out', out],
         '--whole-model',
-        'configs/sgformer/sgformer-s_16xb64_in1k.py',
-        '--cfg-options',
-        *CLS_TINY_OPTIONS,
-        '--sizes',
-        '64',
-        '--batch-sizes',
-        '2',
-        '--threads',
-        '1',
-        '--warmup',
-        '0',
-        '--reps',
-        '1',
-        '--matmul-size',
-        '256',
-        '--no-memory',
-        '--macs-cache',
-        '',
-        '--out',
-        out,
+        *TINY_CLASSIFIER,
     )
     _, rows = table_rows(stdout, 'model')
     assert [r[:4] for r in rows] == [
@@ -206,16 +124,7 @@ def test_benchmark_whole_classifier_with_cfg_options(tmp_path):
 def test_get_flops_classifier_tiny(tmp_path):
     out = tmp_path / 'flops.json'
     stdout = run_tool(
-        'get_flops.py',
-        'configs/sgformer/sgformer-s_16xb64_in1k.py',
-        '--shape',
-        '64',
-        '64',
-        '--cfg-options',
-        *CLS_TINY_OPTIONS,
-        '--by-operator',
-        '--out',
-        out,
+        'get_flops.py', *TINY_CLASSIFIER, '--shape', 64, 64, '--by-operator', '--out', out
     )
     header, rows = table_rows(stdout, 'model')
     assert header.split()[:5] == ['model', 'part', 'input', 'params', 'GMACs']

@@ -10,21 +10,17 @@ one message without a traceback.
 mmseg's stock tools, in ``tests/test_package.py``.)
 """
 
-import os
 import os.path as osp
-import subprocess
 import sys
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, run_command
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import mmsgformer  # noqa: F401  (makes `mmsgformer::` resolve)
 from mmsgformer.utils.config import ConfigError, read_config
-
-TIMEOUT = 600
 
 
 def _base(form: str, path: str, folder) -> str:
@@ -55,27 +51,32 @@ def _build(cfg: Config):
     return model, registry.DATASETS.build(dict(dataset, lazy_init=True))
 
 
+def _build_child(folder, bases, text: str):
+    """The config (``_base_ = bases`` and ``text``), model and training dataset (as
+    :func:`_build`) of a user's text config in ``folder``; its backbone is ours."""
+    cfg = read_config(_write(folder, 'child.py', f'_base_ = {list(bases)!r}\n' + text))
+    model, dataset = _build(cfg)
+    assert type(model.backbone).__name__ == 'SGFormer'
+    return cfg, model, dataset
+
+
 FORMS = ['relative', 'absolute', 'package']
+
+
+DETECTION_CHILD = """
+metainfo = dict(classes=('car', 'bus', 'truck'))
+data_root = 'data/mydata/'
+model = dict(roi_head=dict(bbox_head=dict(num_classes=3), mask_head=dict(num_classes=3)))
+train_dataloader = dict(dataset=dict(data_root=data_root, metainfo=metainfo,
+                                     ann_file='annotations/train.json'))
+val_evaluator = dict(ann_file=data_root + 'annotations/val.json')
+"""
 
 
 @pytest.mark.parametrize('form', FORMS)
 def test_detection_child_changes_classes_and_data(form, tmp_path):
     base = _base(form, 'mask_rcnn/mask-rcnn_sgformer-s_fpn_1x_coco.py', tmp_path)
-    path = _write(
-        tmp_path,
-        'mask-rcnn_sgformer-s_fpn_1x_mydata.py',
-        f"_base_ = ['{base}']\n"
-        "metainfo = dict(classes=('car', 'bus', 'truck'))\n"
-        "data_root = 'data/mydata/'\n"
-        'model = dict(roi_head=dict(bbox_head=dict(num_classes=3),\n'
-        '                           mask_head=dict(num_classes=3)))\n'
-        'train_dataloader = dict(dataset=dict(data_root=data_root, metainfo=metainfo,\n'
-        "                                     ann_file='annotations/train.json'))\n"
-        "val_evaluator = dict(ann_file=data_root + 'annotations/val.json')\n",
-    )
-    cfg = read_config(path)
-    model, dataset = _build(cfg)
-    assert type(model.backbone).__name__ == 'SGFormer'
+    cfg, model, dataset = _build_child(tmp_path, [base], DETECTION_CHILD)
     assert model.backbone.embed_dims == [64, 128, 256, 512]  # SG-Former-S
     assert model.roi_head.bbox_head.num_classes == model.roi_head.mask_head.num_classes == 3
     assert dataset.metainfo['classes'] == ('car', 'bus', 'truck')
@@ -86,59 +87,50 @@ def test_detection_child_changes_classes_and_data(form, tmp_path):
     assert cfg.val_evaluator.ann_file == 'data/mydata/annotations/val.json'
 
 
+SEGMENTATION_CHILD = """
+model = dict(decode_head=dict(num_classes=5), auxiliary_head=dict(num_classes=5))
+train_dataloader = dict(dataset=dict(type='BaseSegDataset', data_root='data/mydata',
+    metainfo=dict(classes=('a', 'b', 'c', 'd', 'e'), palette=[[0, 0, 0]] * 5)))
+"""
+
+
 @pytest.mark.parametrize('form', FORMS)
 def test_segmentation_child_changes_classes_and_data(form, tmp_path):
     base = _base(form, 'upernet/upernet_sgformer-s_8xb2-160k_ade20k-512x512.py', tmp_path)
-    path = _write(
-        tmp_path,
-        'upernet_sgformer-s_mydata.py',
-        f"_base_ = ['{base}']\n"
-        'model = dict(decode_head=dict(num_classes=5), auxiliary_head=dict(num_classes=5))\n'
-        "train_dataloader = dict(dataset=dict(type='BaseSegDataset', data_root='data/mydata',\n"
-        "    metainfo=dict(classes=('a', 'b', 'c', 'd', 'e'), palette=[[0, 0, 0]] * 5)))\n",
-    )
-    model, dataset = _build(read_config(path))
-    assert type(model.backbone).__name__ == 'SGFormer'
+    _, model, dataset = _build_child(tmp_path, [base], SEGMENTATION_CHILD)
     assert model.decode_head.num_classes == model.auxiliary_head.num_classes == 5
     assert type(dataset).__name__ == 'BaseSegDataset'
     assert dataset.metainfo['classes'] == ('a', 'b', 'c', 'd', 'e')
     assert dataset.data_root == 'data/mydata'
 
 
+CLASSIFICATION_CHILD = """
+model = dict(head=dict(num_classes=10))
+train_dataloader = dict(dataset=dict(_delete_=True, type='CustomDataset',
+    data_root='data/mydata/train', pipeline={{_base_.train_pipeline}}))
+"""
+
+
 @pytest.mark.parametrize('form', FORMS)
 def test_classification_child_changes_classes_and_data(form, tmp_path):
     base = _base(form, 'sgformer/sgformer-s_16xb64_in1k.py', tmp_path)
-    path = _write(
-        tmp_path,
-        'sgformer-s_mydata.py',
-        f"_base_ = ['{base}']\n"
-        'model = dict(head=dict(num_classes=10))\n'
-        "train_dataloader = dict(dataset=dict(_delete_=True, type='CustomDataset',\n"
-        "    data_root='data/mydata/train', pipeline={{_base_.train_pipeline}}))\n",
-    )
-    model, dataset = _build(read_config(path))
-    assert type(model.backbone).__name__ == 'SGFormer'
+    _, model, dataset = _build_child(tmp_path, [base], CLASSIFICATION_CHILD)
     assert model.head.num_classes == 10
     assert type(dataset).__name__ == 'CustomDataset' and dataset.data_root == 'data/mydata/train'
 
 
+MMDET_CITYSCAPES_1X = ['datasets/cityscapes_instance', 'schedules/schedule_1x', 'default_runtime']
+MMSEG_CITYSCAPES_80K = ['datasets/cityscapes', 'schedules/schedule_80k', 'default_runtime']
+
+
 def test_mask_rcnn_on_mmdet_cityscapes_base(tmp_path):
     """Our model base with mmdet's Cityscapes instance data, 1x schedule and runtime."""
-    path = _write(
+    _, model, dataset = _build_child(
         tmp_path,
-        'mask-rcnn_sgformer-s_fpn_1x_cityscapes.py',
-        '_base_ = [\n'
-        "    'mmsgformer::_base_/models/mask-rcnn_sgformer_fpn.py',\n"
-        "    'mmdet::_base_/datasets/cityscapes_instance.py',\n"
-        "    'mmdet::_base_/schedules/schedule_1x.py',\n"
-        "    'mmdet::_base_/default_runtime.py',\n"
-        ']\n'
-        'model = dict(roi_head=dict(bbox_head=dict(num_classes=8),\n'
-        '                           mask_head=dict(num_classes=8)))\n',
+        ['mmsgformer::_base_/models/mask-rcnn_sgformer_fpn.py']
+        + [f'mmdet::_base_/{base}.py' for base in MMDET_CITYSCAPES_1X],
+        'model = dict(roi_head=dict(bbox_head=dict(num_classes=8), mask_head=dict(num_classes=8)))',
     )
-    cfg = read_config(path)
-    model, dataset = _build(cfg)
-    assert type(model.backbone).__name__ == 'SGFormer'
     assert type(dataset).__name__ == 'CityscapesDataset'
     assert len(dataset.metainfo['classes']) == model.roi_head.bbox_head.num_classes == 8
     model.eval()
@@ -149,22 +141,16 @@ def test_mask_rcnn_on_mmdet_cityscapes_base(tmp_path):
 
 def test_upernet_on_mmseg_cityscapes_base(tmp_path):
     """Our model base with mmseg's Cityscapes data, 80k schedule and runtime."""
-    path = _write(
+    _, model, dataset = _build_child(
         tmp_path,
-        'upernet_sgformer-s_80k_cityscapes-512x1024.py',
-        '_base_ = [\n'
-        "    'mmsgformer::_base_/models/upernet_sgformer.py',\n"
-        "    'mmseg::_base_/datasets/cityscapes.py',\n"
-        "    'mmseg::_base_/schedules/schedule_80k.py',\n"
-        "    'mmseg::_base_/default_runtime.py',\n"
-        ']\n'
-        'crop_size = (512, 1024)\n'
-        'model = dict(data_preprocessor=dict(size=crop_size),\n'
-        '             decode_head=dict(num_classes=19), auxiliary_head=dict(num_classes=19))\n',
+        ['mmsgformer::_base_/models/upernet_sgformer.py']
+        + [f'mmseg::_base_/{base}.py' for base in MMSEG_CITYSCAPES_80K],
+        """
+crop_size = (512, 1024)
+model = dict(data_preprocessor=dict(size=crop_size),
+             decode_head=dict(num_classes=19), auxiliary_head=dict(num_classes=19))
+""",
     )
-    cfg = read_config(path)
-    model, dataset = _build(cfg)
-    assert type(model.backbone).__name__ == 'SGFormer'
     assert type(dataset).__name__ == 'CityscapesDataset'
     assert len(dataset.metainfo['classes']) == model.decode_head.num_classes == 19
     model.eval()
@@ -251,17 +237,10 @@ def test_tools_report_a_bad_config_without_a_traceback(tool, tmp_path):
     config = _bad_config(tmp_path, 'text inherits pure-Python')
     (tmp_path / 'checkpoint.pth').write_bytes(b'')  # the config is what is wrong
     script, *rest = tool
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
-    proc = subprocess.run(
+    out = run_command(
         [sys.executable, osp.join(REPO, 'tools', script), config, *rest],
         cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=TIMEOUT,
+        returncode=None,
     )
-    assert proc.returncode != 0
-    assert 'Traceback' not in proc.stdout, proc.stdout[-3000:]
-    assert 'error: ' in proc.stdout and 'mmsgformer::mask_rcnn/' in proc.stdout, proc.stdout
+    assert 'Traceback' not in out, out[-3000:]
+    assert 'error: ' in out and 'mmsgformer::mask_rcnn/' in out, out

@@ -14,13 +14,12 @@ import glob
 import os
 import os.path as osp
 import shutil
-import subprocess
 import sys
 import zipfile
 from typing import NamedTuple
 
 import pytest
-from conftest import REPO
+from conftest import REPO, run_command
 
 from mmsgformer.configs import TEXT_CONFIGS
 
@@ -73,17 +72,7 @@ class Installed(NamedTuple):
 
 
 def run(cmd, installed: Installed) -> str:
-    proc = subprocess.run(
-        [str(c) for c in cmd],
-        cwd=installed.project,
-        env=installed.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    assert proc.returncode == 0, f'{cmd} failed:\n{proc.stdout[-6000:]}'
-    return proc.stdout
+    return run_command(cmd, cwd=installed.project, env=installed.env, timeout=TIMEOUT)
 
 
 @pytest.fixture(scope='module')
@@ -101,23 +90,12 @@ def installed(tmp_path_factory) -> Installed:
         else:
             shutil.copy(osp.join(REPO, name), src / name)
     pip = [sys.executable, '-m', 'pip', '--disable-pip-version-check']
-    subprocess.run(
-        pip
-        + ['wheel', '-q', '--no-deps', '--no-build-isolation', '-w', str(root / 'dist'), str(src)],
-        check=True,
-        cwd=root,
-        capture_output=True,
-        timeout=TIMEOUT,
-    )
+    build = ['wheel', '-q', '--no-deps', '--no-build-isolation', '-w', root / 'dist', src]
+    run_command(pip + build, cwd=root, env=dict(os.environ), timeout=TIMEOUT)
     (wheel,) = glob.glob(str(root / 'dist' / 'mmsgformer-*.whl'))
     site = root / 'site'
-    subprocess.run(
-        pip + ['install', '-q', '--no-deps', '--target', str(site), wheel],
-        check=True,
-        cwd=root,
-        capture_output=True,
-        timeout=TIMEOUT,
-    )
+    install = ['install', '-q', '--no-deps', '--target', site, wheel]
+    run_command(pip + install, cwd=root, env=dict(os.environ), timeout=TIMEOUT)
     project = root / 'project'
     project.mkdir()
     env = dict(os.environ, PYTHONPATH=str(site), OMP_NUM_THREADS='1')
@@ -340,16 +318,7 @@ def test_clone_configs_inherited_from_another_folder(tmp_path):
         '                                     for m in built])\n'
     )
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
-    proc = subprocess.run(
-        [sys.executable, '-c', script],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    result = proc.stdout[proc.stdout.rindex('RESULT ') :].split(maxsplit=2)
+    out = run_command([sys.executable, '-c', script], cwd=tmp_path, env=env, timeout=TIMEOUT)
+    result = out[out.rindex('RESULT ') :].split(maxsplit=2)
     assert osp.realpath(result[1]) == osp.realpath(osp.join(REPO, 'mmsgformer', '__init__.py'))
-    assert result[2].strip() == ' '.join(["(7, 'mmsgformer.SGFormer')"] * 2), proc.stdout[-3000:]
+    assert result[2].strip() == ' '.join(["(7, 'mmsgformer.SGFormer')"] * 2), out[-3000:]

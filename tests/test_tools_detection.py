@@ -7,41 +7,22 @@ not their values.
 """
 
 import glob
-import os
 import os.path as osp
 import re
 import shutil
-import subprocess
 import sys
 
 import pytest
-from conftest import REPO, tiny_detection_config
+from conftest import REPO, checkout_env, run_command, tiny_detection_config
 
 from mmsgformer.synthetic_data import generate_coco_shapes
 
-TIMEOUT = 600
-
+TRAIN = [sys.executable, osp.join(REPO, 'tools', 'train.py')]
+TEST = [sys.executable, osp.join(REPO, 'tools', 'test.py')]
+NO_CUDA = {'CUDA_VISIBLE_DEVICES': ''}
 
 # every detection is scored: a barely trained detector still gets metrics
 KEEP_ALL = ['model.test_cfg.rcnn.score_thr=0.0']
-
-
-def _run(cmd, cwd, extra_env=None, returncode=0):
-    env = dict(os.environ)
-    env.setdefault('OMP_NUM_THREADS', '1')
-    env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
-    env.update(extra_env or {})
-    proc = subprocess.run(
-        cmd,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    assert proc.returncode == returncode, f'{cmd} exited {proc.returncode}:\n{proc.stdout[-6000:]}'
-    return proc.stdout
 
 
 def _metrics(out, *names):
@@ -77,18 +58,8 @@ def test_generator_is_deterministic(tmp_path):
     gen = osp.join(REPO, 'tools', 'dataset_generators', 'generate_coco_shapes.py')
     outs = []
     for name in ('a', 'b'):
-        _run(
-            [
-                sys.executable,
-                gen,
-                str(tmp_path / name),
-                '--num-train',
-                '3',
-                '--num-val',
-                '2',
-                '--seed',
-                '5',
-            ],
+        run_command(
+            [sys.executable, gen, tmp_path / name, '--num-train', 3, '--num-val', 2, '--seed', 5],
             cwd=tmp_path,
         )
         outs.append(
@@ -116,17 +87,7 @@ def trained(tiny):
     """One epoch of training with --auto-scale-lr (batch 2 against the config's base 4)."""
     root, cfg = tiny
     work = root / 'work'
-    out = _run(
-        [
-            sys.executable,
-            osp.join(REPO, 'tools', 'train.py'),
-            str(cfg),
-            '--work-dir',
-            str(work),
-            '--auto-scale-lr',
-        ],
-        cwd=root,
-    )
+    out = run_command([*TRAIN, cfg, '--work-dir', work, '--auto-scale-lr'], cwd=root)
     assert (work / 'epoch_1.pth').is_file(), out[-3000:]
     shutil.copy(work / 'epoch_1.pth', root / 'trained.pth')  # the resume test removes it
     return root, cfg, work, out
@@ -150,21 +111,9 @@ def test_train_test_resume_demo(trained):
 
     # test: the metrics block with both CocoMetric results, predictions dumped, pictures drawn
     pkl = root / 'preds.pkl'
-    out = _run(
-        [
-            sys.executable,
-            osp.join(REPO, 'tools', 'test.py'),
-            str(cfg),
-            ckpt,
-            '--work-dir',
-            str(root / 'test_work'),
-            '--out',
-            str(pkl),
-            '--show-dir',
-            str(root / 'show'),
-            '--cfg-options',
-            *KEEP_ALL,
-        ],
+    out = run_command(
+        [*TEST, cfg, ckpt, '--work-dir', root / 'test_work', '--out', pkl]
+        + ['--show-dir', root / 'show', '--cfg-options', *KEEP_ALL],
         cwd=root,
     )
     metrics = _metrics(out, 'coco/bbox_mAP', 'coco/segm_mAP')
@@ -173,17 +122,8 @@ def test_train_test_resume_demo(trained):
     assert len(glob.glob(str(root / 'show' / '**' / '*.png'), recursive=True)) == 4
 
     # resume: continue the same run to epoch 2 from the latest checkpoint
-    out = _run(
-        [
-            sys.executable,
-            osp.join(REPO, 'tools', 'train.py'),
-            str(cfg),
-            '--work-dir',
-            str(work),
-            '--resume',
-            '--cfg-options',
-            'train_cfg.max_epochs=2',
-        ],
+    out = run_command(
+        [*TRAIN, cfg, '--work-dir', work, '--resume', '--cfg-options', 'train_cfg.max_epochs=2'],
         cwd=root,
     )
     assert 'resumed epoch: 1' in out.lower() or 'resumed from' in out.lower(), out[-3000:]
@@ -194,22 +134,10 @@ def test_train_test_resume_demo(trained):
     from PIL import Image
 
     pic = root / 'pred.png'
-    out = _run(
-        [
-            sys.executable,
-            osp.join(REPO, 'tools', 'demo', 'image_demo.py'),
-            str(root / 'shapes' / 'val'),
-            str(cfg),
-            str(work / 'epoch_2.pth'),
-            '--num-images',
-            '2',
-            '--out-file',
-            str(pic),
-            '--device',
-            'cpu',
-            '--score-thr',
-            '0.0',
-        ],
+    demo = osp.join(REPO, 'tools', 'demo', 'image_demo.py')
+    out = run_command(
+        [sys.executable, demo, root / 'shapes' / 'val', cfg, work / 'epoch_2.pth']
+        + ['--num-images', 2, '--out-file', pic, '--device', 'cpu', '--score-thr', 0.0],
         cwd=root,
     )
     assert '000000.png: ' in out and '000001.png: ' in out and '000002.png' not in out
@@ -220,17 +148,10 @@ def test_train_test_resume_demo(trained):
 
 def test_amp_refused_on_cpu(tiny):
     root, cfg = tiny
-    out = _run(
-        [
-            sys.executable,
-            osp.join(REPO, 'tools', 'train.py'),
-            str(cfg),
-            '--amp',
-            '--work-dir',
-            str(root / 'work_amp'),
-        ],
+    out = run_command(
+        [*TRAIN, cfg, '--amp', '--work-dir', root / 'work_amp'],
         cwd=root,
-        extra_env={'CUDA_VISIBLE_DEVICES': ''},
+        env=checkout_env(NO_CUDA),
         returncode=1,
     )
     assert '--amp needs a GPU' in out
@@ -239,19 +160,11 @@ def test_amp_refused_on_cpu(tiny):
 
 def test_tta_mask_rcnn_refused_box_only_runs(trained):
     root, cfg, work, _ = trained
-    test = [
-        sys.executable,
-        osp.join(REPO, 'tools', 'test.py'),
-        str(cfg),
-        str(root / 'trained.pth'),
-        '--work-dir',
-        str(root / 'test_tta'),
-        '--tta',
-    ]
-    out = _run(test, cwd=root, returncode=1)
+    test = [*TEST, cfg, root / 'trained.pth', '--work-dir', root / 'test_tta', '--tta']
+    out = run_command(test, cwd=root, returncode=1)
     assert 'Mask R-CNN cannot be tested with TTA' in out and 'Traceback' not in out
     # the box-only variant the message suggests: horizontal-flip TTA, bbox metrics
-    out = _run(
+    out = run_command(
         test
         + [
             '--cfg-options',
@@ -314,15 +227,10 @@ def test_dist_train_cpu_gloo(tiny):
     """tools/dist_train.sh with 2 processes on a CPU-only machine (gloo), both ranks finish."""
     root, cfg = tiny
     work = root / 'work_dist'
-    out = _run(
-        ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), str(cfg), '2', '--work-dir', str(work)],
+    out = run_command(
+        ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), cfg, 2, '--work-dir', work],
         cwd=root,
-        extra_env={
-            'PYTHON': sys.executable,
-            'PORT': '29533',
-            'OMP_NUM_THREADS': '1',
-            'CUDA_VISIBLE_DEVICES': '',
-        },
+        env=checkout_env({'PYTHON': sys.executable, 'PORT': '29533', **NO_CUDA}),
     )
     # torchrun exits 0 only when every rank did
     assert (work / 'epoch_1.pth').is_file(), out[-3000:]
@@ -347,10 +255,10 @@ def test_cpu_process_group_is_destroyed_at_exit(tmp_path):
         "init_cpu_dist('pytorch')\n"
         "assert dist.is_initialized() and dist.get_backend() == 'gloo'\n"
     )
-    _run([sys.executable, str(script)], cwd=tmp_path, extra_env={'CUDA_VISIBLE_DEVICES': ''})
+    run_command([sys.executable, script], cwd=tmp_path, env=checkout_env(NO_CUDA))
     assert (tmp_path / 'destroyed').is_file() and not (tmp_path / 'alive').exists()
     # calling it again (or without a group) is harmless
-    _run(
+    run_command(
         [
             sys.executable,
             '-c',
@@ -376,17 +284,11 @@ def test_cpu_ddp_wrapper_reverts_syncbn(tmp_path):
         'ddp(torch.randn(2, 3, 8, 8)).sum().backward()\n'
         "open(f'rank{torch.distributed.get_rank()}.ok', 'w').close()\n"
     )
-    out = _run(
-        [
-            sys.executable,
-            '-m',
-            'torch.distributed.run',
-            '--nproc_per_node=2',
-            '--master_port=29541',
-            str(script),
-        ],
+    out = run_command(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29541']
+        + [script],
         cwd=tmp_path,
-        extra_env={'CUDA_VISIBLE_DEVICES': '', 'OMP_NUM_THREADS': '1'},
+        env=checkout_env(NO_CUDA),
     )
     # one marker file per rank (their printed lines can interleave)
     assert (tmp_path / 'rank0.ok').is_file() and (tmp_path / 'rank1.ok').is_file(), out[-3000:]

@@ -3,33 +3,7 @@
 #   [GPUS=16] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS=...] \
 #       bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py args...]
 set -euo pipefail
-if [ $# -lt 4 ]; then
-    echo "usage: $0 PARTITION JOB_NAME CONFIG WORK_DIR [train.py args...]" >&2
-    exit 2
-fi
-PARTITION=$1
-JOB_NAME=$2
-CONFIG=$3
-WORK_DIR=$4
-shift 4
-GPUS=${GPUS:-8}
-GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-SRUN_ARGS=${SRUN_ARGS:-}
-TOOLS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=find_python.sh
-source "$TOOLS/find_python.sh"
-find_python "$TOOLS/.."
-
-# shellcheck disable=SC2086
-PYTHONPATH="$TOOLS/..${PYTHONPATH:+:$PYTHONPATH}" \
-srun -p "$PARTITION" \
-    --job-name="$JOB_NAME" \
-    --gres=gpu:"$GPUS_PER_NODE" \
-    --ntasks="$GPUS" \
-    --ntasks-per-node="$GPUS_PER_NODE" \
-    --cpus-per-task="$CPUS_PER_TASK" \
-    --kill-on-bad-exit=1 \
-    $SRUN_ARGS \
-    "$PYTHON" -u "$TOOLS/train.py" "$CONFIG" --work-dir="$WORK_DIR" \
-    --launcher slurm "$@"
+# shellcheck source=launch.sh
+source "$(dirname "${BASH_SOURCE[0]}")/launch.sh"
+usage_unless 4 'PARTITION JOB_NAME CONFIG WORK_DIR [train.py args...]' "$@"
+srun_tool "$1" "$2" train.py "$3" --work-dir="$4" --launcher slurm "${@:5}"

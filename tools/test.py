@@ -18,11 +18,14 @@ import argparse
 import os
 import os.path as osp
 import sys
+from dataclasses import fields
 
 from mmengine.config import DictAction
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    # Apart from tools/train.py's parser on purpose, as in mmdet: each tool lists all it takes.
+    # An option's name is that of the TestOptions field it sets (main() passes them by name).
     parser = argparse.ArgumentParser(
         description='Test an mmsgformer checkpoint (detection, segmentation or '
         "classification, by the config's default_scope)"
@@ -83,16 +86,7 @@ def main(argv=None) -> None:
     from mmsgformer.utils.config import ConfigError
     from mmsgformer.utils.safe_loading import CheckpointError
 
-    options = TestOptions(
-        work_dir=args.work_dir,
-        cfg_options=args.cfg_options,
-        launcher=args.launcher,
-        out=args.out,
-        show=args.show,
-        show_dir=args.show_dir,
-        wait_time=args.wait_time,
-        tta=args.tta,
-    )
+    options = TestOptions(**{f.name: getattr(args, f.name) for f in fields(TestOptions)})
     try:
         metrics = test(args.config, args.checkpoint, options)
     except ConfigPathError as err:

@@ -14,11 +14,14 @@ Multi-process: ``bash tools/dist_train.sh CONFIG NUM_PROCS`` (torchrun) or
 import argparse
 import os
 import sys
+from dataclasses import fields
 
 from mmengine.config import DictAction
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    # Apart from tools/test.py's parser on purpose, as in mmdet: each tool lists all it takes.
+    # An option's name is that of the TrainOptions field it sets (main() passes them by name).
     parser = argparse.ArgumentParser(
         description='Train an mmsgformer model (detection, segmentation or classification, '
         "by the config's default_scope)"
@@ -70,14 +73,7 @@ def main(argv=None) -> None:
     from mmsgformer.engine.runner import RunError, TrainOptions, train
     from mmsgformer.utils.config import ConfigError
 
-    options = TrainOptions(
-        work_dir=args.work_dir,
-        cfg_options=args.cfg_options,
-        launcher=args.launcher,
-        resume=args.resume,
-        amp=args.amp,
-        auto_scale_lr=args.auto_scale_lr,
-    )
+    options = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions)})
     try:
         train(args.config, options)
     except ConfigPathError as err:

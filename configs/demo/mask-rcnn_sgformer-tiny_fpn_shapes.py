@@ -60,24 +60,23 @@ test_pipeline = [
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'),
     ),
 ]
+__shapes = dict(data_root=data_root, metainfo=metainfo)  # (`__`: a helper, not in the config)
 train_dataloader = dict(
     batch_size=4,
     num_workers=1,
     dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
+        __shapes,
         ann_file='annotations/instances_train.json',
         data_prefix=dict(img='train/'),
         filter_cfg=dict(min_size=8),
         pipeline=train_pipeline,
     ),
 )
+# validation: the training batch and workers on the held-out split, nothing filtered
 val_dataloader = dict(
-    batch_size=4,
-    num_workers=1,
+    train_dataloader,
     dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
+        __shapes,
         ann_file='annotations/instances_val.json',
         data_prefix=dict(img='val/'),
         pipeline=test_pipeline,

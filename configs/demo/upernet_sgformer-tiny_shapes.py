@@ -34,8 +34,9 @@ test_pipeline = [
     dict(type='PackSegInputs'),
 ]
 img_ratios = [0.75, 1.0, 1.25]
+# mmseg's TTA at these ratios, written out: a text config replaces a list it inherits whole
 tta_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', backend_args=None),
     dict(
         type='TestTimeAug',
         transforms=[
@@ -49,28 +50,12 @@ tta_pipeline = [
         ],
     ),
 ]
+# (`__`: a helper, not in the config)
+__shapes = dict(type=dataset_type, data_root=data_root, metainfo=metainfo, reduce_zero_label=True)
 train_dataloader = dict(
-    batch_size=8,
-    num_workers=1,
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        metainfo=metainfo,
-        reduce_zero_label=True,
-        pipeline=train_pipeline,
-    ),
+    batch_size=8, num_workers=1, dataset=dict(__shapes, pipeline=train_pipeline)
 )
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=1,
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        metainfo=metainfo,
-        reduce_zero_label=True,
-        pipeline=test_pipeline,
-    ),
-)
+val_dataloader = dict(batch_size=1, num_workers=1, dataset=dict(__shapes, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 # ---------------------------------------------------------------- model

@@ -2,7 +2,8 @@
 # FCNHead, SyncBN heads) with the Swin backbone replaced and the head inputs set to
 # SG-Former's stage widths. Only the model (and the import that registers SG-Former), so
 # that it combines with any dataset, schedule and runtime base, mmseg's own included; the
-# heads keep mmseg's num_classes until a dataset config sets it.
+# heads keep mmseg's num_classes until a dataset config sets it. The backbone lines are those of
+# mask-rcnn_sgformer_fpn.py on purpose: each model base replaces its library's backbone whole.
 _base_ = 'mmseg::_base_/models/upernet_swin.py'
 
 custom_imports = dict(imports=['mmsgformer'], allow_failed_imports=False)

@@ -7,6 +7,8 @@
 # then points the two places that were computed from them in the 1x recipe at them:
 #     train_dataloader.dataset.pipeline = train_pipeline
 #     train_cfg.max_epochs = max_epochs
+# The text configs state the same in configs/mask_rcnn/mask-rcnn_sgformer-s_fpn_ms-crop-3x_coco.py
+# on purpose: neither config form can inherit the other (tests/test_config_pairs.py).
 _ms_scales = [(short, 1333) for short in range(480, 801, 32)]
 
 train_pipeline = [

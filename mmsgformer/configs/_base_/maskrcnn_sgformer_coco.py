@@ -32,6 +32,10 @@ with read_base():  # custom_imports (mmsgformer), hooks, environment, logging
 default_scope = 'mmdet'
 
 # ---------------------------------------------------------------- model
+# What the RPN's and the RoI head's assigners and samplers share (`__` names are this file's
+# helpers: MMEngine leaves them out of the config).
+__max_iou = dict(type='MaxIoUAssigner', match_low_quality=True, ignore_iof_thr=-1)
+__random = dict(type='RandomSampler', neg_pos_ub=-1)
 model = dict(
     type='MaskRCNN',
     data_preprocessor=dict(
@@ -111,21 +115,8 @@ model = dict(
     ),
     train_cfg=dict(
         rpn=dict(
-            assigner=dict(
-                type='MaxIoUAssigner',
-                pos_iou_thr=0.7,
-                neg_iou_thr=0.3,
-                min_pos_iou=0.3,
-                match_low_quality=True,
-                ignore_iof_thr=-1,
-            ),
-            sampler=dict(
-                type='RandomSampler',
-                num=256,
-                pos_fraction=0.5,
-                neg_pos_ub=-1,
-                add_gt_as_proposals=False,
-            ),
+            assigner=dict(__max_iou, pos_iou_thr=0.7, neg_iou_thr=0.3, min_pos_iou=0.3),
+            sampler=dict(__random, num=256, pos_fraction=0.5, add_gt_as_proposals=False),
             allowed_border=-1,
             pos_weight=-1,
             debug=False,
@@ -134,21 +125,8 @@ model = dict(
             nms_pre=2000, max_per_img=1000, nms=dict(type='nms', iou_threshold=0.7), min_bbox_size=0
         ),
         rcnn=dict(
-            assigner=dict(
-                type='MaxIoUAssigner',
-                pos_iou_thr=0.5,
-                neg_iou_thr=0.5,
-                min_pos_iou=0.5,
-                match_low_quality=True,
-                ignore_iof_thr=-1,
-            ),
-            sampler=dict(
-                type='RandomSampler',
-                num=512,
-                pos_fraction=0.25,
-                neg_pos_ub=-1,
-                add_gt_as_proposals=True,
-            ),
+            assigner=dict(__max_iou, pos_iou_thr=0.5, neg_iou_thr=0.5, min_pos_iou=0.5),
+            sampler=dict(__random, num=512, pos_fraction=0.25, add_gt_as_proposals=True),
             mask_size=28,
             pos_weight=-1,
             debug=False,
@@ -172,17 +150,21 @@ dataset_type = 'CocoDataset'
 data_root = 'data/coco/'
 backend_args = None
 
+# the steps training and testing share
+__load_image = dict(type='LoadImageFromFile', backend_args=backend_args)
+__load_annotations = dict(type='LoadAnnotations', with_bbox=True, with_mask=True)
+__resize = dict(type='Resize', scale=(1333, 800), keep_ratio=True)
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
+    __load_image,
+    __load_annotations,
+    __resize,
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    __load_image,
+    __resize,
+    __load_annotations,
     dict(
         type='PackDetInputs',
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'),

@@ -85,20 +85,24 @@ model = dict(
 # ---------------------------------------------------------------- data (ADE20K)
 dataset_type = 'ADE20KDataset'
 data_root = 'data/ade/ADEChallengeData2016'
+# the steps training and testing share (`__` names: this file's helpers, not in the config)
+__load_image = dict(type='LoadImageFromFile')
+__load_labels = dict(type='LoadAnnotations', reduce_zero_label=True)
+__pack = dict(type='PackSegInputs')
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
+    __load_image,
+    __load_labels,
     dict(type='RandomResize', scale=(2048, 512), ratio_range=(0.5, 2.0), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs'),
+    __pack,
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    __load_image,
     dict(type='Resize', scale=(2048, 512), keep_ratio=True),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='PackSegInputs'),
+    __load_labels,
+    __pack,
 ]
 img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 tta_pipeline = [
@@ -131,14 +135,13 @@ train_dataloader = dict(
         pipeline=train_pipeline,
     ),
 )
+# validation: the training loader one image at a time, in order, on the validation split
 val_dataloader = dict(
+    train_dataloader,
     batch_size=1,
-    num_workers=4,
-    persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
+        train_dataloader['dataset'],
         data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
         pipeline=test_pipeline,
     ),

@@ -6,6 +6,8 @@
 # AdamW, no decay on norms / pos_embed), scaled down: small images (160x128, no resizing),
 # a small backbone without pretraining, 64-channel FPN and heads, fewer RPN/RoI samples and
 # proposals, a higher learning rate, and evaluation only at the end.
+# Its text twin configs/demo/mask-rcnn_sgformer-tiny_fpn_shapes.py states the same changes on
+# purpose: neither config form can inherit the other (tests/test_config_pairs.py holds them equal).
 from mmengine.config import read_base
 
 with read_base():
@@ -65,28 +67,21 @@ test_pipeline = [
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'),
     ),
 ]
-train_dataloader.update(
-    batch_size=4,
-    num_workers=1,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='train/'),
-        filter_cfg=dict(min_size=8),
-        pipeline=train_pipeline,
-    ),
+__shapes = dict(data_root=data_root, metainfo=metainfo)  # (`__`: a helper, not in the config)
+train_dataloader.update(batch_size=4, num_workers=1)
+train_dataloader.dataset.update(
+    __shapes,
+    ann_file='annotations/instances_train.json',
+    data_prefix=dict(img='train/'),
+    filter_cfg=dict(min_size=8),
+    pipeline=train_pipeline,
 )
-val_dataloader.update(
-    batch_size=4,
-    num_workers=1,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img='val/'),
-        pipeline=test_pipeline,
-    ),
+val_dataloader.update(batch_size=4, num_workers=1)
+val_dataloader.dataset.update(
+    __shapes,
+    ann_file='annotations/instances_val.json',
+    data_prefix=dict(img='val/'),
+    pipeline=test_pipeline,
 )
 test_dataloader = val_dataloader
 val_evaluator.ann_file = data_root + 'annotations/instances_val.json'

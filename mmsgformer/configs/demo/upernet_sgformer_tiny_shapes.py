@@ -7,6 +7,8 @@
 # reduce_zero_label=True) and scales it down: 64x64 images, narrow heads, plain BN (there
 # is one process, so SyncBN has nothing to sync with), a short schedule and a larger lr
 # because nothing is pretrained.
+# Its text twin configs/demo/upernet_sgformer-tiny_shapes.py states the same changes on purpose:
+# neither config form can inherit the other (tests/test_config_pairs.py holds them equal).
 from mmengine.config import read_base
 
 with read_base():
@@ -37,44 +39,16 @@ test_pipeline = [
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs'),
 ]
+# the base's multi-scale + flip TTA at the demo's ratios, with its labels loaded as above
 img_ratios = [0.75, 1.0, 1.25]
-tta_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='TestTimeAug',
-        transforms=[
-            [dict(type='Resize', scale_factor=r, keep_ratio=True) for r in img_ratios],
-            [
-                dict(type='RandomFlip', prob=0.0, direction='horizontal'),
-                dict(type='RandomFlip', prob=1.0, direction='horizontal'),
-            ],
-            [dict(type='LoadAnnotations', reduce_zero_label=True)],
-            [dict(type='PackSegInputs')],
-        ],
-    ),
-]
+__scales, __flips, __labels, __pack = tta_pipeline[1].transforms  # (`__`: not in the config)
+__scales[:] = [dict(type='Resize', scale_factor=r, keep_ratio=True) for r in img_ratios]
+__labels[0].reduce_zero_label = True
+__shapes = dict(type=dataset_type, data_root=data_root, metainfo=metainfo, reduce_zero_label=True)
 train_dataloader.update(
-    batch_size=8,
-    num_workers=1,
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        metainfo=metainfo,
-        reduce_zero_label=True,
-        pipeline=train_pipeline,
-    ),
+    batch_size=8, num_workers=1, dataset=dict(__shapes, pipeline=train_pipeline)
 )
-val_dataloader.update(
-    batch_size=1,
-    num_workers=1,
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        metainfo=metainfo,
-        reduce_zero_label=True,
-        pipeline=test_pipeline,
-    ),
-)
+val_dataloader.update(batch_size=1, num_workers=1, dataset=dict(__shapes, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 # ---------------------------------------------------------------- model

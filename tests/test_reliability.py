@@ -321,6 +321,31 @@ def test_test_tool_unreadable_checkpoint_message(tiny, tmp_path):
     assert 'not a PyTorch checkpoint' in proc.stderr
 
 
+def test_test_tool_checkpoint_of_another_model_message(tiny, tmp_path):
+    """A checkpoint that does not fit the config's model is refused (not loaded in part), in
+    one message naming the tensors and the likely cause, no traceback."""
+    root, cfg = tiny
+    checkpoint = tmp_path / 'resnet.pth'
+    torch.save({'state_dict': {'conv1.weight': torch.zeros(8, 3, 7, 7)}}, checkpoint)
+    proc = _run(
+        [
+            sys.executable,
+            osp.join(REPO, 'tools', 'test.py'),
+            str(cfg),
+            str(checkpoint),
+            '--work-dir',
+            str(tmp_path / 'w'),
+        ],
+        cwd=root,
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    assert f"error: checkpoint '{checkpoint}' does not fit this MaskRCNN (0 of its" in proc.stderr
+    assert 'unexpected (1): conv1.weight' in proc.stderr
+    assert 'another model' in proc.stderr
+
+
 def test_unknown_arch_message(tiny):
     root, cfg = tiny
     err = _train_fails(cfg, root, 'model.backbone.arch=xl')

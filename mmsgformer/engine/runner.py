@@ -231,9 +231,10 @@ def run_test(runner, checkpoint: Mapping, filename: str) -> Optional[Dict[str, A
     """``runner.test()`` with weights from a checkpoint already read.
 
     The steps of MMEngine's ``Runner.test`` (0.10.x) in its order: the test loop is built, the
-    ``before_run`` hooks run, the weights are loaded as ``Runner.load_checkpoint`` loads them
-    (``after_load_checkpoint`` hooks, then the state dict into the unwrapped model, non-strict,
-    ``module.`` prefixes stripped), the loop runs, the ``after_run`` hooks run.
+    ``before_run`` hooks run, the weights are loaded (``after_load_checkpoint`` hooks, as
+    ``Runner.load_checkpoint`` runs them, then the state dict into the model inside any wrapper
+    or test-time augmentation, strictly: :func:`~mmsgformer.models.pretrained.load_weights`),
+    the loop runs, the ``after_run`` hooks run.
 
     Args:
         runner: A runner built by :func:`build_runner`.
@@ -242,16 +243,21 @@ def run_test(runner, checkpoint: Mapping, filename: str) -> Optional[Dict[str, A
 
     Returns:
         The evaluator's metrics.
+
+    Raises:
+        CheckpointMismatchError: The checkpoint does not fit the config's model.
     """
-    from mmengine.model import is_model_wrapper
-    from mmengine.runner.checkpoint import _load_checkpoint_to_model
+    from mmengine.model import BaseTTAModel, is_model_wrapper
+
+    from ..models.pretrained import load_weights
 
     loop = built_test_loop(runner)
     runner.call_hook('before_run')
     runner.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-    _load_checkpoint_to_model(model, checkpoint, strict=False, revise_keys=[(r'^module.', '')])
-    runner.logger.info(f'Load checkpoint from {filename}')
+    model = runner.model
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    load_weights(model, checkpoint, source=filename)
     metrics = loop.run()
     runner.call_hook('after_run')
     return metrics

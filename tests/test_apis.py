@@ -1,6 +1,6 @@
 """The inference API, for the three tasks: ``init_model`` (random weights, a saved whole-model
-checkpoint, a backbone-only one) and ``inference_model`` on files and arrays, checked against
-the task library's own inference of the same model."""
+checkpoint, a backbone-only one when asked for) and ``inference_model`` on files and arrays,
+checked against the task library's own inference of the same model."""
 
 import cv2
 import numpy as np
@@ -118,18 +118,24 @@ def test_saved_checkpoint_read_once_and_loaded(task, images, tmp_path, monkeypat
     )
 
 
-def test_backbone_checkpoint_read_once(tmp_path, monkeypatch):
+def test_backbone_checkpoint_loads_when_asked_for_and_read_once(tmp_path, monkeypatch):
+    from mmsgformer.models import CheckpointMismatchError
+
     config, options, _, _ = TASKS['cls']
     torch.manual_seed(0)
     with pytest.warns(UserWarning):
         source = init_model(config, device='cpu', cfg_options=options)
     path = str(tmp_path / 'backbone.pth')
     torch.save(source.backbone.state_dict(), path)
+    with pytest.raises(
+        CheckpointMismatchError, match=r'(?s)backbone-only file.*backbone_only=True'
+    ):
+        init_model(config, path, device='cpu', cfg_options=options)
     loads = []
     torch_load = torch.load
     monkeypatch.setattr(torch, 'load', lambda *a, **k: loads.append(a[0]) or torch_load(*a, **k))
     torch.manual_seed(1)
-    model = init_model(config, path, device='cpu', cfg_options=options)
+    model = init_model(config, path, device='cpu', cfg_options=options, backbone_only=True)
     assert loads == [path]
     for name, value in source.backbone.state_dict().items():
         torch.testing.assert_close(model.backbone.state_dict()[name], value, msg=name)

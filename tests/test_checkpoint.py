@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import REPO, TINY_ARCH, official_wrappers
 
-from mmsgformer.models import SGFormer
+from mmsgformer.models import CheckpointMismatchError, SGFormer, load_weights
 from mmsgformer.models.official_keys import convert_official_state_dict
 from mmsgformer.utils import (
     CheckpointDownloadError,
@@ -219,9 +219,9 @@ def test_other_arch_shapes_named(tmp_path):
     torch.save(big.state_dict(), path)
     model = build(TINY_ARCH, path)
     with pytest.raises(
-        RuntimeError,
-        match=r'shapes differ.*pos_embed: checkpoint \(1, 3136, 64\) '
-        r'vs model \(1, 3136, 32\)',
+        CheckpointMismatchError,
+        match=r'(?s)of another shape \(\d+\): pos_embed: checkpoint \(1, 3136, 64\), '
+        r'model \(1, 3136, 32\).*Likely cause: a checkpoint of another config',
     ):
         model.init_weights()
 
@@ -230,7 +230,11 @@ def test_deeper_arch_refused_unless_not_strict(tmp_path):
     deeper = SGFormer(arch=dict(TINY_ARCH, depths=[2, 4, 2, 1]))
     path = tmp_path / 'deeper.pth'
     torch.save(deeper.state_dict(), path)
-    with pytest.raises(RuntimeError, match=r'unexpected stages\.1\.blocks\.2\..*strict=False'):
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=r'(?s)missing \(0\): none\n  unexpected \(\d+\): stages\.1\.blocks\.2\..*'
+        r'strict=False',
+    ):
         build(TINY_ARCH, path).init_weights()
     model = build(TINY_ARCH, path, strict=False)
     model.init_weights()
@@ -244,8 +248,13 @@ def test_checkpoint_of_another_model(tmp_path):
     torch.save(
         {'conv1.weight': torch.zeros(64, 3, 7, 7), 'layer1.0.bn1.weight': torch.ones(64)}, path
     )
-    with pytest.raises(RuntimeError, match='does not hold weights for this SGFormer'):
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=r'(?s)does not fit this SGFormer \(0 of its \d+ tensors found\).*another model',
+    ):
         build(TINY_ARCH, path).init_weights()
+    with pytest.raises(CheckpointMismatchError, match=r'\(0 of its'):  # even when not strict
+        build(TINY_ARCH, path, strict=False).init_weights()
 
 
 def test_incomplete_official_file(tmp_path, reference, reference_arch):
@@ -294,6 +303,121 @@ def test_init_cfg_map_location_is_used(tmp_path, monkeypatch):
 
     build(TINY_ARCH, path, map_location=to_cpu).init_weights()
     assert len(seen) == 1 and callable(seen[0]) and moved and set(moved) == {'cpu'}
+
+
+# ----------------------------------------------------------------------------- load_weights
+def whole_model(classes=3):
+    """A model of two parts, as a classifier: an SGFormer ``backbone`` and a linear ``head``."""
+    model = torch.nn.Module()
+    model.backbone = SGFormer(arch=TINY_ARCH)
+    model.head = torch.nn.Linear(TINY_ARCH['embed_dims'][-1], classes)
+    return model
+
+
+def test_load_weights_loads_every_tensor(tmp_path):
+    torch.manual_seed(0)
+    trained = whole_model()
+    path = tmp_path / 'model.pth'
+    torch.save(mmengine_checkpoint(trained.state_dict()), path)
+    torch.manual_seed(1)
+    model = whole_model()
+    meta = load_weights(model, path)
+    assert meta['dataset_meta'] == dict(classes=('a', 'b'))
+    assert_loaded(model, trained.state_dict())
+
+
+def test_load_weights_whole_model_in_official_layout(tmp_path, reference_arch, official):
+    """A whole model whose backbone is in the official layout at another grid: converted and
+    resized before the check, as the pre-hook does on load."""
+    raw, converted = official
+    backbone = {k: v for k, v in raw.items() if not k.startswith('head.')}
+    grid = backbone['pos_embed'].reshape(1, 56, 56, -1).permute(0, 3, 1, 2)
+    backbone['pos_embed'] = (
+        torch.nn.functional.interpolate(grid, size=(64, 64), mode='bicubic', align_corners=False)
+        .permute(0, 2, 3, 1)
+        .reshape(1, 64 * 64, -1)
+    )
+    model = torch.nn.Module()
+    model.backbone = SGFormer(arch=reference_arch)
+    model.head = torch.nn.Linear(2, 3)
+    head = {'head.weight': torch.randn(3, 2), 'head.bias': torch.randn(3)}
+    load_weights(model, {**{f'backbone.{k}': v for k, v in backbone.items()}, **head})
+    assert_loaded(model.backbone, {k: v for k, v in converted.items() if k != 'pos_embed'})
+    assert (model.backbone.pos_embed - converted['pos_embed']).abs().mean() < 0.05
+    torch.testing.assert_close(model.head.weight, head['head.weight'])
+
+
+def _refusal(model, state, **allowed):
+    """The message of the refusal, and that the model kept every one of its tensors."""
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointMismatchError) as refusal:
+        load_weights(model, state, source='ckpt.pth', **allowed)
+    assert_loaded(model, before)  # nothing was loaded
+    return str(refusal.value)
+
+
+def test_missing_tensors_refused_unless_named():
+    torch.manual_seed(0)
+    state = whole_model().state_dict()
+    without_head = {k: v for k, v in state.items() if not k.startswith('head.')}
+    message = _refusal(whole_model(), without_head)
+    assert "checkpoint 'ckpt.pth' does not fit this Module" in message
+    assert 'missing (2): head.bias, head.weight\n' in message
+    assert 'unexpected (0): none\n  of another shape (0): none' in message
+    assert 'differ in a few tensors' in message and 'allow_missing=' in message
+    assert 'missing (2)' in _refusal(whole_model(), without_head, allow_missing=('neck.',))
+    model = whole_model()
+    load_weights(model, without_head, allow_missing=('head.',))
+    assert_loaded(model, without_head)
+
+
+def test_unexpected_tensors_refused_unless_named():
+    torch.manual_seed(0)
+    state = whole_model().state_dict()
+    extra = {**state, 'neck.conv.weight': torch.zeros(2, 2), 'neck.conv.bias': torch.zeros(2)}
+    message = _refusal(whole_model(), extra)
+    assert 'missing (0): none\n  unexpected (2): neck.conv.bias, neck.conv.weight\n' in message
+    assert 'allow_unexpected=' in message
+    model = whole_model()
+    load_weights(model, extra, allow_unexpected=('neck.',))
+    assert_loaded(model, state)
+
+
+def test_mis_shaped_tensors_refused_even_when_allowed():
+    torch.manual_seed(0)
+    state = whole_model(classes=5).state_dict()
+    everything = ('',)
+    message = _refusal(
+        whole_model(classes=3), state, allow_missing=everything, allow_unexpected=everything
+    )
+    assert (
+        'of another shape (2): head.bias: checkpoint (5,), model (3,), '
+        'head.weight: checkpoint (5, 256), model (3, 256)\n' in message
+    )
+    assert 'Likely cause: a checkpoint of another config' in message
+
+
+def test_backbone_only_file_into_a_whole_model_names_the_cause(official):
+    backbone = SGFormer(arch=TINY_ARCH).state_dict()
+    message = _refusal(whole_model(), backbone)
+    assert f'(0 of its {len(backbone) + 2} tensors found)' in message
+    assert 'a backbone-only file' in message and 'backbone_only=True' in message
+    assert 'a backbone-only file' in _refusal(whole_model(), official[0])  # a release
+    # hundreds of names: the first few, the rest counted by part
+    assert f'missing ({len(backbone) + 2}): backbone.pos_embed, ' in message
+    assert f'and {len(backbone) + 2 - 8} more: backbone.* {len(backbone) - 8}, head.* 2' in message
+
+
+def test_whole_model_into_its_backbone_needs_the_prefix():
+    torch.manual_seed(0)
+    state = whole_model().state_dict()
+    message = _refusal(SGFormer(arch=TINY_ARCH), state)
+    assert "load its backbone part with prefix='backbone.'" in message
+    backbone = SGFormer(arch=TINY_ARCH)
+    load_weights(backbone, state, prefix='backbone.')
+    assert_loaded(
+        backbone, {k[len('backbone.') :]: v for k, v in state.items() if 'backbone.' in k}
+    )
 
 
 # ----------------------------------------------------------------------------- refusals

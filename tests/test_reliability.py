@@ -300,25 +300,43 @@ def test_test_tool_missing_data_root_message(tiny, tmp_path):
     assert '--cfg-options test_dataloader.dataset.data_root=' in proc.stderr
 
 
-def test_test_tool_unreadable_checkpoint_message(tiny, tmp_path):
-    """A file that is no checkpoint (here: the config) gets one line naming it, no traceback."""
+def _refused_checkpoint_message(tiny, checkpoint, work_dir) -> str:
+    """What tools/test.py prints when it refuses ``checkpoint`` (exit status 1, no traceback)."""
     root, cfg = tiny
     proc = _run(
         [
             sys.executable,
             osp.join(REPO, 'tools', 'test.py'),
             str(cfg),
-            str(cfg),
+            str(checkpoint),
             '--work-dir',
-            str(tmp_path / 'w'),
+            str(work_dir),
         ],
         cwd=root,
         check=False,
         timeout=300,
     )
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
-    assert f"error: checkpoint '{cfg}' could not be read" in proc.stderr
-    assert 'not a PyTorch checkpoint' in proc.stderr
+    return proc.stderr
+
+
+def test_test_tool_unreadable_checkpoint_message(tiny, tmp_path):
+    """A file that is no checkpoint (here: the config) gets one line naming it, no traceback."""
+    _, cfg = tiny
+    stderr = _refused_checkpoint_message(tiny, cfg, tmp_path / 'w')
+    assert f"error: checkpoint '{cfg}' could not be read" in stderr
+    assert 'not a PyTorch checkpoint' in stderr
+
+
+def test_test_tool_checkpoint_of_another_model_message(tiny, tmp_path):
+    """A checkpoint that does not fit the config's model is refused (not loaded in part), in
+    one message naming the tensors and the likely cause, no traceback."""
+    checkpoint = tmp_path / 'resnet.pth'
+    torch.save({'state_dict': {'conv1.weight': torch.zeros(8, 3, 7, 7)}}, checkpoint)
+    stderr = _refused_checkpoint_message(tiny, checkpoint, tmp_path / 'w')
+    assert f"error: checkpoint '{checkpoint}' does not fit this MaskRCNN (0 of its" in stderr
+    assert 'unexpected (1): conv1.weight' in stderr
+    assert 'another model' in stderr
 
 
 def test_unknown_arch_message(tiny):

@@ -1,5 +1,5 @@
-"""Significance maps and token allocation of SG-Former, mmsgformer.visualization and
-tools/visualize_significance.py.
+"""Significance maps and token allocation of SG-Former, mmsgformer.visualization (with the
+pipeline geometry of mmsgformer.apis.pipeline) and tools/visualize_significance.py.
 
 Tiny architecture with random weights: the maps have the documented shapes at any input size,
 are normalised as documented (the local part sums to 1 over the real tokens of every 7x7 window;
@@ -21,9 +21,9 @@ import pytest
 import torch
 from conftest import REPO, TINY_ARCH
 
+from mmsgformer.apis import pipeline as geometry_lib
 from mmsgformer.models import SGFormer
 from mmsgformer.models.attention import LOCAL_WINDOW, REALLOCATION_SPECS, HybridScaleAttention
-from mmsgformer.visualization import pipeline as geometry_lib
 from mmsgformer.visualization import significance as tool
 
 TOOL = osp.join(REPO, 'tools', 'visualize_significance.py')

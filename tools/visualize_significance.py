@@ -68,18 +68,16 @@ def main(argv=None):
 
     matplotlib.use('Agg')
 
-    from mmsgformer.apis import describe_weights, init_model
+    from mmsgformer.apis import build_test_transforms, describe_weights, expand_images, init_model
     from mmsgformer.utils.config import ConfigError
     from mmsgformer.utils.safe_loading import CheckpointError
-    from mmsgformer.visualization import (
-        build_test_transforms,
-        expand_images,
-        visualize_significance,
-    )
+    from mmsgformer.visualization import visualize_significance
 
     images = expand_images(args.image)
-    try:  # (without a checkpoint: random weights, with a warning)
-        model = init_model(args.config, args.checkpoint, args.device, args.cfg_options)
+    try:  # (without a checkpoint: random weights, with a warning; only the backbone runs)
+        model = init_model(
+            args.config, args.checkpoint, args.device, args.cfg_options, backbone_only=True
+        )
     except (
         ConfigError,
         CheckpointError,

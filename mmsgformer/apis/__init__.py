@@ -11,10 +11,26 @@ For detection, segmentation and classification configs alike (as mmdet's
     result = inference_model(model, 'demo.jpg')  # a DetDataSample
     results = inference_model(model, ['a.jpg', image_array])  # a list of them
 
-:func:`build_model` builds a config's model without any weights (analysis);
-:func:`load_weights` loads a whole-model or backbone checkpoint into one.
+The steps: :func:`build_model` builds a config's model without any weights (analysis);
+:func:`load_weights` (:mod:`mmsgformer.models.pretrained`) puts a checkpoint into it, strictly;
+:mod:`~mmsgformer.apis.pipeline` runs images through the config's test pipeline
+(:func:`build_test_transforms`, :func:`run_pipeline`) and follows its geometry
+(:class:`Geometry`, which maps network-input coordinates back to the original image);
+:func:`expand_images` lists the images a file, folder or glob names.
 """
 
-from .inference import build_model, describe_weights, inference_model, init_model, load_weights
+from ..models.pretrained import load_weights
+from .inference import build_model, describe_weights, inference_model, init_model
+from .pipeline import Geometry, build_test_transforms, expand_images, run_pipeline
 
-__all__ = ['init_model', 'inference_model', 'build_model', 'load_weights', 'describe_weights']
+__all__ = [
+    'init_model',
+    'inference_model',
+    'build_model',
+    'load_weights',
+    'describe_weights',
+    'Geometry',
+    'build_test_transforms',
+    'expand_images',
+    'run_pipeline',
+]

@@ -3,8 +3,9 @@
 :func:`init_model` and :func:`inference_model` serve detection (mmdet), segmentation (mmseg)
 and classification (mmpretrain) configs alike, as ``init_detector``/``inference_detector``,
 mmseg's ``init_model``/``inference_model`` and mmpretrain's do for their own task.
-:func:`build_model` (no weights at all, for analysis) and :func:`load_weights` (a whole-model
-or backbone-only checkpoint) are the steps they are made of.
+:func:`build_model` (no weights at all, for analysis),
+:func:`~mmsgformer.models.pretrained.load_weights` (a checkpoint into the model) and the test
+pipeline (:mod:`~mmsgformer.apis.pipeline`) are the steps they are made of.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import os
 import os.path as osp
 import warnings
 from copy import deepcopy
-from typing import Any, List, Mapping, Optional, Sequence, Union
+from typing import Any, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
 
+from ..models.pretrained import load_pretrained, load_weights
 from ..utils.config import (
     apply_cfg_options,
     disable_pretrained,
@@ -27,7 +30,7 @@ from ..utils.config import (
     load_config,
     task_registries,
 )
-from ..utils.safe_loading import check_finite_checkpoint, extract_state_dict, read_checkpoint
+from .pipeline import build_test_transforms, run_pipeline
 
 ImageInput = Union[str, os.PathLike, np.ndarray]
 """An image file, or an image array as the config's image loading gives it (``(H, W, C)``,
@@ -59,63 +62,6 @@ def build_model(cfg: Config, device: str = 'cpu') -> nn.Module:
     return model
 
 
-def load_weights(
-    model: nn.Module, checkpoint: Union[str, Mapping], source: Optional[str] = None
-) -> dict:
-    """Loads a whole-model or backbone-only checkpoint into ``model``.
-
-    A checkpoint with ``backbone.*`` keys is a whole model (classifier, detector, segmentor of
-    the same config); any other is taken as the backbone's (official SG-Former release or
-    converted file, see :func:`mmsgformer.models.load_pretrained`). Weights with NaN/Inf are
-    refused. A file is read once (:func:`~mmsgformer.utils.safe_loading.read_checkpoint`).
-
-    Args:
-        model: The model built from the checkpoint's config.
-        checkpoint: Checkpoint path or URL, or a checkpoint already read (a state dict or a dict
-            holding one).
-        source: The checkpoint in messages (default: the path, or ``'checkpoint'``).
-
-    Returns:
-        The checkpoint's ``meta`` (e.g. ``dataset_meta``), ``{}`` if it has none.
-
-    Raises:
-        CheckpointError: The file cannot be read safely, or its weights hold NaN/Inf
-            (:class:`~mmsgformer.utils.safe_loading.NonFiniteCheckpointError`).
-        RuntimeError: Fewer than half of the model's tensors are in the checkpoint (a checkpoint
-            of another model).
-    """
-    from mmsgformer.models.pretrained import load_pretrained
-
-    if isinstance(checkpoint, str):
-        source = source or checkpoint
-        raw = read_checkpoint(checkpoint)
-    else:
-        source = source or 'checkpoint'
-        raw = checkpoint
-        check_finite_checkpoint(raw, source)
-    state = extract_state_dict(raw, source)
-    meta = (raw.get('meta') or {}) if isinstance(raw, Mapping) else {}
-    if not any(k.startswith('backbone.') for k in state):
-        load_pretrained(model.backbone, raw, source=source)
-        return meta
-    expected = model.state_dict()
-    found = [k for k in state if k in expected]
-    if len(found) < len(expected) // 2:
-        raise RuntimeError(
-            f'checkpoint {source!r} does not hold weights for this model: '
-            f'only {len(found)} of its {len(expected)} tensors are in it. Is it a '
-            f'checkpoint of another config?'
-        )
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        warnings.warn(
-            f'checkpoint {source!r}: {len(missing)} model tensors missing '
-            f'(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. '
-            f'{unexpected[:3]})'
-        )
-    return meta
-
-
 def backbone_init_file(cfg: Config) -> Optional[str]:
     """The file of the config's pretrained backbone ``init_cfg`` when it exists, else None."""
     backbone_init = (cfg.model.get('backbone') or {}).get('init_cfg')
@@ -145,6 +91,8 @@ def init_model(
     checkpoint: Optional[str] = None,
     device: Optional[str] = None,
     cfg_options: Optional[dict] = None,
+    *,
+    backbone_only: bool = False,
 ) -> nn.Module:
     """A model ready for inference: built from ``config``, weights from ``checkpoint``.
 
@@ -154,19 +102,26 @@ def init_model(
 
     Args:
         config: Config file or config of a detector, segmentor or classifier.
-        checkpoint: Whole-model or backbone checkpoint (see :func:`load_weights`), or None.
+        checkpoint: A checkpoint of this config's whole model, loaded strictly
+            (:func:`~mmsgformer.models.pretrained.load_weights`), or None.
         device: e.g. ``'cpu'`` or ``'cuda:0'``; default ``cuda:0`` when available, else the CPU.
         cfg_options: ``{dotted.key: value}`` overrides of config settings
             (:func:`~mmsgformer.utils.config.apply_cfg_options`); a ``Config`` given is copied
             first.
+        backbone_only: Load only the backbone from ``checkpoint``: any checkpoint a backbone's
+            ``init_cfg`` takes (an official release, a converted or backbone-only file, the
+            ``backbone.*`` part of a whole model; see
+            :func:`~mmsgformer.models.pretrained.load_pretrained`). The other parts keep their
+            initialisation.
 
     Returns:
         The model in eval mode, with ``model.cfg`` (the config) and, when the checkpoint's
-        ``meta`` has one, ``model.dataset_meta``.
+        ``meta`` has one (whole-model checkpoints), ``model.dataset_meta``.
 
     Raises:
         FileNotFoundError: The config file does not exist.
-        CheckpointError, RuntimeError: See :func:`load_weights`.
+        CheckpointError, CheckpointMismatchError: See
+            :func:`~mmsgformer.models.pretrained.load_weights`.
     """
     if isinstance(config, Config):
         cfg = apply_cfg_options(deepcopy(config), cfg_options) if cfg_options else config
@@ -179,7 +134,9 @@ def init_model(
     device = device or ('cuda:0' if torch.cuda.is_available() else 'cpu')
     model = build_model(cfg, 'cpu')
     model.cfg = cfg
-    if checkpoint is not None:
+    if checkpoint is not None and backbone_only:
+        load_pretrained(model.backbone, checkpoint)
+    elif checkpoint is not None:
         meta = load_weights(model, checkpoint)
         if meta.get('dataset_meta'):
             model.dataset_meta = meta['dataset_meta']
@@ -203,7 +160,7 @@ def inference_model(
     """Runs images through the config's test pipeline and the model.
 
     The pipeline is ``model.cfg``'s test pipeline without annotation loading (see
-    :func:`mmsgformer.visualization.pipeline.build_test_transforms`); each image is one
+    :func:`~mmsgformer.apis.pipeline.build_test_transforms`); each image is one
     ``model.test_step`` without gradients.
 
     Args:
@@ -216,10 +173,6 @@ def inference_model(
         ``DataSample`` with ``pred_score``/``pred_label``): one for one image, a list for a
         list.
     """
-    from mmengine.dataset import pseudo_collate
-
-    from mmsgformer.visualization.pipeline import build_test_transforms, run_pipeline
-
     cfg = getattr(model, 'cfg', None)
     if not isinstance(cfg, Config):
         raise ValueError(

@@ -62,46 +62,6 @@ def check_opset(opset: int) -> None:
         )
 
 
-def load_export_weights(model: nn.Module, checkpoint: str) -> None:
-    """Loads a whole-model checkpoint of exactly this model, else raises :class:`ExportError`.
-
-    Args:
-        model: The model built from the config.
-        checkpoint: A checkpoint file trained with that config (every tensor present, with the
-            model's shapes).
-    """
-    from mmsgformer.apis import load_weights
-    from mmsgformer.utils.safe_loading import extract_state_dict, read_checkpoint
-
-    raw = read_checkpoint(checkpoint)
-    state = extract_state_dict(raw, checkpoint)
-    fix = (
-        'export with the config the checkpoint was trained with (or its '
-        '--cfg-options), or a checkpoint of this config'
-    )
-    if not any(key.startswith('backbone.') for key in state):
-        raise ExportError(
-            f'checkpoint {checkpoint!r} holds no whole model (no backbone.* keys; '
-            f'a backbone-only file leaves the heads untrained): {fix}'
-        )
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(
-        key
-        for key in set(state) & set(expected)
-        if tuple(state[key].shape) != tuple(expected[key].shape)
-    )
-    if missing or unexpected or mismatched:
-        raise ExportError(
-            f'checkpoint {checkpoint!r} does not fit the config: {len(missing)} model tensors '
-            f'missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. '
-            f'{unexpected[:3]}), {len(mismatched)} of another shape (e.g. {mismatched[:3]}); '
-            f'{fix}'
-        )
-    load_weights(model, raw, source=checkpoint)
-
-
 def prepare_for_export(model: nn.Module) -> nn.Module:
     """SyncBN as BN, activation checkpointing off, eval mode; returns the model."""
     from mmengine.model import revert_sync_batchnorm
@@ -300,7 +260,8 @@ def export_onnx(
     Args:
         config: Config file (or config) of a classifier, segmentor or detector of ours, or of
             a config inheriting one.
-        checkpoint: A whole-model checkpoint of that config; None exports random weights
+        checkpoint: A whole-model checkpoint of that config, loaded strictly
+            (:func:`~mmsgformer.models.pretrained.load_weights`); None exports random weights
             (with a warning).
         out: The ONNX file to write.
         opset: ONNX opset, at least :data:`MIN_OPSET`.
@@ -312,10 +273,11 @@ def export_onnx(
         ``out``.
 
     Raises:
-        ExportError: Opset too old, checkpoint that does not fit the config, unknown task,
-            or a graph that fails the checks.
+        ExportError: Opset too old, unknown task, or a graph that fails the checks.
+        CheckpointError, CheckpointMismatchError: A checkpoint that cannot be read or does not
+            fit the config (see :func:`~mmsgformer.models.pretrained.load_weights`).
     """
-    from mmsgformer.apis import build_model
+    from mmsgformer.apis import build_model, load_weights
     from mmsgformer.utils.config import load_config, task_of
 
     check_opset(opset)
@@ -328,7 +290,7 @@ def export_onnx(
     if checkpoint is None:
         warnings.warn('no checkpoint: exporting RANDOM weights')
     else:
-        load_export_weights(model, checkpoint)
+        load_weights(model, checkpoint)
     module = export_module(prepare_for_export(model), task)
     height, width = example_size or EXAMPLE_SIZES[task]
     if min(height, width) < MIN_INPUT_SIZE:

@@ -20,7 +20,7 @@ import sys
 import warnings
 from copy import deepcopy
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from mmengine.config import Config, ConfigDict
 
@@ -241,9 +241,11 @@ def run_test(runner, checkpoint: Mapping, filename: str) -> Optional[Dict[str, A
     """``runner.test()`` with weights from a checkpoint already read.
 
     The steps of MMEngine's ``Runner.test`` (0.10.x) in its order: the test loop is built, the
-    ``before_run`` hooks run, the weights are loaded as ``Runner.load_checkpoint`` loads them
-    (``after_load_checkpoint`` hooks, then the state dict into the unwrapped model, non-strict,
-    ``module.`` prefixes stripped), the loop runs, the ``after_run`` hooks run.
+    ``before_run`` hooks run, the weights are loaded (``after_load_checkpoint`` hooks, as
+    ``Runner.load_checkpoint`` runs them, then the state dict into the model inside any wrapper
+    or test-time augmentation, strictly: :func:`~mmsgformer.models.pretrained.load_weights`;
+    only the tensors of parts the config sets to None may be left unused,
+    :func:`parts_set_to_none`), the loop runs, the ``after_run`` hooks run.
 
     Args:
         runner: A runner built by :func:`build_runner`.
@@ -252,19 +254,45 @@ def run_test(runner, checkpoint: Mapping, filename: str) -> Optional[Dict[str, A
 
     Returns:
         The evaluator's metrics.
+
+    Raises:
+        CheckpointMismatchError: The checkpoint does not fit the config's model.
     """
-    from mmengine.model import is_model_wrapper
-    from mmengine.runner.checkpoint import _load_checkpoint_to_model
+    from mmengine.model import BaseTTAModel, is_model_wrapper
+
+    from ..models.pretrained import load_weights
 
     loop = built_test_loop(runner)
     runner.call_hook('before_run')
     runner.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-    _load_checkpoint_to_model(model, checkpoint, strict=False, revise_keys=[(r'^module.', '')])
-    runner.logger.info(f'Load checkpoint from {filename}')
+    model, model_cfg = runner.model, runner.cfg.model
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        if isinstance(model, BaseTTAModel):
+            model_cfg = model_cfg['module']
+        model = model.module
+    dropped = parts_set_to_none(model_cfg)
+    load_weights(model, checkpoint, allow_unexpected=dropped, source=filename)
     metrics = loop.run()
     runner.call_hook('after_run')
     return metrics
+
+
+def parts_set_to_none(model_cfg: Mapping, prefix: str = '') -> Tuple[str, ...]:
+    """Key prefixes of the model parts a config sets to None (``roi_head.mask_head.`` for
+    ``model.roi_head.mask_head=None``, a box-only Mask R-CNN): the tensors a checkpoint of the
+    whole model holds for them are the ones a test may leave unused.
+
+    Args:
+        model_cfg: The model's config.
+        prefix: The key prefix of ``model_cfg`` in the model.
+    """
+    parts: Tuple[str, ...] = ()
+    for key, value in model_cfg.items():
+        if value is None:
+            parts += (f'{prefix}{key}.',)
+        elif isinstance(value, Mapping):
+            parts += parts_set_to_none(value, f'{prefix}{key}.')
+    return parts
 
 
 def run_onnx_test(runner, onnx_file: str) -> Optional[Dict[str, Any]]:

@@ -7,7 +7,7 @@ from .attention import (
     TokenReallocation,
 )
 from .official_keys import convert_official_state_dict
-from .pretrained import load_pretrained
+from .pretrained import CheckpointMismatchError, load_pretrained, load_weights
 from .sgformer import SGFormer
 
 __all__ = [
@@ -18,4 +18,6 @@ __all__ = [
     'TokenReallocation',
     'convert_official_state_dict',
     'load_pretrained',
+    'load_weights',
+    'CheckpointMismatchError',
 ]

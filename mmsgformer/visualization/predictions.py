@@ -16,6 +16,9 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from ..apis import inference_model
+from ..engine.preflight import dataset_path_problems
+
 PANEL_INCHES = (4.8, 3.84)
 """Width and height of one panel (a 160x128 image is drawn 3x enlarged at 100 dpi)."""
 TITLE_INCHES = 0.45  # above every panel
@@ -99,8 +102,6 @@ def test_dataset_ground_truth(cfg, results: Sequence['ImageResult']) -> None:
     """
     from mmdet.registry import DATASETS
 
-    from mmsgformer.engine.preflight import dataset_path_problems
-
     if dataset_path_problems(cfg, ['test_dataloader']):
         return
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
@@ -120,8 +121,6 @@ def predict_images(model, paths: Sequence[str], score_thr: float) -> List[ImageR
         score_thr: Lowest score kept.
     """
     import mmcv
-
-    from mmsgformer.apis import inference_model
 
     results = []
     for path in paths:

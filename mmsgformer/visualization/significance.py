@@ -3,7 +3,7 @@
 The library behind ``tools/visualize_significance.py``.
 
 For each image (run through the config's test pipeline and data preprocessor, see
-:mod:`mmsgformer.visualization.pipeline`) :func:`visualize_image` writes, per stage with a
+:mod:`mmsgformer.apis.pipeline`) :func:`visualize_image` writes, per stage with a
 significance map:
 
 * ``stage<k>_significance.png`` - the image with the stage's significance (relative to uniform
@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .pipeline import Geometry, output_names, run_pipeline
+from ..apis.pipeline import Geometry, run_pipeline
 
 SIGNIFICANCE_CMAP = 'turbo'
 ALLOCATION_CMAP = 'viridis'
@@ -295,7 +295,7 @@ def visualize_image(
 
     Args:
         model: A model with an SGFormer ``backbone`` and a ``data_preprocessor`` (eval mode).
-        transforms: The built test pipeline (:func:`~.pipeline.build_test_transforms`).
+        transforms: The built test pipeline (:func:`mmsgformer.apis.build_test_transforms`).
         path: Image file.
         index: Image index (the sample id in the pipeline).
         out_dir: Output folder of this image.
@@ -377,6 +377,20 @@ def visualize_image(
     return written
 
 
+def output_names(paths: Sequence[str]) -> List[str]:
+    """One folder name per image: the file name without extension, made unique."""
+    names, seen = [], set()
+    for path in paths:
+        base = osp.splitext(osp.basename(path))[0] or 'image'
+        name, n = base, 1
+        while name in seen:
+            n += 1
+            name = f'{base}_{n}'
+        seen.add(name)
+        names.append(name)
+    return names
+
+
 def visualize_significance(
     model,
     transforms: list,
@@ -391,7 +405,8 @@ def visualize_significance(
     Args:
         model: See :func:`visualize_image`.
         transforms: See :func:`visualize_image`.
-        images: Image files (:func:`~.pipeline.expand_images` turns a folder or glob into them).
+        images: Image files (:func:`mmsgformer.apis.expand_images` turns a folder or glob into
+            them).
         out: Output folder.
         weights: See :func:`visualize_image`.
         block: See :func:`visualize_image`.

@@ -52,11 +52,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmsgformer.apis import init_model
+    from mmsgformer.apis import expand_images, init_model
     from mmsgformer.deployment import ExportError, init_onnx_model
     from mmsgformer.utils.config import ConfigError
     from mmsgformer.utils.safe_loading import CheckpointError
-    from mmsgformer.visualization import expand_images
     from mmsgformer.visualization.predictions import (
         class_names,
         draw_prediction_grid,

@@ -1,10 +1,10 @@
-"""Running images through a config's test pipeline while following its geometry.
+"""Images through a config's test pipeline, following its geometry.
 
 :func:`run_pipeline` returns the packed sample and a :class:`Geometry`, the affine map from
 original image pixels to network input coordinates through the pipeline's resizes, crops, pads
 and flips, so that maps computed on the network input can be laid over the original image.
-It is how every image of ours reaches a model: :func:`mmsgformer.apis.inference_model` and the
-significance pictures (:mod:`~mmsgformer.visualization.significance`).
+It is how every image of ours reaches a model: :func:`~mmsgformer.apis.inference.inference_model`
+and the significance pictures (:mod:`mmsgformer.visualization.significance`) run it.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ import os
 import os.path as osp
 import warnings
 from copy import deepcopy
-from typing import List, Sequence, Tuple, Union
+from typing import List, Tuple, Union
 
 import numpy as np
+
+from ..utils.config import task_registries
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 
@@ -36,20 +38,6 @@ def expand_images(spec: str) -> List[str]:
             f'{"/".join(e[1:] for e in IMAGE_EXTENSIONS)} files)'
         )
     return images
-
-
-def output_names(paths: Sequence[str]) -> List[str]:
-    """One folder name per image: the file name without extension, made unique."""
-    names, seen = [], set()
-    for path in paths:
-        base = osp.splitext(osp.basename(path))[0] or 'image'
-        name, n = base, 1
-        while name in seen:
-            n += 1
-            name = f'{base}_{n}'
-        seen.add(name)
-        names.append(name)
-    return names
 
 
 def find_test_pipeline(cfg) -> list:
@@ -258,7 +246,5 @@ def build_test_transforms(cfg) -> list:
     Args:
         cfg: The config (see :func:`mmsgformer.utils.config.load_config`).
     """
-    from mmsgformer.utils.config import task_registries
-
     _, transforms = task_registries(cfg)
     return build_transforms(find_test_pipeline(cfg), transforms)

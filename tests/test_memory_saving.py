@@ -52,7 +52,7 @@ def test_conv_layers_backward_equals_autograd_of_plain_forward(where, monkeypatc
     module = _perturbed(build(), gen).train()
     x = torch.randn(*shape, generator=gen, dtype=torch.float64)
     x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
-    assert getattr(memory_saving, f'{name}_applies')(module, x)
+    assert memory_saving.norm_gelu_conv_applies(module, x)
     saving = getattr(memory_saving, name)
     assert nodes <= autograd_node_names(saving(module, x)[0])
     results = _outputs_and_grads(lambda: saving(module, x)[0], module, x)
@@ -116,13 +116,13 @@ def test_mlp_takes_each_memory_saver_where_it_applies():
 def test_conv_layers_take_memory_saving_only_with_autograd_in_full_precision():
     stem = ConvStem(3, 8).train()
     x = torch.randn(1, 3, 16, 16)
-    assert memory_saving.conv_stem_applies(stem, x)  # the parameters require gradients
+    assert memory_saving.norm_gelu_conv_applies(stem, x)  # the parameters require gradients
     with torch.no_grad():
-        assert not memory_saving.conv_stem_applies(stem, x)
+        assert not memory_saving.norm_gelu_conv_applies(stem, x)
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        assert not memory_saving.conv_stem_applies(stem, x)
-    assert not memory_saving.conv_stem_applies(stem.requires_grad_(False), x)
+        assert not memory_saving.norm_gelu_conv_applies(stem, x)
+    assert not memory_saving.norm_gelu_conv_applies(stem.requires_grad_(False), x)
     merging = PatchMerging(8, 16)
-    assert memory_saving.patch_merging_applies(merging, torch.randn(1, 8, 8, 8))
+    assert memory_saving.norm_gelu_conv_applies(merging, torch.randn(1, 8, 8, 8))
     merging.act = torch.nn.GELU(approximate='tanh')  # not what NormGeluConv differentiates
-    assert not memory_saving.patch_merging_applies(merging, torch.randn(1, 8, 8, 8))
+    assert not memory_saving.norm_gelu_conv_applies(merging, torch.randn(1, 8, 8, 8))

@@ -7,7 +7,7 @@ normalisation, an activation, a depth-wise convolution, a gather) in backward; n
 product is recomputed.
 
 The modules of :mod:`mmsgformer.models.sgformer` compute their forward as plain PyTorch; where
-memory saving applies (``*_applies`` here, built on :func:`memory_saving_applies`), one early
+memory saving applies (:func:`norm_gelu_conv_applies`, :func:`conv_mlp_applies`), one early
 branch hands the whole module to its memory-saving forward here instead:
 
 * :func:`conv_stem`, :func:`patch_merging` - the stem and the patch merging layers, with
@@ -29,7 +29,7 @@ What they save is measured by ``tools/analysis_tools/benchmark.py`` (see docs/be
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -79,12 +79,13 @@ def _exact_gelu(act: nn.Module) -> bool:
 
 
 # ---------------------------------------------------------------- stem, merging
-def conv_stem_applies(stem: 'ConvStem', x: torch.Tensor) -> bool:
-    """Whether :func:`conv_stem` replaces the plain forward of ``stem`` for input ``x``."""
+def norm_gelu_conv_applies(module: Union['ConvStem', 'PatchMerging'], x: torch.Tensor) -> bool:
+    """Whether :func:`conv_stem` or :func:`patch_merging` replaces the plain forward of
+    ``module`` (the stem or a patch merging layer) for input ``x``."""
     return (
-        memory_saving_applies(x, *stem.parameters())
-        and stem.conv1.norm.uses_native_kernel(x)
-        and _exact_gelu(stem.act)
+        memory_saving_applies(x, *module.parameters())
+        and module.conv1.norm.uses_native_kernel(x)
+        and _exact_gelu(module.act)
     )
 
 
@@ -95,15 +96,6 @@ def conv_stem(stem: 'ConvStem', x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[Si
     x = _norm_gelu_conv(x, stem.conv1, stem.conv1.norm, stem.conv2)
     x = stem.conv3.norm(_norm_gelu_conv(x, None, stem.conv2.norm, stem.conv3))
     return stem.norm(map_to_tokens(x)), tuple(x.shape[-2:])
-
-
-def patch_merging_applies(merging: 'PatchMerging', x: torch.Tensor) -> bool:
-    """Whether :func:`patch_merging` replaces the plain forward of ``merging`` for ``x``."""
-    return (
-        memory_saving_applies(x, *merging.parameters())
-        and merging.conv1.norm.uses_native_kernel(x)
-        and _exact_gelu(merging.act)
-    )
 
 
 def patch_merging(

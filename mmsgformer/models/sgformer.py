@@ -445,7 +445,7 @@ class ConvStem(nn.Module):
         """Tokens ``(B, H/4 * W/4, C)`` and their map size."""
         # Channels-last convolutions are faster here and give tokens without a copy.
         x = x.contiguous(memory_format=torch.channels_last)
-        if memory_saving.conv_stem_applies(self, x):
+        if memory_saving.norm_gelu_conv_applies(self, x):
             return memory_saving.conv_stem(self, x)
         x = self.conv3(self.act(self.conv2(self.act(self.conv1(x)))))
         return self.norm(map_to_tokens(x)), tuple(x.shape[-2:])
@@ -468,7 +468,7 @@ class PatchMerging(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[Size, Size]]:
         """Tokens at half the resolution of the map ``x`` and their map size."""
-        if memory_saving.patch_merging_applies(self, x):
+        if memory_saving.norm_gelu_conv_applies(self, x):
             return memory_saving.patch_merging(self, x)
         x = self.conv3(self.act(self.conv2(self.act(self.conv1(x)))))
         return map_to_tokens(x), tuple(x.shape[-2:])

@@ -29,7 +29,7 @@ What they save is measured by ``tools/analysis_tools/benchmark.py`` (see docs/be
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -45,9 +45,6 @@ from .layers import (
     tokens_to_map,
 )
 from .sizes import Size, known_zero, runs_eagerly
-
-if TYPE_CHECKING:  # the modules whose forwards are here (they import this module)
-    from .sgformer import ConvMlp, ConvStem, PatchMerging
 
 FLOAT_TYPES = (torch.float32, torch.float64)
 
@@ -79,7 +76,7 @@ def _exact_gelu(act: nn.Module) -> bool:
 
 
 # ---------------------------------------------------------------- stem, merging
-def norm_gelu_conv_applies(module: Union['ConvStem', 'PatchMerging'], x: torch.Tensor) -> bool:
+def norm_gelu_conv_applies(module: nn.Module, x: torch.Tensor) -> bool:
     """Whether :func:`conv_stem` or :func:`patch_merging` replaces the plain forward of
     ``module`` (the stem or a patch merging layer) for input ``x``."""
     return (
@@ -89,7 +86,7 @@ def norm_gelu_conv_applies(module: Union['ConvStem', 'PatchMerging'], x: torch.T
     )
 
 
-def conv_stem(stem: 'ConvStem', x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[Size, Size]]:
+def conv_stem(stem: nn.Module, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[Size, Size]]:
     """:class:`~mmsgformer.models.sgformer.ConvStem`'s forward with :class:`NormGeluConv` from
     ``conv1``'s convolution to ``conv2``'s and from ``conv2``'s norm to ``conv3``'s convolution
     (channels-last ``x``)."""
@@ -98,9 +95,7 @@ def conv_stem(stem: 'ConvStem', x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[Si
     return stem.norm(map_to_tokens(x)), tuple(x.shape[-2:])
 
 
-def patch_merging(
-    merging: 'PatchMerging', x: torch.Tensor
-) -> Tuple[torch.Tensor, Tuple[Size, Size]]:
+def patch_merging(merging: nn.Module, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[Size, Size]]:
     """:class:`~mmsgformer.models.sgformer.PatchMerging`'s forward with :class:`NormGeluConv`
     from ``conv1``'s convolution to ``conv2``'s."""
     x = _norm_gelu_conv(x, merging.conv1, merging.conv1.norm, merging.conv2)
@@ -276,7 +271,7 @@ class NormGeluConv(torch.autograd.Function):
 
 
 # ---------------------------------------------------------------- MLP
-def conv_mlp_applies(mlp: 'ConvMlp', x: torch.Tensor, norm: Optional[nn.LayerNorm]) -> bool:
+def conv_mlp_applies(mlp: nn.Module, x: torch.Tensor, norm: Optional[nn.LayerNorm]) -> bool:
     """Whether :func:`conv_mlp` replaces the plain forward of ``mlp`` for ``x`` (normed by
     ``norm``): where :class:`LayerNormLinear` or :class:`ConvGeluLinear` applies."""
     if _layer_norm_linear_applies(x, norm, mlp):
@@ -289,7 +284,7 @@ def conv_mlp_applies(mlp: 'ConvMlp', x: torch.Tensor, norm: Optional[nn.LayerNor
 
 
 def conv_mlp(
-    mlp: 'ConvMlp', x: torch.Tensor, hw_shape: Tuple[Size, Size], norm: Optional[nn.LayerNorm]
+    mlp: nn.Module, x: torch.Tensor, hw_shape: Tuple[Size, Size], norm: Optional[nn.LayerNorm]
 ) -> torch.Tensor:
     """:class:`~mmsgformer.models.sgformer.ConvMlp`'s forward of ``norm(x)`` with
     :class:`LayerNormLinear` for ``fc1(norm(x))`` where it applies (float32/float64 without
@@ -309,7 +304,7 @@ def conv_mlp(
 
 
 def _layer_norm_linear_applies(
-    x: torch.Tensor, norm: Optional[nn.LayerNorm], mlp: 'ConvMlp'
+    x: torch.Tensor, norm: Optional[nn.LayerNorm], mlp: nn.Module
 ) -> bool:
     """Whether :class:`LayerNormLinear` computes ``mlp.fc1(norm(x))``."""
     return (
@@ -322,7 +317,7 @@ def _layer_norm_linear_applies(
     )
 
 
-def _conv_gelu_linear_fits(mlp: 'ConvMlp') -> bool:
+def _conv_gelu_linear_fits(mlp: nn.Module) -> bool:
     """Whether :class:`ConvGeluLinear` computes ``mlp``'s part after ``fc1`` (an exact GELU, no
     dropout)."""
     return isinstance(mlp.drop, nn.Identity) and _exact_gelu(mlp.act)

@@ -17,7 +17,7 @@ Any input size: the convolutions give stage sizes ``ceil(ceil(H / 2) / 2)`` then
 ceil; the position embedding (trained at ``pretrain_img_size / 4`` squared) is resized
 bicubically to the stage-1 map; attention pads internally where windows and key reduction need
 it and crops back. At multiples of 224 the computation is exactly the official one. Sizes may be
-symbolic (see :mod:`mmsgformer.models.layers`), so the backbone exports with dynamic height
+symbolic (see :mod:`mmsgformer.models.sizes`), so the backbone exports with dynamic height
 and width.
 
 Each forward is the paper's math in plain PyTorch. In training, where memory saving applies, the
@@ -319,7 +319,7 @@ class SGFormer(BaseModule):
                 f'SGFormer expects floating-point images, got {x.dtype}; convert '
                 f'with x.float() and normalise (a data preprocessor does this)'
             )
-        if any(known_below(size, MIN_INPUT_SIZE) for size in x.shape[-2:]):
+        if runs_eagerly() and any(known_below(size, MIN_INPUT_SIZE) for size in x.shape[-2:]):
             raise ValueError(
                 f'SGFormer needs inputs of at least {MIN_INPUT_SIZE}x'
                 f'{MIN_INPUT_SIZE} (its last stage has stride 32), got '

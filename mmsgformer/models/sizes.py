@@ -10,8 +10,8 @@ graph to the traced size without an error, so that only a run at another size wo
 * a slice whose end a tracer cannot prove to lie within the sliced size (``x[:, :h]`` of a map
   padded from ``h``): the tracer fixes the input size to decide it.
 
-So the model code in :mod:`mmsgformer.models` asks the helpers here and branches on no size
-itself. Each helper states its rule:
+So the forwards in :mod:`mmsgformer.models` ask the helpers here and branch on no size that
+follows the batch, height or width themselves. Each helper states its rule:
 
 * :func:`known_zero`, :func:`known_equal`, :func:`known_below`, :func:`known_at_most` - eager
   shortcuts (skipping empty padding, an identity resize, a kernel choice, an input check):

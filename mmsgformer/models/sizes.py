@@ -19,12 +19,13 @@ follows the batch, height or width themselves. Each helper states its rule:
   every size;
 * :func:`runs_eagerly` - checks that read values (NaN inputs) and the memory-saving autograd
   functions run in eager execution only;
-* :func:`pad_map`, :func:`crop_map` - zero padding to a multiple and the crop back: where the
-  sizes are symbolic the crop is a gather, whose output size a tracer knows;
+* :func:`pad_map`, :func:`crop_map`, :func:`pad_tokens_front` - zero padding to a multiple and
+  the crop back: where the sizes are symbolic the crop is a gather, whose output size a tracer
+  knows;
 * :func:`window_grid`, :func:`window_validity`, :func:`window_positions` - the padded map as
   windows, which window positions are real, and the gather from window-major order back to the
   map's tokens (a gather, not a transposition: one window per side needs no case of its own);
-* :func:`upsample_cells` - a reduced map repeated over its cells and cropped, as one gather;
+* :func:`upsample_cells` - a reduced map repeated over its cells and cropped, as gathers;
 * :func:`chunk_bounds` - a loop over chunks of a size: one chunk where the size is symbolic.
 
 Padded sizes are written as ``ceil_div(n, m) * m`` so that a tracer can prove the reshapes that

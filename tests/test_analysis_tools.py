@@ -149,6 +149,42 @@ def test_sgformer_s_macs_match_paper():
     assert 0 < result['recompute_macs'] < 0.02 * result['macs']
 
 
+def test_mac_counter_talks_only_to_the_modules_it_counts():
+    """The counter replaces the significance attention of the model it counts while it traces
+    (the sdpa output traced, the statistic not) and restores it; another model running meanwhile
+    is untouched, and the counted model computes as before afterwards."""
+    import torch
+
+    from mmsgformer.analysis import count_macs
+    from mmsgformer.analysis.complexity import significance_untraced
+    from mmsgformer.models import SGFormer
+    from mmsgformer.models.attention import HybridScaleAttention
+
+    torch.manual_seed(0)
+    counted, other = SGFormer(arch=TINY_ARCH).eval(), SGFormer(arch=TINY_ARCH).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        before = counted(x)
+    record = []
+    with significance_untraced(counted, record), torch.no_grad():
+        assert all(
+            'attend_with_significance' in m.__dict__
+            for m in counted.modules()
+            if isinstance(m, HybridScaleAttention)
+        )
+        other(x)
+        assert record == []  # the other model's attention was not replaced
+        counted(x)
+    hybrid_blocks = sum(isinstance(m, HybridScaleAttention) for m in counted.modules())
+    assert len(record) == 2 * hybrid_blocks  # global and local half of each
+    result = count_macs(counted, (x,))
+    assert result['recompute_macs'] > 0
+    assert not any('attend_with_significance' in m.__dict__ for m in counted.modules())
+    with torch.no_grad():
+        for a, b in zip(counted(x), before):
+            assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize('mmdet_name', ['swin_t', 'pvtv2_b2'])
 def test_timm_baselines_match_mmdet(mmdet_name):
     """The timm_* baselines (for machines without mmcv's ops) are the same networks as mmdet's:

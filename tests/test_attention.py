@@ -251,7 +251,7 @@ def test_one_pass_equals_fused_output_and_separate_significance(monkeypatch, mas
 
 def test_one_pass_only_without_autograd_and_autocast(monkeypatch):
     """Training keeps the fused kernel (no attention matrix stored for backward), autocast keeps
-    its precision, the MAC counter's interceptor sees the statistic separately."""
+    its precision."""
     sdpa_calls = []
     sdpa = F.scaled_dot_product_attention
     monkeypatch.setattr(
@@ -270,8 +270,6 @@ def test_one_pass_only_without_autograd_and_autocast(monkeypatch):
     assert calls(q.requires_grad_(), k, v, context=torch.enable_grad()) == 1
     assert calls(q.detach(), k, v, context=torch.autocast('cpu', dtype=torch.bfloat16)) == 1
     assert calls(q.bfloat16(), k.bfloat16(), v.bfloat16()) == 1
-    with attention_module.intercept_key_significance(lambda fn, *args: fn(*args)):
-        assert calls(q.detach(), k, v) == 1
 
 
 @pytest.mark.parametrize(
@@ -372,7 +370,7 @@ def saved_bytes(fn):
 def test_conv_gelu_linear_equals_plain_mlp_and_keeps_less():
     """The MLP tail that recomputes its hidden activations in backward: same values and
     gradients as the plain graph (gradcheck in float64 too), two hidden-size tensors fewer kept."""
-    from mmsgformer.models import sgformer as sgformer_module
+    from mmsgformer.models import memory_saving
     from mmsgformer.models.memory_saving import ConvGeluLinear
     from mmsgformer.models.sgformer import ConvMlp
 
@@ -386,7 +384,7 @@ def test_conv_gelu_linear_equals_plain_mlp_and_keeps_less():
         x.grad = None
         with pytest.MonkeyPatch.context() as patch:
             if not fused:
-                patch.setattr(sgformer_module, 'conv_gelu_linear', lambda *args: None)
+                patch.setattr(memory_saving, 'memory_saving_applies', lambda *a, **k: False)
             out = mlp(x, hw)
             assert (type(out.grad_fn).__name__ == 'ConvGeluLinearBackward') == fused
             nbytes = saved_bytes(lambda: mlp(x, hw))
@@ -512,7 +510,7 @@ def test_norm_gelu_conv_equals_plain_graph_and_keeps_less(where):
 def test_layer_norm_linear_equals_plain_graph_and_keeps_less():
     """The block's second LayerNorm and fc1 recompute the normed tokens in backward: same
     values and gradients as the plain modules, one token-sized tensor fewer kept."""
-    from mmsgformer.models.memory_saving import LayerNormLinear, norm_linear
+    from mmsgformer.models.memory_saving import LayerNormLinear
 
     gen = torch.Generator().manual_seed(0)
     norm, linear = torch.nn.LayerNorm(8, eps=1e-6), torch.nn.Linear(8, 24)
@@ -524,7 +522,11 @@ def test_layer_norm_linear_equals_plain_graph_and_keeps_less():
         for module in (norm, linear):
             module.zero_grad()
         x.grad = None
-        fn = (lambda: norm_linear(x, norm, linear)) if fused else (lambda: linear(norm(x)))
+        fn = (
+            (lambda: LayerNormLinear.apply(x, *norm.parameters(), norm.eps, *linear.parameters()))
+            if fused
+            else (lambda: linear(norm(x)))
+        )
         out = fn()
         assert (type(out.grad_fn).__name__ == 'LayerNormLinearBackward') == fused
         out.square().sum().backward()

@@ -8,8 +8,9 @@ import torch
 from conftest import REFERENCE_FILE, TINY_ARCH, check_with_cp_matches_plain, requires_cpu_half
 
 from mmsgformer.models import SGFormer
-from mmsgformer.models.attention import HybridScaleAttention, attention, key_significance
+from mmsgformer.models.attention import attention, key_significance
 from mmsgformer.models.sgformer import FiniteInputCheck
+from mmsgformer.models.sizes import window_validity
 from mmsgformer.testing.reference import make_reference, ours_from_official, run_ours
 
 ODD_SIZES = [(32, 32), (37, 53), (65, 97), (100, 33), (224, 224), (230, 250)]
@@ -132,9 +133,7 @@ def test_significance_precision(dtype, expected_dtype, tolerance, through_attent
 
 def test_padded_window_weights_in_float64():
     """Padded windows weight real queries by 1/49 in the statistic's precision."""
-    _, weights = HybridScaleAttention._window_validity(
-        1, 2, 2, (10, 12), torch.device('cpu'), torch.float64
-    )
+    _, weights = window_validity(1, 2, 2, (10, 12), 7, torch.device('cpu'), torch.float64)
     assert weights.dtype == torch.float64
     assert set(weights.unique().tolist()) == {0.0, 1 / 49}
 

@@ -2,6 +2,8 @@
 only that every row compares what it says, from the same run)."""
 
 import json
+import os.path as osp
+import sys
 
 import pytest
 from conftest import TINY_ARCH
@@ -101,3 +103,52 @@ def test_official_needs_a_folder():
 
     with pytest.raises(ValueError, match='--official PATH'):
         build_official('official_sgformer_s', None)
+
+
+@pytest.fixture
+def forget_checkout():
+    """Drops the imported checkout (:func:`import_checkout` imports one per process)."""
+    import sys
+
+    from mmsgformer.analysis.benchmark.models import CHECKOUT_PACKAGE
+
+    yield
+    for name in [m for m in sys.modules if m.split('.')[0] == CHECKOUT_PACKAGE]:
+        del sys.modules[name]
+
+
+def test_checkout_models_run_the_other_checkouts_code(tmp_path, forget_checkout):
+    """``checkout_NAME`` is built from the checkout's files (here a copy of this package with one
+    constant changed), under its own module name, and ours is compared with it."""
+    import shutil
+
+    import torch
+    from conftest import REPO
+
+    from mmsgformer.analysis.benchmark import BenchmarkOptions
+    from mmsgformer.analysis.benchmark.models import baseline_names, build_entries
+
+    shutil.copytree(osp.join(REPO, 'mmsgformer'), tmp_path / 'mmsgformer')
+    sgformer_py = tmp_path / 'mmsgformer' / 'models' / 'sgformer.py'
+    source = sgformer_py.read_text()
+    assert source.count('MIN_INPUT_SIZE = 32') == 1
+    sgformer_py.write_text(source.replace('MIN_INPUT_SIZE = 32', 'MIN_INPUT_SIZE = 8'))
+    options = BenchmarkOptions(
+        models=['tiny', 'checkout_tiny'],
+        custom=[f'tiny={json.dumps(TINY_ARCH)}'],
+        checkout=str(tmp_path),
+        sizes=[],
+        device='cpu',
+        threads=1,
+    )
+    torch.manual_seed(0)
+    ours, theirs = (entry.model.eval() for entry in build_entries(options))
+    assert type(theirs).__module__ == 'mmsgformer_checkout.models.sgformer'
+    assert osp.samefile(sys.modules[type(theirs).__module__].__file__, sgformer_py)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(1, 3, 16, 16)  # below our minimum input, above the changed copy's
+    with torch.no_grad():
+        assert len(theirs(x)) == 4
+        with pytest.raises(ValueError, match='at least 32x32'):
+            ours(x)
+    assert baseline_names('tiny', ['tiny', 'checkout_tiny']) == ['checkout_tiny']

@@ -15,25 +15,28 @@ multiply-accumulates) with three corrections:
   weights it has already formed. A fast implementation that never stores the weights recomputes
   ``q @ k^T`` for it. The network's MACs (the paper's definition, and what the benchmark divides
   by time) therefore exclude that recomputation: while tracing, the significance runs untraced
-  (through :func:`mmsgformer.models.attention.intercept_key_significance`; its result becomes a
-  trace constant, the forward is unchanged) and its MACs are reported separately as
+  (:func:`significance_untraced`: while it traces, the counter replaces
+  ``attend_with_significance`` of the counted model's
+  :class:`~mmsgformer.models.attention.HybridScaleAttention` modules; the statistic's result
+  becomes a trace constant, the forward is unchanged) and its MACs are reported separately as
   ``recompute_macs``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import warnings
 from collections import Counter
-from typing import Any, Dict, List, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer, parameter_count
 from mmengine.analysis.jit_handles import get_shape
 
-from mmsgformer.models.attention import intercept_key_significance
+from mmsgformer.models.attention import HybridScaleAttention, fused_attention, key_significance
 
 
 def _broadcast(a: Sequence[int], b: Sequence[int]) -> List[int]:
@@ -148,23 +151,53 @@ ZERO_COST_OPS = (
 )
 
 
-def _significance_untraced(record: List[int]):
-    """An interceptor for :func:`mmsgformer.models.attention.intercept_key_significance`.
+def _untraced_significance(record: List[int]) -> Callable[..., torch.Tensor]:
+    """:func:`~mmsgformer.models.attention.key_significance` run outside the JIT trace (its
+    result becomes a trace constant; the forward is unchanged), appending its ``q @ k^T`` MACs
+    to ``record``."""
 
-    It runs the significance statistic outside the JIT trace (its result becomes a trace
-    constant; the forward is unchanged) and appends its ``q @ k^T`` MACs to ``record``.
-    """
-
-    def untraced(significance, q, k, *args):
+    def untraced(q, k, *args):
         record.append(matmul_macs(q.shape, k.transpose(-2, -1).shape))
         state = torch._C._get_tracing_state()
         torch._C._set_tracing_state(None)
         try:
-            return significance(q, k, *args)
+            return key_significance(q, k, *args)
         finally:
             torch._C._set_tracing_state(state)
 
     return untraced
+
+
+@contextlib.contextmanager
+def significance_untraced(model: nn.Module, record: List[int]) -> Iterator[None]:
+    """While active, every hybrid-scale attention of ``model`` computes its output with the
+    fused kernel (traced) and its significance by :func:`_untraced_significance` (not traced).
+
+    It replaces ``attend_with_significance`` on those instances and restores them on exit.
+    """
+    significance = _untraced_significance(record)
+    modules = [m for m in model.modules() if isinstance(m, HybridScaleAttention)]
+    for module in modules:
+        module.attend_with_significance = functools.partial(
+            _attend_untraced, module.scale, significance
+        )
+    try:
+        yield
+    finally:
+        for module in modules:
+            del module.attend_with_significance
+
+
+def _attend_untraced(
+    scale: float,
+    significance: Callable[..., torch.Tensor],
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_mask: Optional[torch.Tensor] = None,
+    query_weights: Optional[torch.Tensor] = None,
+):
+    return fused_attention(q, k, v, scale, key_mask, query_weights, significance)
 
 
 class _Wrapper(nn.Module):
@@ -219,11 +252,7 @@ def count_macs(
     """
     wrapped = _Wrapper(model, fn if fn is not None else model)
     record: List[int] = []
-    ctx = (
-        contextlib.nullcontext()
-        if count_recompute
-        else intercept_key_significance(_significance_untraced(record))
-    )
+    ctx = contextlib.nullcontext() if count_recompute else significance_untraced(model, record)
     with ctx, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter('ignore')
         analyzer = FlopAnalyzer(wrapped, tuple(inputs))

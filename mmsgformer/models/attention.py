@@ -11,12 +11,10 @@
 All four share the locally-enhanced positional encoding (LePE, a depth-wise 3x3 convolution of a
 linear projection of the input) that is added to the attention output before ``proj``.
 
-Tensors are ``(B, N, C)`` token sequences in row-major order of an ``(H, W)`` map. Size handling
-for inputs that windows or key reduction do not divide lives in
-:func:`~mmsgformer.models.layers.pad_map` and :func:`~mmsgformer.models.layers.crop_map`, the
-two places that call them, and :meth:`HybridScaleAttention._window_validity` and
-:meth:`HybridScaleAttention._window_positions`; sizes may be symbolic (an export with dynamic
-height and width), see :mod:`mmsgformer.models.layers`.
+Tensors are ``(B, N, C)`` token sequences in row-major order of an ``(H, W)`` map. Inputs that
+windows or key reduction do not divide are padded and cropped back by the helpers of
+:mod:`mmsgformer.models.sizes`, which also hold every other rule that keeps the attentions
+traceable at symbolic sizes (an export with dynamic height and width).
 
 The module reads top-down: the reallocation specs, the shared parts, the four attentions, then
 the attention function that computes the significance statistic.
@@ -28,26 +26,27 @@ in :mod:`mmsgformer.models.official_keys` maps the official weights onto this la
 
 from __future__ import annotations
 
-import contextlib
+import math
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..utils.compat import is_autocast_enabled
-from .layers import (
-    Size,
-    ceil_div,
-    crop_map,
-    dropout,
-    known_zero,
-    map_to_tokens,
-    pad_map,
-    tokens_to_map,
-)
+from .layers import dropout, map_to_tokens, tokens_to_map
 from .memory_saving import gather_merge, split_linear
+from .sizes import (
+    Size,
+    chunk_bounds,
+    crop_map,
+    pad_map,
+    upsample_cells,
+    window_grid,
+    window_positions,
+    window_validity,
+)
 
 LOCAL_WINDOW = 7
 """Side of the windows of the local half of hybrid-scale attention."""
@@ -152,8 +151,8 @@ class HybridScaleAttention(_AttentionBase):
     Any size: the global half zero-pads the map to a multiple of ``sr_ratio`` before the
     reduction (each reduced key covers at least one real token); the local half pads to multiples
     of 7 and masks the padded keys; its significance sums over real queries only, divided by 49
-    as in a full window (see :meth:`_window_validity`). Padded positions are cropped away. At
-    multiples of 224 no padding happens.
+    as in a full window (see :func:`~mmsgformer.models.sizes.window_validity`). Padded positions
+    are cropped away. At multiples of 224 no padding happens.
 
     Args:
         dims: Channels.
@@ -203,93 +202,58 @@ class HybridScaleAttention(_AttentionBase):
     def _global(
         self, x: torch.Tensor, q: torch.Tensor, hw_shape: Tuple[Size, Size]
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        height, width = hw_shape
         heads = self.num_heads // 2
         reduced = self.sr(pad_map(x.unflatten(1, hw_shape), self.sr_ratio).permute(0, 3, 1, 2))
         reduced_hw = reduced.shape[-2:]
         kv = self.global_kv(self.sr_act(self.sr_norm(map_to_tokens(reduced))))
         k, v = self.split_heads(kv, 2 * heads).chunk(2, dim=1)
-        out, significance = attention(
-            self.split_heads(q, heads), k, v, self.scale, need_key_significance=True
-        )
+        out, significance = self.attend_with_significance(self.split_heads(q, heads), k, v)
         # every token gets the significance of the reduced key covering it
-        key_row = torch.arange(height, device=x.device) // self.sr_ratio
-        key_col = torch.arange(width, device=x.device) // self.sr_ratio
-        significance = significance.unflatten(1, reduced_hw)
-        significance = significance.index_select(1, key_row).index_select(2, key_col)
+        significance = upsample_cells(
+            significance.unflatten(1, reduced_hw), hw_shape, self.sr_ratio
+        )
         return out.transpose(1, 2).flatten(2), significance
 
     def _local(
         self, qkv: torch.Tensor, hw_shape: Tuple[Size, Size]
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         batch = qkv.shape[0]
-        height, width = hw_shape
         heads, w = self.num_heads // 2, LOCAL_WINDOW
-        padded = pad_map(qkv.unflatten(1, hw_shape), w)
-        rows, cols = ceil_div(height, w), ceil_div(width, w)
+        grid, rows, cols = window_grid(qkv.unflatten(1, hw_shape), w)
         # (B, rows, w, cols, w, 3, heads, d) -> (3, B * rows * cols, heads, w * w, d)
-        windows = padded.reshape(batch, rows, w, cols, w, 3, heads, self.head_dims)
+        windows = grid.unflatten(-1, (3, heads, self.head_dims))
         windows = windows.permute(5, 0, 1, 3, 6, 2, 4, 7).reshape(
             3, batch * rows * cols, heads, w * w, self.head_dims
         )
-        key_mask, query_weights = self._window_validity(
-            batch, rows, cols, hw_shape, qkv.device, significance_dtype(qkv.dtype)
+        key_mask, query_weights = window_validity(
+            batch, rows, cols, hw_shape, w, qkv.device, significance_dtype(qkv.dtype)
         )
-        out, significance = attention(
-            windows[0],
-            windows[1],
-            windows[2],
-            self.scale,
-            key_mask=key_mask,
-            query_weights=query_weights,
-            need_key_significance=True,
+        out, significance = self.attend_with_significance(
+            windows[0], windows[1], windows[2], key_mask, query_weights
         )
         # (B * rows * cols, heads, w * w, d) -> (B, rows * w, cols * w, heads * d)
         out = out.reshape(batch, rows, cols, heads, w, w, self.head_dims)
         out = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(batch, rows * w, cols * w, -1)
         significance = significance.reshape(batch, rows * cols * w * w)
-        significance = significance.index_select(1, self._window_positions(hw_shape, qkv.device))
+        significance = significance.index_select(1, window_positions(hw_shape, w, qkv.device))
         return crop_map(out, hw_shape).flatten(1, 2), significance.unflatten(1, hw_shape)
 
-    @staticmethod
-    def _window_positions(hw_shape: Tuple[Size, Size], device: torch.device) -> torch.Tensor:
-        """For every token of the map (row-major), its index in the window-major order
-        ``(window row, window column, row in the window, column in the window)`` of the padded
-        map: a gather, not a transposition, so that a tracer needs no case for one window."""
-        w = LOCAL_WINDOW
-        rows = torch.arange(hw_shape[0], device=device)
-        cols = torch.arange(hw_shape[1], device=device)
-        window = (rows // w)[:, None] * ceil_div(hw_shape[1], w) + (cols // w)[None, :]
-        return (window * (w * w) + (rows % w)[:, None] * w + (cols % w)[None, :]).flatten()
+    def attend_with_significance(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        key_mask: Optional[torch.Tensor] = None,
+        query_weights: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:func:`attention` with each key's significance, at this module's scale (both
+        halves call it).
 
-    @staticmethod
-    def _window_validity(
-        batch: Size,
-        rows: Size,
-        cols: Size,
-        hw_shape: Tuple[Size, Size],
-        device: torch.device,
-        dtype: torch.dtype,
-    ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
-        """Key mask and query weights of padded windows; ``(None, None)`` where there is
-        known to be no padding.
-
-        Returns a boolean key mask ``(B * rows * cols, 1, 1, w * w)`` and query weights
-        ``(B * rows * cols, w * w)`` in ``dtype``, ``1 / (w * w)`` for real tokens and 0 for
-        padding: a window's local significance then sums to (its real tokens) / 49, so every
-        real token's expected share is 1/49 as in full windows, and border tokens are not
-        favoured.
+        A tool that analyses the network may replace it on the instances it looks at, as the
+        MAC counter does (:mod:`mmsgformer.analysis.complexity`); the forward consults nothing
+        else on the tool's behalf.
         """
-        w = LOCAL_WINDOW
-        if known_zero(rows * w - hw_shape[0]) and known_zero(cols * w - hw_shape[1]):
-            return None, None
-        # (window, position in the window) -> row or column of the padded map
-        offsets = torch.arange(w, device=device)
-        valid_rows = torch.arange(rows, device=device)[:, None] * w + offsets < hw_shape[0]
-        valid_cols = torch.arange(cols, device=device)[:, None] * w + offsets < hw_shape[1]
-        valid = valid_rows[:, None, :, None] & valid_cols[None, :, None, :]
-        valid = valid.reshape(rows * cols, w * w).repeat(batch, 1)
-        return valid[:, None, None, :], valid.to(dtype) / (w * w)
+        return attention(q, k, v, self.scale, key_mask, query_weights, need_key_significance=True)
 
 
 class SignificanceGuidedAttention(_AttentionBase):
@@ -405,16 +369,6 @@ significance bit for bit). Faster on the CPU (docs/benchmark.md); on CUDA the fu
 stay."""
 
 
-def _query_chunk(q: torch.Tensor, num_keys: Size) -> Optional[int]:
-    """Queries per chunk so that a chunk's attention weights hold about
-    ``SIGNIFICANCE_CHUNK_ELEMENTS`` elements; None (all queries at once) where the sizes are
-    symbolic (a traced graph has no loop over a dynamic number of chunks)."""
-    if not all(isinstance(size, int) for size in (*q.shape, num_keys)):
-        return None
-    rows_per_query = max(1, q.numel() // q.shape[-1] // q.shape[-2] * num_keys)
-    return max(1, SIGNIFICANCE_CHUNK_ELEMENTS // rows_per_query)
-
-
 def _chunked_softmax_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -428,10 +382,10 @@ def _chunked_softmax_attention(
     dtype. Arguments as in :func:`attention`."""
     keys_t = k.transpose(-2, -1)
     num_queries = q.shape[-2]
-    chunk = _query_chunk(q, k.shape[-2])
+    # queries per chunk: attention weights of about SIGNIFICANCE_CHUNK_ELEMENTS at once
+    weights_per_query = math.prod(q.shape[:-2]) * k.shape[-2]
     outs, total = [], None
-    for start in [0] if chunk is None else range(0, num_queries, chunk):
-        end = None if chunk is None else start + chunk
+    for start, end in chunk_bounds(num_queries, weights_per_query, SIGNIFICANCE_CHUNK_ELEMENTS):
         logits = torch.matmul(q[..., start:end, :], keys_t) * scale
         if key_mask is not None:
             logits = logits.masked_fill(~key_mask, float('-inf'))
@@ -504,28 +458,6 @@ def _one_pass_applies(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool
     )
 
 
-_significance_interceptors: List[Callable[..., torch.Tensor]] = []
-
-
-@contextlib.contextmanager
-def intercept_key_significance(interceptor: Callable[..., torch.Tensor]) -> Iterator[None]:
-    """Extension point for tools that analyse the network (e.g. :mod:`mmsgformer.analysis`).
-
-    While the context is active, :func:`attention` computes each significance as
-    ``interceptor(key_significance, q, k, scale, key_mask, query_weights)`` (the innermost
-    interceptor wins) instead of calling :func:`key_significance` directly. The MAC counter uses
-    it to run the statistic outside its trace. Nothing is intercepted otherwise.
-
-    Args:
-        interceptor: Callable returning what ``key_significance`` would return.
-    """
-    _significance_interceptors.append(interceptor)
-    try:
-        yield
-    finally:
-        _significance_interceptors.remove(interceptor)
-
-
 def attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -556,13 +488,25 @@ def attention(
     Returns:
         The attention output ``(..., heads, Lq, d)`` and the ``(..., Lk)`` significance or None.
     """
-    if need_key_significance and not _significance_interceptors and _one_pass_applies(q, k, v):
+    if need_key_significance and _one_pass_applies(q, k, v):
         return _chunked_softmax_attention(q, k, v, scale, key_mask, query_weights)
+    significance = key_significance if need_key_significance else None
+    return fused_attention(q, k, v, scale, key_mask, query_weights, significance)
+
+
+def fused_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scale: float,
+    key_mask: Optional[torch.Tensor] = None,
+    query_weights: Optional[torch.Tensor] = None,
+    significance: Optional[Callable[..., torch.Tensor]] = None,
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """The output of :func:`F.scaled_dot_product_attention` and, where ``significance`` (a
+    function like :func:`key_significance`) is given, the significance computed by it apart
+    from the output. Arguments as in :func:`attention`."""
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, scale=scale)
-    if not need_key_significance:
+    if significance is None:
         return out, None
-    if _significance_interceptors:
-        return out, _significance_interceptors[-1](
-            key_significance, q, k, scale, key_mask, query_weights
-        )
-    return out, key_significance(q, k, scale, key_mask, query_weights)
+    return out, significance(q, k, scale, key_mask, query_weights)

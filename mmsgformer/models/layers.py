@@ -1,33 +1,16 @@
-"""Small layers and helpers shared by the SG-Former modules.
-
-Size handling: every size in these helpers is either a plain ``int`` (eager execution) or a
-symbolic size (a tracer that keeps height and width dynamic, e.g. the ONNX export). Shortcuts
-that depend on a size, such as skipping padding that would be empty, are taken only when the
-size is known now (:func:`known_zero`); a traced graph takes the general path, which is correct
-for every size. Padded sizes are written as ``ceil_div(n, m) * m`` so that a tracer can prove the
-reshapes that follow.
-"""
+"""Small layers and helpers shared by the SG-Former modules (sizes may be symbolic; what
+depends on a size is in :mod:`mmsgformer.models.sizes`)."""
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple, Union
+from typing import Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-Size = Union[int, torch.SymInt]
-
-
-def known_zero(size: Size) -> bool:
-    """Whether ``size`` is a plain int equal to 0 (False for symbolic sizes of a trace)."""
-    return isinstance(size, int) and size == 0
-
-
-def ceil_div(n: Size, divisor: int) -> Size:
-    """``ceil(n / divisor)`` for a non-negative size."""
-    return (n + divisor - 1) // divisor
+from .sizes import Size, known_at_most, known_zero, pad_tokens_front
 
 
 def dropout(rate: float) -> nn.Module:
@@ -72,37 +55,9 @@ def map_to_tokens(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).flatten(1, 2)
 
 
-def pad_map(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Zero-pads a ``(B, H, W, ...)`` map at the bottom and right to multiples of ``multiple``."""
-    pad_h = ceil_div(x.shape[1], multiple) * multiple - x.shape[1]
-    pad_w = ceil_div(x.shape[2], multiple) * multiple - x.shape[2]
-    if known_zero(pad_h) and known_zero(pad_w):
-        return x
-    trailing = (0, 0) * (x.dim() - 3)
-    return F.pad(x, trailing + (0, pad_w, 0, pad_h))
-
-
-def crop_map(x: torch.Tensor, hw_shape: Tuple[Size, Size]) -> torch.Tensor:
-    """The top-left ``hw_shape`` of a ``(B, H', W', ...)`` map padded by :func:`pad_map`.
-
-    A slice where the sizes are known now; for symbolic sizes a gather of the first ``H`` rows
-    and ``W`` columns, whose output size a tracer knows to be exactly ``hw_shape`` (it cannot
-    prove a slice's end within the padded size, and would fix the input size instead).
-    """
-    height, width = hw_shape
-    if isinstance(height, int) and isinstance(width, int):
-        return x[:, :height, :width]
-    rows = torch.arange(height, device=x.device)
-    cols = torch.arange(width, device=x.device)
-    return x.index_select(1, rows).index_select(2, cols)
-
-
 def group_tokens(tokens: torch.Tensor, size: int) -> torch.Tensor:
     """``(B, n, C)`` tokens as ``(B, ceil(n / size), size, C)``, zero-padded at the front."""
-    pad = ceil_div(tokens.shape[1], size) * size - tokens.shape[1]
-    if not known_zero(pad):
-        tokens = F.pad(tokens, (0, 0, pad, 0))
-    return tokens.unflatten(1, (-1, size))
+    return pad_tokens_front(tokens, size).unflatten(1, (-1, size))
 
 
 def merge_groups(
@@ -171,7 +126,7 @@ class SingleGroupNorm(nn.GroupNorm):
 
     def uses_native_kernel(self, x: torch.Tensor) -> bool:
         """Whether ``x`` goes through PyTorch's kernel (else :func:`group_norm_by_reduction`)."""
-        return x.device.type != 'cuda' or x.shape[0] > self.REDUCTION_MAX_BATCH
+        return x.device.type != 'cuda' or not known_at_most(x.shape[0], self.REDUCTION_MAX_BATCH)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.uses_native_kernel(x):

@@ -4,16 +4,25 @@ A plain autograd graph keeps the input of every operation that needs it for back
 functions here compute the same forward and the same gradients (from PyTorch's own backward
 kernels) but keep only their input and recompute the cheap intermediate tensors (a
 normalisation, an activation, a depth-wise convolution, a gather) in backward; no matrix
-product is recomputed. Each is used through a dispatcher that falls back to the plain modules
-wherever :func:`memory_saving_applies` says no.
+product is recomputed.
 
-* :func:`norm_gelu_conv` - ``conv2(gelu(group_norm(conv1(x))))`` of the stem and the patch
-  merging layers (:class:`NormGeluConv`);
-* :func:`norm_linear` - ``fc1(norm2(x))`` at the start of every MLP (:class:`LayerNormLinear`);
-* :func:`conv_gelu_linear` - ``fc2(gelu(dwconv(h)))``, the rest of every MLP
-  (:class:`ConvGeluLinear`);
+The modules of :mod:`mmsgformer.models.sgformer` compute their forward as plain PyTorch; where
+memory saving applies (:func:`norm_gelu_conv_applies`, :func:`conv_mlp_applies`), one early
+branch hands the whole module to its memory-saving forward here instead:
+
+* :func:`conv_stem`, :func:`patch_merging` - the stem and the patch merging layers, with
+  ``conv2(gelu(group_norm(conv1(x))))`` through :class:`NormGeluConv`;
+* :func:`conv_mlp` - the MLP: ``fc1(norm2(x))`` through :class:`LayerNormLinear` and
+  ``fc2(gelu(h + dwconv(h)))`` through :class:`ConvGeluLinear` (each where it applies: the
+  first needs float32/float64 without autocast, the second no dropout).
+
+The attentions use two dispatchers that fall back to the plain computation themselves:
+
 * :func:`gather_merge` - token reallocation's gather and merge (:class:`GatherMerge`);
 * :func:`split_linear` - one linear layer's output in parts, each its own product.
+
+Every hand-written backward is tested against autograd of the plain forward
+(``tests/test_memory_saving.py``).
 
 What they save is measured by ``tools/analysis_tools/benchmark.py`` (see docs/benchmark.md).
 """
@@ -26,17 +35,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..utils.compat import is_autocast_enabled, is_tracing
+from ..utils.compat import is_autocast_enabled
 from .layers import (
     ConvNorm,
-    SingleGroupNorm,
-    Size,
     group_tokens,
     map_to_tokens,
     merge_groups,
     pointwise_conv,
     tokens_to_map,
 )
+from .sizes import Size, known_zero, runs_eagerly
 
 FLOAT_TYPES = (torch.float32, torch.float64)
 
@@ -55,55 +63,70 @@ def memory_saving_applies(
         params: The parameters the function uses.
         any_precision: The function also runs in low precision and under autocast.
     """
-    if not torch.is_grad_enabled() or is_tracing():
+    if not torch.is_grad_enabled() or not runs_eagerly():
         return False
     if not (x.requires_grad or any(p.requires_grad for p in params)):
         return False
     return any_precision or (x.dtype in FLOAT_TYPES and not is_autocast_enabled(x.device.type))
 
 
+def _exact_gelu(act: nn.Module) -> bool:
+    """Whether ``act`` is the exact GELU that the hand-written backwards differentiate."""
+    return type(act) is nn.GELU and act.approximate == 'none'
+
+
 # ---------------------------------------------------------------- stem, merging
-def norm_gelu_conv(
-    x: torch.Tensor,
-    first: Optional[ConvNorm],
-    norm: SingleGroupNorm,
-    act: nn.Module,
-    second: ConvNorm,
+def norm_gelu_conv_applies(module: nn.Module, x: torch.Tensor) -> bool:
+    """Whether :func:`conv_stem` or :func:`patch_merging` replaces the plain forward of
+    ``module`` (the stem or a patch merging layer) for input ``x``."""
+    return (
+        memory_saving_applies(x, *module.parameters())
+        and module.conv1.norm.uses_native_kernel(x)
+        and _exact_gelu(module.act)
+    )
+
+
+def conv_stem(stem: nn.Module, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[Size, Size]]:
+    """:class:`~mmsgformer.models.sgformer.ConvStem`'s forward with :class:`NormGeluConv` from
+    ``conv1``'s convolution to ``conv2``'s and from ``conv2``'s norm to ``conv3``'s convolution
+    (channels-last ``x``)."""
+    x = _norm_gelu_conv(x, stem.conv1, stem.conv1.norm, stem.conv2)
+    x = stem.conv3.norm(_norm_gelu_conv(x, None, stem.conv2.norm, stem.conv3))
+    return stem.norm(map_to_tokens(x)), tuple(x.shape[-2:])
+
+
+def patch_merging(merging: nn.Module, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[Size, Size]]:
+    """:class:`~mmsgformer.models.sgformer.PatchMerging`'s forward with :class:`NormGeluConv`
+    from ``conv1``'s convolution to ``conv2``'s."""
+    x = _norm_gelu_conv(x, merging.conv1, merging.conv1.norm, merging.conv2)
+    x = merging.conv3(merging.act(merging.conv2.norm(x)))
+    return map_to_tokens(x), tuple(x.shape[-2:])
+
+
+def _norm_gelu_conv(
+    x: torch.Tensor, first: Optional[ConvNorm], norm: nn.GroupNorm, second: ConvNorm
 ) -> torch.Tensor:
-    """``second.project(act(norm(first.project(x))))`` (without ``first``: of ``x``), through
-    :class:`NormGeluConv` where it applies, else as plain modules."""
-    convs = (second.conv,) if first is None else (first.conv, second.conv)
-    params = [p for c in convs for p in c.parameters()] + [norm.weight]
-    if (
-        memory_saving_applies(x, *params)
-        and norm.uses_native_kernel(x)
-        and type(act) is nn.GELU
-        and act.approximate == 'none'
-        and not second.is_pointwise()
-        and (first is None or first.is_pointwise() or first.conv.groups == 1)
-        and all(
-            c.bias is None and c.padding_mode == 'zeros' and c.dilation == (1, 1) for c in convs
-        )
-    ):
-        first_weight = first_args = None
-        if first is not None:
-            first_weight = first.conv.weight
-            if not first.is_pointwise():
-                first_args = (list(first.conv.stride), list(first.conv.padding))
-        c = second.conv
-        return NormGeluConv.apply(
-            x,
-            first_weight,
-            first_args,
-            norm.weight,
-            norm.bias,
-            norm.eps,
-            c.weight,
-            list(c.stride),
-            list(c.padding),
-            c.groups,
-        )
-    return second.project(act(norm(x if first is None else first.project(x))))
+    """``second``'s convolution of ``gelu(norm(first's convolution of x))`` (without ``first``:
+    of ``gelu(norm(x))``) by :class:`NormGeluConv` (bias-free convolutions; ``first`` pointwise
+    or ungrouped)."""
+    first_weight = first_args = None
+    if first is not None:
+        first_weight = first.conv.weight
+        if not first.is_pointwise():
+            first_args = (list(first.conv.stride), list(first.conv.padding))
+    c = second.conv
+    return NormGeluConv.apply(
+        x,
+        first_weight,
+        first_args,
+        norm.weight,
+        norm.bias,
+        norm.eps,
+        c.weight,
+        list(c.stride),
+        list(c.padding),
+        c.groups,
+    )
 
 
 def _first_conv(
@@ -248,19 +271,56 @@ class NormGeluConv(torch.autograd.Function):
 
 
 # ---------------------------------------------------------------- MLP
-def norm_linear(x: torch.Tensor, norm: nn.LayerNorm, linear: nn.Linear) -> torch.Tensor:
-    """``linear(norm(x))``, through :class:`LayerNormLinear` where it applies."""
-    if (
-        memory_saving_applies(x, linear.weight)
+def conv_mlp_applies(mlp: nn.Module, x: torch.Tensor, norm: Optional[nn.LayerNorm]) -> bool:
+    """Whether :func:`conv_mlp` replaces the plain forward of ``mlp`` for ``x`` (normed by
+    ``norm``): where :class:`LayerNormLinear` or :class:`ConvGeluLinear` applies."""
+    if _layer_norm_linear_applies(x, norm, mlp):
+        return True
+    norm_params = [] if norm is None else list(norm.parameters())
+    hidden_requires_grad = memory_saving_applies(
+        x, *norm_params, *mlp.fc1.parameters(), any_precision=True
+    )
+    return hidden_requires_grad and _conv_gelu_linear_fits(mlp)
+
+
+def conv_mlp(
+    mlp: nn.Module, x: torch.Tensor, hw_shape: Tuple[Size, Size], norm: Optional[nn.LayerNorm]
+) -> torch.Tensor:
+    """:class:`~mmsgformer.models.sgformer.ConvMlp`'s forward of ``norm(x)`` with
+    :class:`LayerNormLinear` for ``fc1(norm(x))`` where it applies (float32/float64 without
+    autocast) and :class:`ConvGeluLinear` for the rest where it applies (no dropout); either
+    part runs as the plain modules otherwise."""
+    if _layer_norm_linear_applies(x, norm, mlp):
+        fc1 = mlp.fc1
+        h = LayerNormLinear.apply(x, norm.weight, norm.bias, norm.eps, fc1.weight, fc1.bias)
+    else:
+        h = mlp.fc1(x if norm is None else norm(x))
+    h_map = tokens_to_map(h, hw_shape)
+    if not (memory_saving_applies(h_map, any_precision=True) and _conv_gelu_linear_fits(mlp)):
+        return mlp.mix(h_map)
+    return ConvGeluLinear.apply(
+        h_map, mlp.mixing_kernel(), mlp.dwconv.bias, mlp.fc2.weight, mlp.fc2.bias
+    )
+
+
+def _layer_norm_linear_applies(
+    x: torch.Tensor, norm: Optional[nn.LayerNorm], mlp: nn.Module
+) -> bool:
+    """Whether :class:`LayerNormLinear` computes ``mlp.fc1(norm(x))``."""
+    return (
+        norm is not None
+        and memory_saving_applies(x, mlp.fc1.weight)
         and type(norm) is nn.LayerNorm
         and norm.elementwise_affine
         and norm.bias is not None
-        and linear.bias is not None
-    ):
-        return LayerNormLinear.apply(
-            x, norm.weight, norm.bias, norm.eps, linear.weight, linear.bias
-        )
-    return linear(norm(x))
+        and mlp.fc1.bias is not None
+    )
+
+
+def _conv_gelu_linear_fits(mlp: nn.Module) -> bool:
+    """Whether :class:`ConvGeluLinear` computes ``mlp``'s part after ``fc1`` (an exact GELU, no
+    dropout)."""
+    return isinstance(mlp.drop, nn.Identity) and _exact_gelu(mlp.act)
 
 
 class LayerNormLinear(torch.autograd.Function):
@@ -318,27 +378,6 @@ class LayerNormLinear(torch.autograd.Function):
                 [need[0], need[1], need[2]],
             )
         return grad_x, grad_norm_weight, grad_norm_bias, None, grad_weight, grad_bias
-
-
-def conv_gelu_linear(
-    h_map: torch.Tensor,
-    kernel: torch.Tensor,
-    conv_bias: torch.Tensor,
-    act: nn.Module,
-    dropout: nn.Module,
-    linear: nn.Linear,
-) -> Optional[torch.Tensor]:
-    """``linear(gelu(conv(h_map)))`` (depth-wise 3x3 ``kernel``) as tokens, through
-    :class:`ConvGeluLinear` where it applies (a plain exact GELU and no dropout); None where it
-    does not, for the caller's plain modules."""
-    if (
-        memory_saving_applies(h_map, any_precision=True)
-        and isinstance(dropout, nn.Identity)
-        and type(act) is nn.GELU
-        and act.approximate == 'none'
-    ):
-        return ConvGeluLinear.apply(h_map, kernel, conv_bias, linear.weight, linear.bias)
-    return None
 
 
 def _conv_gelu(
@@ -481,7 +520,7 @@ class GatherMerge(torch.autograd.Function):
         grad_groups, grad_params, start = [], [], 0
         for tokens, weight in zip(ordered.split(ctx.group_sizes, dim=1), weights):
             num_tokens = tokens.shape[1]
-            if num_tokens == 0:
+            if known_zero(num_tokens):
                 grad_params += [torch.zeros_like(weight), weight.new_zeros(1)]
                 continue
             tokens = group_tokens(tokens, weight.shape[1])

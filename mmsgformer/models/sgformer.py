@@ -17,11 +17,13 @@ Any input size: the convolutions give stage sizes ``ceil(ceil(H / 2) / 2)`` then
 ceil; the position embedding (trained at ``pretrain_img_size / 4`` squared) is resized
 bicubically to the stage-1 map; attention pads internally where windows and key reduction need
 it and crops back. At multiples of 224 the computation is exactly the official one. Sizes may be
-symbolic (see :mod:`mmsgformer.models.layers`), so the backbone exports with dynamic height
+symbolic (see :mod:`mmsgformer.models.sizes`), so the backbone exports with dynamic height
 and width.
 
-In training, the memory-saving functions of :mod:`mmsgformer.models.memory_saving` replace some
-module sequences with the same math keeping less for backward.
+Each forward is the paper's math in plain PyTorch. In training, where memory saving applies, the
+stem, the patch merging layers and the MLPs hand the whole module to its memory-saving forward
+in :mod:`mmsgformer.models.memory_saving` (the same math keeping less for backward), by one early
+branch. What depends on a size is in :mod:`mmsgformer.models.sizes`.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
 from ..registry import MODELS, register_in_root
-from ..utils.compat import is_tracing
+from . import memory_saving
 from .attention import (
     REALLOCATION_SPECS,
     GlobalAttention,
@@ -47,15 +49,14 @@ from .attention import (
 from .layers import (
     ConvNorm,
     DropPath,
-    Size,
     dropout,
     map_to_tokens,
     residual_add,
     sincos_pos_embed,
     tokens_to_map,
 )
-from .memory_saving import conv_gelu_linear, norm_gelu_conv, norm_linear
 from .pretrained import load_pretrained, load_state_dict_pre_hook
+from .sizes import Size, known_below, known_equal, known_zero, runs_eagerly
 
 MIN_INPUT_SIZE = 32
 """Smallest input height and width (the last stage has stride 32)."""
@@ -305,7 +306,7 @@ class SGFormer(BaseModule):
                 f'SGFormer expects images as a 4D tensor (B, C, H, W), got shape '
                 f'{tuple(x.shape)}; add a batch dimension with x[None]'
             )
-        if x.shape[0] == 0:
+        if known_zero(x.shape[0]):
             raise ValueError('SGFormer got an empty batch (B = 0); pass at least one image')
         if x.shape[1] != self.in_channels:
             raise ValueError(
@@ -318,7 +319,7 @@ class SGFormer(BaseModule):
                 f'SGFormer expects floating-point images, got {x.dtype}; convert '
                 f'with x.float() and normalise (a data preprocessor does this)'
             )
-        if not is_tracing() and min(x.shape[-2:]) < MIN_INPUT_SIZE:
+        if runs_eagerly() and any(known_below(size, MIN_INPUT_SIZE) for size in x.shape[-2:]):
             raise ValueError(
                 f'SGFormer needs inputs of at least {MIN_INPUT_SIZE}x'
                 f'{MIN_INPUT_SIZE} (its last stage has stride 32), got '
@@ -330,7 +331,7 @@ class SGFormer(BaseModule):
         """The position embedding ``(1, H*W, C)`` for a stage-1 map of ``hw_shape`` (itself
         where the sizes are known to be its grid's)."""
         grid = (self.pretrain_grid, self.pretrain_grid)
-        if all(isinstance(size, int) for size in hw_shape) and tuple(hw_shape) == grid:
+        if known_equal(hw_shape, grid):
             return self.pos_embed
         pos = self.pos_embed.reshape(1, *grid, -1).permute(0, 3, 1, 2)
         pos = F.interpolate(pos.float(), size=hw_shape, mode='bicubic', align_corners=False)
@@ -441,10 +442,12 @@ class ConvStem(nn.Module):
         self.norm = nn.LayerNorm(dims)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[Size, Size]]:
+        """Tokens ``(B, H/4 * W/4, C)`` and their map size."""
         # Channels-last convolutions are faster here and give tokens without a copy.
         x = x.contiguous(memory_format=torch.channels_last)
-        x = norm_gelu_conv(x, self.conv1, self.conv1.norm, self.act, self.conv2)
-        x = self.conv3.norm(norm_gelu_conv(x, None, self.conv2.norm, self.act, self.conv3))
+        if memory_saving.norm_gelu_conv_applies(self, x):
+            return memory_saving.conv_stem(self, x)
+        x = self.conv3(self.act(self.conv2(self.act(self.conv1(x)))))
         return self.norm(map_to_tokens(x)), tuple(x.shape[-2:])
 
 
@@ -464,8 +467,10 @@ class PatchMerging(nn.Module):
         self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[Size, Size]]:
-        x = norm_gelu_conv(x, self.conv1, self.conv1.norm, self.act, self.conv2)
-        x = self.conv3(self.act(self.conv2.norm(x)))
+        """Tokens at half the resolution of the map ``x`` and their map size."""
+        if memory_saving.norm_gelu_conv_applies(self, x):
+            return memory_saving.patch_merging(self, x)
+        x = self.conv3(self.act(self.conv2(self.act(self.conv1(x)))))
         return map_to_tokens(x), tuple(x.shape[-2:])
 
 
@@ -525,7 +530,7 @@ class ConvMlp(nn.Module):
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden_dims, dims)
         self.drop = dropout(drop)
-        # x + dwconv(x) as one convolution: the identity is added to the kernel's centre tap,
+        # h + dwconv(h) as one convolution: the identity is added to the kernel's centre tap,
         # which saves a pass over the largest activation of the block. (Not saved in state dicts.)
         identity = torch.zeros_like(self.dwconv.weight)
         identity[:, :, 1, 1] = 1
@@ -535,14 +540,21 @@ class ConvMlp(nn.Module):
         self, x: torch.Tensor, hw_shape: Tuple[Size, Size], norm: Optional[nn.LayerNorm] = None
     ) -> torch.Tensor:
         """The MLP of ``x``, or of ``norm(x)``."""
-        h = self.fc1(x) if norm is None else norm_linear(x, norm, self.fc1)
-        h_map = tokens_to_map(h, hw_shape)
-        kernel = self.dwconv.weight + self.identity_kernel
-        out = conv_gelu_linear(h_map, kernel, self.dwconv.bias, self.act, self.drop, self.fc2)
-        if out is not None:
-            return out
-        h_map = F.conv2d(h_map, kernel, self.dwconv.bias, padding=1, groups=self.dwconv.groups)
+        if memory_saving.conv_mlp_applies(self, x, norm):
+            return memory_saving.conv_mlp(self, x, hw_shape, norm)
+        h = self.fc1(x if norm is None else norm(x))
+        return self.mix(tokens_to_map(h, hw_shape))
+
+    def mix(self, h_map: torch.Tensor) -> torch.Tensor:
+        """``fc2(gelu(h + dwconv(h)))`` of the hidden map ``h`` (with the dropouts), as tokens."""
+        h_map = F.conv2d(
+            h_map, self.mixing_kernel(), self.dwconv.bias, padding=1, groups=self.dwconv.groups
+        )
         return self.drop(self.fc2(self.drop(self.act(map_to_tokens(h_map)))))
+
+    def mixing_kernel(self) -> torch.Tensor:
+        """The depth-wise kernel of ``h + dwconv(h)``."""
+        return self.dwconv.weight + self.identity_kernel
 
 
 class FiniteInputCheck:
@@ -562,7 +574,7 @@ class FiniteInputCheck:
         self._pending: Optional[Tuple[torch.Tensor, Optional[torch.cuda.Event]]] = None
 
     def __call__(self, x: torch.Tensor, training: bool) -> None:
-        if is_tracing():
+        if not runs_eagerly():
             return
         self.resolve()
         if training and x.device.type in self.DEFERRED_DEVICE_TYPES:

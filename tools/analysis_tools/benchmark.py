@@ -8,6 +8,8 @@
         --sizes 800x1333@1
     python tools/analysis_tools/benchmark.py --summary --threads 2 --official PATH
     python tools/analysis_tools/benchmark.py --onnx --threads 2   # ONNX Runtime vs PyTorch
+    git worktree add /tmp/old REV && python tools/analysis_tools/benchmark.py \\
+        --models sgformer_s checkout_sgformer_s --checkout /tmp/old   # this code vs REV's
 
 One run measures every model at every size and mode. For each (size, batch, mode) all models
 are warmed up, then every repetition times each model once, in an order rotated per repetition
@@ -157,6 +159,13 @@ def parse_args(argv=None):
         help='folder with the official sgformer.py (a checkout of '
         'github.com/OliverRensu/SG-Former): adds the model names '
         "official_sgformer_s/m/b and the summary's ours/official row",
+    )
+    p.add_argument(
+        '--checkout',
+        metavar='PATH',
+        help='root of another checkout of this project (e.g. a git worktree of an older '
+        'commit): adds the model names checkout_NAME for every SG-Former NAME, built from '
+        "that checkout's mmsgformer.models and timed beside ours",
     )
     p.add_argument(
         '--summary',

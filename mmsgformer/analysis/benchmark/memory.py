@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 
 from ..baselines import DEFAULT_MODELS, required_libraries
-from .models import OFFICIAL_MODELS, build_entries
+from .models import OFFICIAL_MODELS, build_entries, import_checkout
 from .options import BenchmarkOptions, Size
 from .timing import make_step, set_mode
 
@@ -49,6 +49,8 @@ def memory_child(spec: dict) -> dict:
         importlib.import_module(lib)
     import mmsgformer.models  # noqa: F401
 
+    if options.checkout:
+        import_checkout(options.checkout)
     if options.whole_model:
         import mmpretrain.models  # noqa: F401
         import mmseg.models  # noqa: F401

@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import os
+import os.path as osp
+import sys
+import types
 from typing import List, Optional, Tuple
 
 import torch
@@ -13,6 +17,7 @@ from ...utils.config import load_config
 from ..baselines import (
     BASELINES,
     DEFAULT_MODELS,
+    SGFORMER,
     build_backbone,
     build_from_config,
     is_sgformer,
@@ -26,6 +31,13 @@ COMPILED = '+compile'
 
 OFFICIAL_MODELS = dict(official_sgformer_s='s', official_sgformer_m='m', official_sgformer_b='b')
 """Model names built from the official implementation (``official``), with their arch."""
+
+CHECKOUT = 'checkout_'
+"""Name prefix of the SG-Formers built from another checkout of this project (``checkout``):
+``checkout_sgformer_s`` is that checkout's ``sgformer_s`` (custom archs likewise)."""
+
+CHECKOUT_PACKAGE = 'mmsgformer_checkout'
+"""The module name the other checkout's package is imported under."""
 
 
 def compile_fn(fn, options: BenchmarkOptions):
@@ -57,10 +69,12 @@ class Entry:
             with_cp = (
                 options.with_cp == 'all'
                 or options.with_cp == 'sgformer'
-                and is_sgformer(name, options.custom_archs)
+                and is_sgformer(name.removeprefix(CHECKOUT), options.custom_archs)
             )
             if name in OFFICIAL_MODELS:
                 model, with_cp = build_official(name, options.official), False
+            elif name.startswith(CHECKOUT):
+                model = build_from_checkout(name, options, with_cp)
             else:
                 model = build_backbone(name, options.custom_archs, with_cp=with_cp)
             self.with_cp = with_cp and supports_cp(name)
@@ -125,6 +139,46 @@ def build_official(name: str, folder: Optional[str]) -> torch.nn.Module:
     return OfficialFeatures(build(import_official(folder), OFFICIAL_MODELS[name], num_classes=0))
 
 
+def import_checkout(folder: str) -> types.ModuleType:
+    """``mmsgformer.models`` of another checkout of this project (``folder`` holds its
+    ``mmsgformer`` package, e.g. ``git worktree add /tmp/old REV``), imported as
+    ``mmsgformer_checkout.models`` beside ours (once per process).
+
+    Its package ``__init__`` is not run and its registry is replaced by one that registers
+    nothing: its classes keep our names, which MMEngine's registries hold already, and are only
+    built directly here. Everything else (its models, layers, utils) is that checkout's code.
+    """
+    if CHECKOUT_PACKAGE + '.models' in sys.modules:
+        return sys.modules[CHECKOUT_PACKAGE + '.models']
+    package_dir = osp.join(folder, 'mmsgformer')
+    if not osp.isfile(osp.join(package_dir, 'models', 'sgformer.py')):
+        raise FileNotFoundError(
+            f'{package_dir}/models/sgformer.py not found; pass the root of a checkout of this '
+            f'project (e.g. made by git worktree add)'
+        )
+    package = types.ModuleType(CHECKOUT_PACKAGE)
+    package.__path__ = [package_dir]
+    registry = types.ModuleType(CHECKOUT_PACKAGE + '.registry')
+    registry.MODELS = None
+    registry.register_in_root = lambda _registry: lambda cls: cls
+    sys.modules[CHECKOUT_PACKAGE] = package
+    sys.modules[registry.__name__] = registry
+    return importlib.import_module(CHECKOUT_PACKAGE + '.models')
+
+
+def build_from_checkout(name: str, options: BenchmarkOptions, with_cp: bool) -> torch.nn.Module:
+    """The SG-Former ``name`` (:data:`CHECKOUT` + an SG-Former name) of the checkout
+    ``options.checkout`` (see :func:`import_checkout`), initialised as ours is."""
+    if not options.checkout:
+        raise ValueError(f'{name} is built from another checkout: pass --checkout PATH')
+    arch_name = name[len(CHECKOUT) :]
+    if not is_sgformer(arch_name, options.custom_archs):
+        raise ValueError(f'{name}: {arch_name!r} is not an SG-Former name or custom arch')
+    arch = SGFORMER.get(arch_name) or copy.deepcopy(options.custom_archs[arch_name])
+    models = import_checkout(options.checkout)
+    return models.SGFormer(arch=arch, out_indices=(0, 1, 2, 3), with_cp=with_cp)
+
+
 def build_entries(options: BenchmarkOptions, only: Optional[str] = None) -> List[Entry]:
     """The models to time; ``only`` (a memory subprocess) builds that one eager model."""
     entries = []
@@ -145,9 +199,11 @@ def build_entries(options: BenchmarkOptions, only: Optional[str] = None) -> List
 
 
 def baseline_names(name: str, names: List[str]) -> List[str]:
-    """What a row is compared with: an SG-Former's baselines; a compiled twin's eager model
-    (and, for an SG-Former, the compiled baselines)."""
+    """What a row is compared with: an SG-Former's baselines (first the same model of another
+    checkout where one is timed); a compiled twin's eager model (and, for an SG-Former, the
+    compiled baselines)."""
     if name.endswith(COMPILED):
         eager = name[: -len(COMPILED)]
         return [eager] + [b + COMPILED for b in BASELINES.get(eager, []) if b + COMPILED in names]
-    return [b for b in BASELINES.get(name, []) if b in names]
+    candidates = [CHECKOUT + name] + BASELINES.get(name, [])
+    return [b for b in candidates if b in names]

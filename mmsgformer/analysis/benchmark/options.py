@@ -74,6 +74,10 @@ class BenchmarkOptions:
         out: Write every result to this JSON file.
         official: Folder with the official ``sgformer.py``: adds the ``official_sgformer_*``
             models and the summary's ours/official row.
+        checkout: Root of another checkout of this project: adds the models ``checkout_NAME``
+            for every SG-Former ``NAME``, that checkout's code (see
+            :func:`~mmsgformer.analysis.benchmark.models.import_checkout`), each compared with
+            ours.
         summary_model: The SG-Former of the summary.
         summary_baseline: The Swin-T of the summary.
         summary_sizes: ``HxW@B`` of the summary's three runs (small, large, memory; default
@@ -110,6 +114,7 @@ class BenchmarkOptions:
     seed: int = 0
     out: Optional[str] = None
     official: Optional[str] = None
+    checkout: Optional[str] = None
     summary_model: str = 'sgformer_s'
     summary_baseline: str = 'swin_t'
     summary_sizes: Optional[List[str]] = None

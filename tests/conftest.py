@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from mmsgformer.testing.reference import load_reference
+from mmsgformer.utils.compat import check_openmmlab_installation
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 REFERENCE_FILE = osp.join(REPO, 'tests', 'data', 'sgformer_reference.pth')
@@ -20,6 +21,18 @@ SHARED_FIXTURE = os.environ.get(
 )
 """An older reference made on another machine (outside the repo; an extra check if present)."""
 
+OPENMMLAB_LINE = check_openmmlab_installation()
+
+# mmseg's stock tools and APIs parse a config before anything of ours is imported; under OneDL,
+# onedl-mmengine 0.10.12 still looks `mmseg::` bases up as the distribution `mmsegmentation`
+# (installed as `onedl-mmsegmentation`), so our UperNet text configs (which inherit mmseg's
+# bases) do not parse there until `import mmsgformer` aligns the table. Strict: the day OneDL
+# fixes it, these tests pass and the mark must go.
+STOCK_MMSEG_PARSES_OUR_CONFIGS = pytest.mark.xfail(
+    OPENMMLAB_LINE == 'onedl',
+    strict=True,
+    reason='onedl-mmengine resolves mmseg:: as the distribution mmsegmentation',
+)
 DETECTION_DEMO_CONFIG = osp.join(REPO, 'configs', 'demo', 'mask-rcnn_sgformer-tiny_fpn_shapes.py')
 SEGMENTATION_DEMO_CONFIG = osp.join(REPO, 'configs', 'demo', 'upernet_sgformer-tiny_shapes.py')
 CLASSIFICATION_CONFIG = osp.join(REPO, 'configs', 'sgformer', 'sgformer-s_16xb64_in1k.py')

@@ -20,7 +20,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, STOCK_MMSEG_PARSES_OUR_CONFIGS
 
 from mmsgformer.synthetic_data import generate_ade_shapes, generate_coco_shapes
 from mmsgformer.utils import load_checkpoint_file
@@ -30,7 +30,10 @@ SEG_CONFIG = osp.join(REPO, 'configs', 'demo', 'upernet_sgformer-tiny_shapes.py'
 
 CLS_CONFIG = osp.join(REPO, 'configs', 'sgformer', 'sgformer-s_16xb64_in1k.py')
 PACKAGE_OF = {'det': 'mmdet', 'seg': 'mmseg', 'cls': 'mmpretrain'}
-TASKS = list(PACKAGE_OF)
+TASKS = [
+    pytest.param(task, marks=STOCK_MMSEG_PARSES_OUR_CONFIGS) if task == 'seg' else task
+    for task in PACKAGE_OF
+]
 
 # Small loaders without worker processes; a checkpoint after two iterations.
 LOADERS = [
@@ -256,13 +259,18 @@ API_SCRIPTS = {
         """,
     },
 }
-API_CASES = [(task, name) for task, scripts in API_SCRIPTS.items() for name in scripts]
+API_CASES = [
+    pytest.param(task, name, id=f'{task}-{name}', marks=STOCK_MMSEG_PARSES_OUR_CONFIGS)
+    if task == 'seg'
+    else pytest.param(task, name, id=f'{task}-{name}')
+    for task, scripts in API_SCRIPTS.items()
+    for name in scripts
+]
 
 
 @pytest.mark.parametrize(
     'trained,api',
     API_CASES,
-    ids=[f'{t}-{a}' for t, a in API_CASES],
     indirect=['trained'],
     scope='module',
 )

@@ -19,7 +19,7 @@ import zipfile
 from typing import NamedTuple
 
 import pytest
-from conftest import REPO, run_command
+from conftest import REPO, STOCK_MMSEG_PARSES_OUR_CONFIGS, run_command
 
 from mmsgformer.configs import TEXT_CONFIGS
 
@@ -245,6 +245,7 @@ def test_downstream_detection_with_mim(installed):
     assert demo in out and 'coco/bbox_mAP' in out, out[-3000:]
 
 
+@STOCK_MMSEG_PARSES_OUR_CONFIGS
 def test_downstream_segmentation_with_mmseg_stock_tools(installed):
     from importlib.util import find_spec
 

@@ -5,6 +5,7 @@ import argparse
 import os
 import os.path as osp
 import subprocess
+import sys
 from typing import Mapping, Optional, Sequence
 
 import pytest
@@ -210,6 +211,16 @@ def official_wrappers(state_dict):
         'module_prefix': prefixed,
         'timm_module_prefix': dict(state_dict=prefixed),
     }
+
+
+def convert_official_checkpoint(state_dict, folder, name: str = 'converted.pth'):
+    """The official ``state_dict`` saved as its timm checkpoint, then converted by
+    ``tools/model_converters/sgformer2mm.py`` to ``folder / name``; returns that path."""
+    src, dst = folder / 'official.pth', folder / name
+    torch.save(official_wrappers(state_dict)['timm'], src)
+    converter = osp.join(REPO, 'tools', 'model_converters', 'sgformer2mm.py')
+    run_command([sys.executable, converter, src, dst])
+    return dst
 
 
 # ---- checks run on the CPU by their own test files and on CUDA by tests/test_cuda.py ----------

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 import torch
-from conftest import REPO, TINY_ARCH, official_wrappers
+from conftest import REPO, TINY_ARCH, convert_official_checkpoint, official_wrappers
 
 from mmsgformer.models import CheckpointMismatchError, SGFormer, load_weights
 from mmsgformer.models.official_keys import convert_official_state_dict
@@ -162,21 +162,8 @@ def test_pos_embed_resized_on_load(tmp_path, reference_arch, official):
 
 
 def test_converter_round_trip(tmp_path, reference, reference_arch):
-    src = tmp_path / 'sgformer_tiny.pth'
-    dst = tmp_path / 'out' / 'sgformer_tiny_converted.pth'
-    torch.save(official_wrappers(reference['state_dict'])['timm'], src)
-    result = subprocess.run(
-        [
-            sys.executable,
-            osp.join(REPO, 'tools/model_converters/sgformer2mm.py'),
-            str(src),
-            str(dst),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    assert result.returncode == 0, result.stderr
+    # into a folder that does not exist yet
+    dst = convert_official_checkpoint(reference['state_dict'], tmp_path, 'out/converted.pth')
     converted = torch.load(dst, weights_only=True)
     assert converted['meta']['depths'] == reference_arch['depths']
     keys = converted['state_dict'].keys()

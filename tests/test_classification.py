@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ABSENT, REPO, changes_from_upstream, official_wrappers
+from conftest import ABSENT, REPO, changes_from_upstream, convert_official_checkpoint
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
@@ -72,18 +72,7 @@ def test_converted_checkpoint_gives_official_logits(tmp_path, reference, referen
     from mmsgformer.utils import register_safe_globals
 
     register_safe_globals()
-    src, dst = tmp_path / 'official.pth', tmp_path / 'converted.pth'
-    torch.save(official_wrappers(reference['state_dict'])['timm'], src)
-    subprocess.run(
-        [
-            sys.executable,
-            osp.join(REPO, 'tools/model_converters/sgformer2mm.py'),
-            str(src),
-            str(dst),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    dst = convert_official_checkpoint(reference['state_dict'], tmp_path)
     _, model = build_classifier('configs/sgformer/sgformer-s_16xb64_in1k.py', arch=reference_arch)
     model.head.fc = torch.nn.Linear(
         reference_arch['embed_dims'][-1], reference['arch']['num_classes']
@@ -121,18 +110,7 @@ def test_tools_test_reports_imagenet_top1(tmp_path, reference, reference_arch):
 
     register_safe_globals()
 
-    src, ckpt = tmp_path / 'official.pth', tmp_path / 'converted.pth'
-    torch.save(official_wrappers(reference['state_dict'])['timm'], src)
-    subprocess.run(
-        [
-            sys.executable,
-            osp.join(REPO, 'tools/model_converters/sgformer2mm.py'),
-            str(src),
-            str(ckpt),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    ckpt = convert_official_checkpoint(reference['state_dict'], tmp_path)
     root = tmp_path / 'imagenet'
     (root / 'val').mkdir(parents=True)
     (root / 'meta').mkdir()

@@ -279,45 +279,25 @@ def test_missing_dataset_paths_all_tasks(config, key, tmp_path):
         check_dataset_paths(cfg, ['train_dataloader'])
 
 
-def test_test_tool_missing_data_root_message(tiny, tmp_path):
+def _test_tool_error(tiny, checkpoint, work_dir, returncode: int, *options) -> str:
+    """What tools/test.py prints when it refuses to run (``returncode``, no traceback)."""
     root, cfg = tiny
-    proc = _run(
-        [
-            sys.executable,
-            osp.join(REPO, 'tools', 'test.py'),
-            str(cfg),
-            str(cfg),
-            '--work-dir',
-            str(tmp_path / 'w'),
-            '--cfg-options',
-            f'test_dataloader.dataset.data_root={tmp_path}/gone/',
-        ],
-        cwd=root,
-        check=False,
-        timeout=300,
-    )
-    assert proc.returncode == 2 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
-    assert '--cfg-options test_dataloader.dataset.data_root=' in proc.stderr
+    cmd = [sys.executable, osp.join(REPO, 'tools', 'test.py'), str(cfg), str(checkpoint)]
+    proc = _run([*cmd, '--work-dir', str(work_dir), *options], cwd=root, check=False, timeout=300)
+    assert proc.returncode == returncode and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    return proc.stderr
+
+
+def test_test_tool_missing_data_root_message(tiny, tmp_path):
+    _, cfg = tiny
+    option = f'test_dataloader.dataset.data_root={tmp_path}/gone/'
+    stderr = _test_tool_error(tiny, cfg, tmp_path / 'w', 2, '--cfg-options', option)
+    assert '--cfg-options test_dataloader.dataset.data_root=' in stderr
 
 
 def _refused_checkpoint_message(tiny, checkpoint, work_dir) -> str:
     """What tools/test.py prints when it refuses ``checkpoint`` (exit status 1, no traceback)."""
-    root, cfg = tiny
-    proc = _run(
-        [
-            sys.executable,
-            osp.join(REPO, 'tools', 'test.py'),
-            str(cfg),
-            str(checkpoint),
-            '--work-dir',
-            str(work_dir),
-        ],
-        cwd=root,
-        check=False,
-        timeout=300,
-    )
-    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
-    return proc.stderr
+    return _test_tool_error(tiny, checkpoint, work_dir, 1)
 
 
 def test_test_tool_unreadable_checkpoint_message(tiny, tmp_path):

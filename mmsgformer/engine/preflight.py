@@ -45,6 +45,16 @@ def _join(root: Optional[str], path: str) -> str:
     return path
 
 
+def _missing_path(key: str, field: str, kind: str, path: str, root: str, where: str) -> str:
+    """The message for the missing ``kind`` (``'folder'``, ...) ``path`` that ``key.field``
+    names relative to the data root ``root``."""
+    placeholder = 'FOLDER' if kind == 'folder' else 'FILE'
+    return (
+        f'{key}.{field}: the {kind} {path!r} does not exist{where}. Fix the path: '
+        f'--cfg-options {key}.{field}={placeholder} (relative to {key}.data_root={root!r})'
+    )
+
+
 def dataset_path_problems(cfg, loaders=('train_dataloader',)) -> List[str]:
     """One message per missing path of the datasets of ``loaders`` (empty if all exist)."""
     problems = []
@@ -67,9 +77,7 @@ def dataset_path_problems(cfg, loaders=('train_dataloader',)) -> List[str]:
                 ann_path = _join(root, ann)
                 if not osp.isfile(ann_path):
                     problems.append(
-                        f'{key}.ann_file: the annotation file {ann_path!r} does not exist'
-                        f'{where}. Fix the path: --cfg-options {key}.ann_file=FILE '
-                        f'(relative to {key}.data_root={root!r})'
+                        _missing_path(key, 'ann_file', 'annotation file', ann_path, root, where)
                     )
             split = ds.get('split')
             if (
@@ -100,10 +108,9 @@ def dataset_path_problems(cfg, loaders=('train_dataloader',)) -> List[str]:
                     sub_path = _join(root, sub)
                     if not osp.isdir(sub_path):
                         problems.append(
-                            f'{key}.data_prefix.{name}: the folder {sub_path!r} does not '
-                            f'exist{where}. Fix the path: --cfg-options '
-                            f'{key}.data_prefix.{name}=FOLDER (relative to '
-                            f'{key}.data_root={root!r})'
+                            _missing_path(
+                                key, f'data_prefix.{name}', 'folder', sub_path, root, where
+                            )
                         )
     return problems
 

@@ -14,6 +14,13 @@ from .measure import measure
 from .options import BenchmarkOptions
 
 
+def save_results(path: str, record: dict) -> None:
+    """Writes a run's ``record`` as indented JSON to ``path`` (its folder is created)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(record, f, indent=2)
+
+
 def print_table(rows: List[dict]) -> None:
     """The rows of :func:`~.measure.measure` as an aligned text table."""
     header = [
@@ -125,29 +132,26 @@ def run(options: BenchmarkOptions) -> List[dict]:
         'forward MACs) and its fraction of the 2048x2048 matmul rate.'
     )
     if options.out:
-        os.makedirs(os.path.dirname(os.path.abspath(options.out)), exist_ok=True)
-        with open(options.out, 'w') as f:
-            json.dump(
-                dict(
-                    machine=info,
-                    args=dict(
-                        models=names,
-                        sizes=[list(s) for s in options.size_batches],
-                        modes=options.modes,
-                        dtype=options.dtype,
-                        compile=options.compile,
-                        compile_vs_eager=options.compile_vs_eager,
-                        with_cp=options.with_cp,
-                        warmup=options.warmup,
-                        reps=options.reps,
-                        iters=options.iters,
-                        whole_model=options.whole_model,
-                        argv=sys.argv[1:],
-                    ),
-                    results=rows,
-                    growth=growth,
+        save_results(
+            options.out,
+            dict(
+                machine=info,
+                args=dict(
+                    models=names,
+                    sizes=[list(s) for s in options.size_batches],
+                    modes=options.modes,
+                    dtype=options.dtype,
+                    compile=options.compile,
+                    compile_vs_eager=options.compile_vs_eager,
+                    with_cp=options.with_cp,
+                    warmup=options.warmup,
+                    reps=options.reps,
+                    iters=options.iters,
+                    whole_model=options.whole_model,
+                    argv=sys.argv[1:],
                 ),
-                f,
-                indent=2,
-            )
+                results=rows,
+                growth=growth,
+            ),
+        )
     return rows

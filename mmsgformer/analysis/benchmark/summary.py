@@ -10,8 +10,6 @@ needs a measurement of its own adds it to :class:`SummaryRuns` and
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
@@ -22,6 +20,7 @@ from .measure import measure
 from .memory import measure_memory_cpu
 from .models import OFFICIAL_MODELS
 from .options import BenchmarkOptions, Size, parse_size, size_text
+from .report import save_results
 from .timing import machine_info
 
 SUMMARY_SIZES = dict(small=(224, 224, 8), large=(800, 1216, 1), memory=(800, 1333, 1))
@@ -267,21 +266,18 @@ def run_summary(options: BenchmarkOptions) -> List[dict]:
     rows = compare(runs)
     print(format_summary(rows))
     if options.out:
-        os.makedirs(os.path.dirname(os.path.abspath(options.out)), exist_ok=True)
-        with open(options.out, 'w') as f:
-            json.dump(
-                dict(
-                    machine=info,
-                    argv=sys.argv[1:],
-                    summary=rows,
-                    sizes=runs.sizes,
-                    small=runs.small,
-                    large=runs.large,
-                    step_mib=runs.step_mib,
-                ),
-                f,
-                indent=2,
-            )
+        save_results(
+            options.out,
+            dict(
+                machine=info,
+                argv=sys.argv[1:],
+                summary=rows,
+                sizes=runs.sizes,
+                small=runs.small,
+                large=runs.large,
+                step_mib=runs.step_mib,
+            ),
+        )
     return rows
 
 

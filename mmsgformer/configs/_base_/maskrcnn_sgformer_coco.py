@@ -32,10 +32,11 @@ with read_base():  # custom_imports (mmsgformer), hooks, environment, logging
 default_scope = 'mmdet'
 
 # ---------------------------------------------------------------- model
-# What the RPN's and the RoI head's assigners and samplers share (`__` names are this file's
-# helpers: MMEngine leaves them out of the config).
+# What the RPN's and the RoI head's assigners and samplers, and the box and mask RoI
+# extractors share (`__` names are this file's helpers: MMEngine leaves them out of the config).
 __max_iou = dict(type='MaxIoUAssigner', match_low_quality=True, ignore_iof_thr=-1)
 __random = dict(type='RandomSampler', neg_pos_ub=-1)
+__roi_extractor = dict(type='SingleRoIExtractor', out_channels=256, featmap_strides=[4, 8, 16, 32])
 model = dict(
     type='MaskRCNN',
     data_preprocessor=dict(
@@ -78,10 +79,7 @@ model = dict(
     roi_head=dict(
         type='StandardRoIHead',
         bbox_roi_extractor=dict(
-            type='SingleRoIExtractor',
-            roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=0),
-            out_channels=256,
-            featmap_strides=[4, 8, 16, 32],
+            __roi_extractor, roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=0)
         ),
         bbox_head=dict(
             type='Shared2FCBBoxHead',
@@ -99,10 +97,7 @@ model = dict(
             loss_bbox=dict(type='L1Loss', loss_weight=1.0),
         ),
         mask_roi_extractor=dict(
-            type='SingleRoIExtractor',
-            roi_layer=dict(type='RoIAlign', output_size=14, sampling_ratio=0),
-            out_channels=256,
-            featmap_strides=[4, 8, 16, 32],
+            __roi_extractor, roi_layer=dict(type='RoIAlign', output_size=14, sampling_ratio=0)
         ),
         mask_head=dict(
             type='FCNMaskHead',

@@ -141,3 +141,14 @@ def test_config_packages_are_looked_up_where_they_import():
 
     cfg = Config.fromfile(os.path.join(REPO, 'configs', '_base_', 'models', 'upernet_sgformer.py'))
     assert cfg.model.backbone.type == 'mmsgformer.SGFormer'
+
+
+def test_mmengine_loading_never_falls_back_to_unpickling():
+    """OneDL's loader (retrying refused checkpoints with full unpickling) is replaced on
+    ``import mmsgformer``; upstream has none. tests/test_checkpoint.py checks the refusal."""
+    from mmengine.runner import checkpoint
+
+    line = compat.check_openmmlab_installation()
+    replaced = getattr(getattr(checkpoint, '_safe_torch_load', None), 'refuses_unpickling', False)
+    assert replaced == (line == 'onedl')
+    assert not compat.refuse_unpickling_fallback_in_mmengine()  # done once

@@ -19,7 +19,12 @@ import zipfile
 from typing import NamedTuple
 
 import pytest
-from conftest import REPO, STOCK_MMSEG_PARSES_OUR_CONFIGS, run_command
+from conftest import (
+    ONEDL_MIM_FINDS_OUR_PACKAGE,
+    REPO,
+    STOCK_MMSEG_PARSES_OUR_CONFIGS,
+    run_command,
+)
 
 from mmsgformer.configs import TEXT_CONFIGS
 
@@ -166,6 +171,7 @@ for name in {PYTHON_CONFIGS!r}:
     assert out.count('same ') == len(TEXT_PATHS) + len(PYTHON_CONFIGS), out
 
 
+@ONEDL_MIM_FINDS_OUR_PACKAGE
 def test_mim_search_lists_the_models(installed):
     out = run([MIM, 'search', 'mmsgformer', '--valid-config'], installed)  # a list's repr
     for path in TEXT_PATHS:
@@ -200,6 +206,7 @@ default_hooks = dict(checkpoint=dict(interval=1), logger=dict(interval=1))
 """
 
 
+@ONEDL_MIM_FINDS_OUR_PACKAGE
 def test_downstream_detection_with_mim(installed):
     """``mim train mmsgformer`` a downstream config, then ``mim test mmsgformer`` the demo config
     by its file name (found in the installed package) on that checkpoint."""

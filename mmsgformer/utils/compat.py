@@ -10,7 +10,9 @@
   one line: :func:`check_openmmlab_installation` (run by ``import mmsgformer``) names a mixed
   one, and :func:`check_mmcv_ops` an mmcv whose compiled ops are missing or do not load.
   Where the lines differ in what we rely on, the difference is handled here:
-  :func:`look_up_config_packages_by_module` (``mmseg::`` config paths under OneDL).
+  :func:`look_up_config_packages_by_module` (``mmseg::`` config paths under OneDL) and
+  :func:`refuse_unpickling_fallback_in_mmengine` (OneDL's checkpoint loader retrying refused
+  checkpoints with full unpickling).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     'check_openmmlab_installation',
     'check_mmcv_ops',
     'look_up_config_packages_by_module',
+    'refuse_unpickling_fallback_in_mmengine',
     'is_compiling',
     'is_tracing',
     'is_autocast_enabled',
@@ -266,3 +269,34 @@ def look_up_config_packages_by_module(module2package: Dict[str, str]) -> None:
             and importlib.util.find_spec(module) is not None
         ):
             module2package[module] = module
+
+
+def refuse_unpickling_fallback_in_mmengine() -> bool:
+    """Keeps MMEngine's checkpoint loading (``load_checkpoint``, ``load_from``, ``--resume``,
+    ``init_cfg`` Pretrained) refusing checkpoints that would run code, on both lines.
+
+    Upstream mmengine 0.10.7 calls ``torch.load`` with torch's default, ``weights_only=True``
+    since torch 2.6, and the allow-list of :func:`mmsgformer.utils.register_safe_globals`. OneDL's
+    mmengine 0.10.12 loads through ``_safe_torch_load``, which retries a refused checkpoint with
+    ``weights_only=False``, i.e. runs whatever the pickle calls. Where that loader exists, it is
+    replaced by one that keeps its allow-list and drops the retry; explicit ``weights_only``
+    arguments and torch < 2.6 go to it unchanged.
+
+    Returns:
+        Whether the loader was replaced (``False`` on the upstream line, or if already done).
+    """
+    from mmengine.runner import checkpoint
+
+    loader = getattr(checkpoint, '_safe_torch_load', None)
+    if loader is None or getattr(loader, 'refuses_unpickling', False):
+        return False
+
+    def load_weights_only(file, map_location=None, weights_only=None):
+        if weights_only is None and TORCH_VERSION >= (2, 6):
+            with torch.serialization.safe_globals(checkpoint.get_torch_safe_globals()):
+                return torch.load(file, map_location=map_location, weights_only=True)
+        return loader(file, map_location=map_location, weights_only=weights_only)
+
+    load_weights_only.refuses_unpickling = True
+    checkpoint._safe_torch_load = load_weights_only
+    return True

@@ -152,3 +152,24 @@ def test_mmengine_loading_never_falls_back_to_unpickling():
     replaced = getattr(getattr(checkpoint, '_safe_torch_load', None), 'refuses_unpickling', False)
     assert replaced == (line == 'onedl')
     assert not compat.refuse_unpickling_fallback_in_mmengine()  # done once
+
+
+def test_tests_left_out_on_the_second_stack_import_no_openmmlab_package():
+    """`make test-upstream` skips the Makefile's STACK_FREE_TESTS: none of them may import
+    mmcv, mmengine, mmdet, mmseg, mmpretrain or mim (directly or through a config or tool)."""
+    import re
+
+    with open(os.path.join(REPO, 'Makefile')) as f:
+        makefile = f.read().replace('\\\n', ' ')
+    (listing,) = re.findall(r'^STACK_FREE_TESTS := (.*)$', makefile, re.M)
+    files = listing.split()
+    assert files
+    uses_openmmlab = re.compile(
+        r'^\s*(import|from)\s+(mmcv|mmengine|mmdet|mmseg|mmpretrain|mim)\b'
+        r"|Config\.fromfile|run_command|subprocess|['\"](tools|configs)['/]",
+        re.M,
+    )
+    for name in files:
+        with open(os.path.join(REPO, name)) as f:
+            found = uses_openmmlab.search(f.read())
+        assert found is None, f'{name} uses {found.group(0)!r}: remove it from STACK_FREE_TESTS'

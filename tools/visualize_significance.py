@@ -21,6 +21,7 @@ from mmengine.config import DictAction
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    # Its own parser on purpose, as mmdet's tools have: each tool lists all it takes.
     parser = argparse.ArgumentParser(
         description='Draw SG-Former significance maps and token allocation',
         epilog='Outputs and the meaning of the colours: docs/significance.md.',

@@ -46,6 +46,7 @@ from mmsgformer.analysis.benchmark import (
 def parse_args(argv=None):
     from mmengine.config import DictAction
 
+    # Its own parser on purpose, as mmdet's tools have: each tool lists all it takes.
     p = argparse.ArgumentParser(
         description='SG-Former / Swin / PVTv2 benchmark',
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -38,6 +38,7 @@ from mmsgformer.utils.config import ConfigError, load_config
 def parse_args(argv=None):
     from mmengine.config import DictAction
 
+    # Its own parser on purpose, as mmdet's tools have: each tool lists all it takes.
     parser = argparse.ArgumentParser(description='Params and FLOPs (MACs) of a model')
     parser.add_argument(
         'config', nargs='?', help='OpenMMLab config (classifier, detector, segmentor)'

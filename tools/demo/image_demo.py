@@ -17,6 +17,7 @@ from mmengine.config import DictAction
 
 
 def parse_args(argv=None):
+    # Its own parser on purpose, as mmdet's tools have: each tool lists all it takes.
     parser = argparse.ArgumentParser(description='Detector demo: ground truth beside prediction')
     parser.add_argument('images', help='image file, folder of images, or glob (quote it)')
     parser.add_argument('config', help='config file')

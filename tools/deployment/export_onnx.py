@@ -19,6 +19,7 @@ from mmengine.config import DictAction
 def parse_args(argv=None) -> argparse.Namespace:
     from mmsgformer.deployment.export import DEFAULT_OPSET
 
+    # Its own parser on purpose, as mmdet's tools have: each tool lists all it takes.
     parser = argparse.ArgumentParser(description='Export an mmsgformer model to ONNX')
     parser.add_argument('config', help='config file')
     parser.add_argument(
